@@ -1,0 +1,361 @@
+"""Value types of the topic API: options, messages, positions, filters and info records."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lakeport.errors import Invalid
+
+TOPIC_NAME_RE = re.compile(r"^[0-9A-Za-z+_=:@.-]+$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str | float | int | timedelta) -> float:
+    """Parse ``"500ms"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"7d"`` (or a number of seconds)."""
+    if isinstance(text, timedelta):
+        return text.total_seconds()
+    if isinstance(text, int | float):
+        return float(text)
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise Invalid(f"bad duration {text!r}: use a number with ms, s, m, h, d or w (e.g. '10m')")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(text: str | int) -> int:
+    """Parse ``"512MB"``, ``"1GiB"``, ``"100k"`` or a plain number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise Invalid(f"bad size {text!r}: use a number of bytes or e.g. '512MB', '1GiB'")
+    unit = (match.group(2) or "b").lower().rstrip("b").rstrip("i")
+    factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    return int(float(match.group(1)) * factor)
+
+
+def validate_topic_name(name: str) -> str:
+    """Return ``name`` if it is a valid topic (or consumer/producer) name, else raise Invalid."""
+    if not isinstance(name, str) or not TOPIC_NAME_RE.match(name) or len(name) > 200:
+        raise Invalid(
+            f"bad name {name!r}: use 1-200 characters from A-Z a-z 0-9 and + _ = : @ . -"
+        )
+    return name
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Format(StrEnum):
+    JSON = "json"
+    STRING = "string"
+    BYTES = "bytes"
+
+
+class Persistence(StrEnum):
+    DISK = "disk"
+    RAM = "ram"
+
+
+class Mode(StrEnum):
+    """How consumers sharing one name split a topic."""
+
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+    STANDBY = "standby"
+
+
+class TopicOptions(BaseModel):
+    """Create options of a topic. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Format = Format.JSON
+    persistence: Persistence = Persistence.DISK
+    max_size: int | None = Field(default=None, gt=0, description="retention: bytes kept at most")
+    max_age: float | None = Field(default=None, gt=0, description="retention: seconds kept at most")
+    dedup_window: float = Field(default=120.0, ge=0, description="seconds a msg_id is remembered")
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("max_age", "dedup_window", mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str | timedelta) else value
+
+
+OnNoExists = Literal["wait", "fail", "create"]
+
+
+def encode_payload(payload: Any, fmt: Format) -> bytes:
+    """Encode a payload for a topic of format ``fmt``; raise Invalid if it does not fit.
+
+    For ``json`` topics Python values are serialized and ``bytes`` are taken as JSON text
+    (and checked). ``string`` topics take ``str`` (or UTF-8 ``bytes``); ``bytes`` topics
+    take ``bytes`` (or ``str``, stored as UTF-8).
+    """
+    if fmt is Format.JSON:
+        if isinstance(payload, bytes | bytearray | memoryview):
+            data = bytes(payload)
+            try:
+                orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise Invalid(f"payload is not valid JSON for a json topic: {exc}") from None
+            return data
+        try:
+            return orjson.dumps(payload)
+        except TypeError as exc:
+            raise Invalid(f"payload cannot be encoded as JSON: {exc}") from None
+    if isinstance(payload, str):
+        return payload.encode()
+    if isinstance(payload, bytes | bytearray | memoryview):
+        data = bytes(payload)
+        if fmt is Format.STRING:
+            try:
+                data.decode()
+            except UnicodeDecodeError as exc:
+                raise Invalid(f"payload is not UTF-8 text for a string topic: {exc}") from None
+        return data
+    raise Invalid(f"a {fmt.value} topic takes str or bytes payloads, not {type(payload).__name__}")
+
+
+def decode_payload(data: bytes, fmt: Format) -> Any:
+    if fmt is Format.JSON:
+        return orjson.loads(data)
+    if fmt is Format.STRING:
+        return data.decode()
+    return data
+
+
+class Message:
+    """One message read from a topic.
+
+    ``data`` holds the stored bytes; ``payload`` decodes them by the topic's format.
+    """
+
+    __slots__ = ("data", "format", "headers", "key", "producer", "seqno", "timestamp_ns")
+
+    def __init__(
+        self,
+        seqno: int,
+        timestamp_ns: int,
+        producer: str,
+        data: bytes,
+        format: Format = Format.JSON,
+        headers: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.seqno = seqno
+        self.timestamp_ns = timestamp_ns
+        self.producer = producer
+        self.data = data
+        self.format = format
+        self.headers = headers
+        self.key = key
+
+    @property
+    def payload(self) -> Any:
+        return decode_payload(self.data, self.format)
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp_ns / 1e9, UTC)
+
+    def text(self) -> str:
+        """The payload as text (JSON text for json topics)."""
+        return self.data.decode(errors="replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: seqno, time, producer, headers, key and payload."""
+        record: dict[str, Any] = {
+            "seqno": self.seqno,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "producer": self.producer,
+        }
+        if self.headers:
+            record["headers"] = self.headers
+        if self.key is not None:
+            record["key"] = self.key
+        payload = self.payload
+        record["payload"] = payload if self.format is not Format.BYTES else payload.hex()
+        return record
+
+    def __repr__(self) -> str:
+        return f"Message(seqno={self.seqno}, producer={self.producer!r}, data={self.data[:60]!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.seqno, self.data, self.producer) == (other.seqno, other.data, other.producer)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class EndMarker:
+    """Yielded once by a consumer opened with ``end_marker=True`` when it reaches the end."""
+
+    __slots__ = ("seqno",)
+
+    def __init__(self, seqno: int) -> None:
+        self.seqno = seqno
+
+    def __repr__(self) -> str:
+        return f"EndMarker(seqno={self.seqno})"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a consumer starts: ``beginning``, ``end``, ``unread``, ``seqno``, ``time``.
+
+    ``Position.parse`` reads the CLI forms ``beginning``, ``end``, ``unread``, ``seqno:N``,
+    ``since:10m`` and ``time:2026-01-01T00:00:00Z``.
+    """
+
+    kind: Literal["beginning", "end", "unread", "seqno", "time"]
+    seqno: int = 0
+    timestamp_ns: int = 0
+
+    @classmethod
+    def beginning(cls) -> Position:
+        return cls("beginning")
+
+    @classmethod
+    def end(cls) -> Position:
+        return cls("end")
+
+    @classmethod
+    def unread(cls) -> Position:
+        return cls("unread")
+
+    @classmethod
+    def at_seqno(cls, seqno: int) -> Position:
+        if seqno < 1:
+            raise Invalid(f"bad position seqno {seqno}: seqnos start at 1")
+        return cls("seqno", seqno=seqno)
+
+    @classmethod
+    def timestamp(cls, when: datetime) -> Position:
+        if when.tzinfo is None:
+            raise Invalid("a position time needs a time zone (use UTC)")
+        return cls("time", timestamp_ns=int(when.timestamp() * 1e9))
+
+    @classmethod
+    def since(cls, duration: str | float | timedelta) -> Position:
+        return cls("time", timestamp_ns=now_ns() - int(parse_duration(duration) * 1e9))
+
+    @classmethod
+    def parse(cls, text: str | Position) -> Position:
+        if isinstance(text, Position):
+            return text
+        kind, _, arg = text.strip().partition(":")
+        try:
+            if kind in ("beginning", "end", "unread") and not arg:
+                return cls(kind)  # type: ignore[arg-type]
+            if kind == "seqno" and arg:
+                return cls.at_seqno(int(arg))
+            if kind == "since" and arg:
+                return cls.since(arg)
+            if kind == "time" and arg:
+                return cls.timestamp(datetime.fromisoformat(arg.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+        raise Invalid(
+            f"bad position {text!r}: use beginning, end, unread, seqno:N, since:10m "
+            "or time:2026-01-01T00:00:00Z"
+        )
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Client-side payload filters; a message is delivered only if it passes all that are set."""
+
+    match_re: str | None = None
+    match_string: str | None = None
+    no_match_re: str | None = None
+    no_match_string: str | None = None
+    _compiled: tuple = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = (
+                re.compile(self.match_re.encode()) if self.match_re else None,
+                re.compile(self.no_match_re.encode()) if self.no_match_re else None,
+            )
+        except re.error as exc:
+            raise Invalid(f"bad filter regular expression: {exc}") from None
+        object.__setattr__(self, "_compiled", compiled)
+
+    @property
+    def active(self) -> bool:
+        return any((self.match_re, self.match_string, self.no_match_re, self.no_match_string))
+
+    def accepts(self, data: bytes) -> bool:
+        match_re, no_match_re = self._compiled
+        if self.match_string is not None and self.match_string.encode() not in data:
+            return False
+        if self.no_match_string is not None and self.no_match_string.encode() in data:
+            return False
+        if match_re is not None and not match_re.search(data):
+            return False
+        return not (no_match_re is not None and no_match_re.search(data))
+
+
+@dataclass
+class ConsumerInfo:
+    """A consumer name's state on a topic."""
+
+    name: str
+    mode: str
+    acked: int
+    lag: int
+    active: int = 0
+
+
+@dataclass
+class TopicInfo:
+    """What ``lakeport topics show`` prints."""
+
+    name: str
+    options: TopicOptions
+    first_seqno: int = 0
+    last_seqno: int = 0
+    entries: int = 0
+    bytes: int = 0
+    oldest_ns: int | None = None
+    newest_ns: int | None = None
+    consumers: list[ConsumerInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(ns: int | None) -> str | None:
+            if ns is None:
+                return None
+            return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+        return {
+            "name": self.name,
+            "format": self.options.format.value,
+            "persistence": self.options.persistence.value,
+            "max_size": self.options.max_size,
+            "max_age": self.options.max_age,
+            "first_seqno": self.first_seqno,
+            "last_seqno": self.last_seqno,
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "oldest": iso(self.oldest_ns),
+            "newest": iso(self.newest_ns),
+            "consumers": [vars(c) for c in self.consumers],
+        }
