@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import operator
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -245,30 +246,30 @@ class Producer(ABC):
 
 
 class _InFlight:
-    """Delivered but unacked seqnos, kept as batches for cheap cumulative acks."""
+    """Delivered but unacked messages, kept as the fetched lists for cheap cumulative acks."""
 
     __slots__ = ("batches", "count")
 
     def __init__(self) -> None:
-        self.batches: deque[tuple[list[int], float]] = deque()
+        self.batches: deque[tuple[list[Message], float]] = deque()
         self.count = 0
 
-    def add(self, seqnos: list[int]) -> None:
-        if seqnos:
-            self.batches.append((seqnos, time.monotonic()))
-            self.count += len(seqnos)
+    def add(self, messages: list[Message]) -> None:
+        if messages:
+            self.batches.append((messages, time.monotonic()))
+            self.count += len(messages)
 
     def ack(self, seqno: int) -> None:
         batches = self.batches
         while batches:
-            seqnos, when = batches[0]
-            if seqnos[-1] <= seqno:
+            messages, when = batches[0]
+            if messages[-1].seqno <= seqno:
                 batches.popleft()
-                self.count -= len(seqnos)
+                self.count -= len(messages)
                 continue
-            cut = bisect.bisect_right(seqnos, seqno)
+            cut = bisect.bisect_right(messages, seqno, key=_seqno)
             if cut:
-                batches[0] = (seqnos[cut:], when)
+                batches[0] = (messages[cut:], when)
                 self.count -= cut
             break
 
@@ -278,6 +279,9 @@ class _InFlight:
     def clear(self) -> None:
         self.batches.clear()
         self.count = 0
+
+
+_seqno = operator.attrgetter("seqno")
 
 
 class Consumer(ABC):
@@ -419,7 +423,7 @@ class Consumer(ABC):
                     self._skipped_upto = max(self._skipped_upto, messages[-1].seqno)
                 messages = kept
                 await self._ack_skipped()
-            self._in_flight.add([m.seqno for m in messages])
+            self._in_flight.add(messages)
             self._buffer.extend(messages)
 
     def _wait_slice(self, remaining: float | None) -> float:
@@ -460,9 +464,8 @@ class Consumer(ABC):
         if len(buffer) <= max_n:
             batch = list(buffer)
             buffer.clear()
-        else:
-            batch = [buffer.popleft() for _ in range(max_n)]
-        return batch
+            return batch
+        return [buffer.popleft() for _ in range(max_n)]
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self

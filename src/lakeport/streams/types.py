@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -109,6 +110,11 @@ def encode_payload(payload: Any, fmt: Format) -> bytes:
     take ``bytes`` (or ``str``, stored as UTF-8).
     """
     if fmt is Format.JSON:
+        if type(payload) is dict:
+            try:
+                return orjson.dumps(payload)
+            except TypeError as exc:
+                raise Invalid(f"payload cannot be encoded as JSON: {exc}") from None
         if isinstance(payload, bytes | bytearray | memoryview):
             data = bytes(payload)
             try:
@@ -133,6 +139,16 @@ def encode_payload(payload: Any, fmt: Format) -> bytes:
     raise Invalid(f"a {fmt.value} topic takes str or bytes payloads, not {type(payload).__name__}")
 
 
+def encode_payloads(payloads: Sequence[Any], fmt: Format) -> list[bytes]:
+    """Encode a batch of payloads (fast path for JSON values), like :func:`encode_payload`."""
+    if fmt is Format.JSON:
+        try:
+            return list(map(orjson.dumps, payloads))
+        except TypeError:
+            pass  # bytes (JSON text) or a value orjson rejects: check one by one
+    return [encode_payload(p, fmt) for p in payloads]
+
+
 def decode_payload(data: bytes, fmt: Format) -> Any:
     if fmt is Format.JSON:
         return orjson.loads(data)
@@ -141,31 +157,23 @@ def decode_payload(data: bytes, fmt: Format) -> Any:
     return data
 
 
-class Message:
-    """One message read from a topic.
+class _MessageFields(NamedTuple):
+    seqno: int
+    timestamp_ns: int
+    producer: str
+    data: bytes
+    format: Format = Format.JSON
+    headers: dict[str, str] | None = None
+    key: str | None = None
+
+
+class Message(_MessageFields):
+    """One message read from a topic (an immutable record).
 
     ``data`` holds the stored bytes; ``payload`` decodes them by the topic's format.
     """
 
-    __slots__ = ("data", "format", "headers", "key", "producer", "seqno", "timestamp_ns")
-
-    def __init__(
-        self,
-        seqno: int,
-        timestamp_ns: int,
-        producer: str,
-        data: bytes,
-        format: Format = Format.JSON,
-        headers: dict[str, str] | None = None,
-        key: str | None = None,
-    ) -> None:
-        self.seqno = seqno
-        self.timestamp_ns = timestamp_ns
-        self.producer = producer
-        self.data = data
-        self.format = format
-        self.headers = headers
-        self.key = key
+    __slots__ = ()
 
     @property
     def payload(self) -> Any:
@@ -196,13 +204,6 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message(seqno={self.seqno}, producer={self.producer!r}, data={self.data[:60]!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Message):
-            return NotImplemented
-        return (self.seqno, self.data, self.producer) == (other.seqno, other.data, other.producer)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class EndMarker:

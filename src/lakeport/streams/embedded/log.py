@@ -1,0 +1,195 @@
+"""The on-disk format of the embedded engine.
+
+A topic is a folder of segment files ``<first seqno>.log`` holding *batches*; one commit
+writes one batch per producer. A batch is a 40-byte header and a body::
+
+    header  magic u32 | body_crc u32 | body_len u32 | count u32 | base_seqno u64
+            | time_ns u64 | producer_len u16 | flags u16 | header_crc u32
+    body    lengths u32 * count | producer name | payloads | extras (JSON, if flags & 1)
+
+``extras`` is a list with one entry per message: ``null`` or ``{"h": headers, "k": key,
+"i": msg_id}``. Both CRCs are checked on read; recovery truncates the last segment at the
+first batch that is torn or corrupt. A small ``head`` file publishes the committed end
+(last seqno, segment, offset, time) so readers never see a half-written batch.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+MAGIC = 0x3142504C  # "LPB1"
+HEADER = struct.Struct("<IIIIQQHHI")
+HEADER_SIZE = HEADER.size  # 40
+_HEADER_PREFIX = struct.Struct("<IIIIQQHH")
+FLAG_EXTRAS = 1
+SEGMENT_SUFFIX = ".log"
+HEAD = struct.Struct("<QQQQI")  # last_seqno, segment_base, committed_offset, newest_ns, crc
+
+
+class CorruptRecord(Exception):
+    """A batch whose checksum or framing is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    body_crc: int
+    body_len: int
+    count: int
+    base_seqno: int
+    time_ns: int
+    producer_len: int
+    flags: int
+
+    @property
+    def size(self) -> int:
+        return HEADER_SIZE + self.body_len
+
+    @property
+    def last_seqno(self) -> int:
+        return self.base_seqno + self.count - 1
+
+
+def encode_body(producer: bytes, payloads: list[bytes], extras: list | None) -> tuple[bytes, int]:
+    """The body of a batch and its flags (the seqno is not in the body)."""
+    parts = [struct.pack(f"<{len(payloads)}I", *map(len, payloads)), producer, *payloads]
+    flags = 0
+    if extras is not None:
+        parts.append(orjson.dumps(extras))
+        flags |= FLAG_EXTRAS
+    return b"".join(parts), flags
+
+
+def encode_header(body: bytes, body_crc: int, count: int, base_seqno: int, time_ns: int,
+                  producer_len: int, flags: int) -> bytes:
+    prefix = _HEADER_PREFIX.pack(
+        MAGIC, body_crc, len(body), count, base_seqno, time_ns, producer_len, flags
+    )
+    return prefix + struct.pack("<I", zlib.crc32(prefix))
+
+
+def decode_header(raw: bytes | memoryview, offset: int = 0) -> BatchHeader:
+    magic, body_crc, body_len, count, base, time_ns, plen, flags, hcrc = HEADER.unpack_from(
+        raw, offset
+    )
+    if magic != MAGIC or zlib.crc32(raw[offset : offset + HEADER_SIZE - 4]) != hcrc:
+        raise CorruptRecord("bad batch header")
+    return BatchHeader(body_crc, body_len, count, base, time_ns, plen, flags)
+
+
+def decode_body(header: BatchHeader, body: bytes | memoryview) -> tuple[
+    str, list[bytes], list | None
+]:
+    """Split a checked body into producer name, payloads and extras."""
+    if zlib.crc32(body) != header.body_crc:
+        raise CorruptRecord("bad batch body checksum")
+    count = header.count
+    lengths = struct.unpack_from(f"<{count}I", body, 0)
+    pos = 4 * count
+    producer = bytes(body[pos : pos + header.producer_len]).decode()
+    pos += header.producer_len
+    raw = bytes(body[pos:])
+    payloads = []
+    offset = 0
+    for length in lengths:
+        end = offset + length
+        payloads.append(raw[offset:end])
+        offset = end
+    extras = orjson.loads(raw[offset:]) if header.flags & FLAG_EXTRAS else None
+    return producer, payloads, extras
+
+
+def segment_path(topic_dir: Path, base_seqno: int) -> Path:
+    return topic_dir / f"{base_seqno:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(topic_dir: Path) -> list[int]:
+    """Base seqnos of the topic's segments, oldest first."""
+    try:
+        names = os.listdir(topic_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n[:-4]) for n in names if n.endswith(SEGMENT_SUFFIX) and n[:-4].isdigit())
+
+
+def iter_headers(
+    fd: int, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, BatchHeader]]:
+    """(offset, header) of each complete batch from ``start``; stops at a torn or bad one."""
+    if end is None:
+        end = os.fstat(fd).st_size
+    offset = start
+    while offset + HEADER_SIZE <= end:
+        raw = os.pread(fd, HEADER_SIZE, offset)
+        try:
+            header = decode_header(raw)
+        except (CorruptRecord, struct.error):
+            return
+        if offset + header.size > end:
+            return
+        yield offset, header
+        offset += header.size
+
+
+@dataclass
+class ScanResult:
+    """What a checked scan of a segment found."""
+
+    valid_end: int
+    last_seqno: int
+    newest_ns: int
+    file_size: int
+    dropped_reason: str = ""
+
+
+def scan_segment(fd: int, base_seqno: int) -> ScanResult:
+    """Check every batch of a segment (both CRCs, seqno continuity); find the intact end."""
+    size = os.fstat(fd).st_size
+    offset, expected, newest = 0, base_seqno, 0
+    reason = ""
+    while offset < size:
+        if offset + HEADER_SIZE > size:
+            reason = "torn batch header"
+            break
+        raw = os.pread(fd, HEADER_SIZE, offset)
+        try:
+            header = decode_header(raw)
+        except CorruptRecord as exc:
+            reason = str(exc)
+            break
+        if header.base_seqno != expected:
+            reason = f"seqno gap (expected {expected}, found {header.base_seqno})"
+            break
+        if offset + header.size > size:
+            reason = "torn batch body"
+            break
+        body = os.pread(fd, header.body_len, offset + HEADER_SIZE)
+        if zlib.crc32(body) != header.body_crc:
+            reason = "bad batch body checksum"
+            break
+        offset += header.size
+        expected = header.last_seqno + 1
+        newest = header.time_ns
+    return ScanResult(offset, expected - 1, newest, size, reason)
+
+
+def read_head(fd: int) -> tuple[int, int, int, int] | None:
+    """(last_seqno, segment_base, committed_offset, newest_ns) or None if unreadable."""
+    raw = os.pread(fd, HEAD.size, 0)
+    if len(raw) != HEAD.size:
+        return None
+    last, seg, offset, newest, crc = HEAD.unpack(raw)
+    if zlib.crc32(raw[:-4]) != crc:
+        return None
+    return last, seg, offset, newest
+
+
+def write_head(fd: int, last_seqno: int, segment_base: int, offset: int, newest_ns: int) -> None:
+    prefix = HEAD.pack(last_seqno, segment_base, offset, newest_ns, 0)[:-4]
+    os.pwrite(fd, prefix + struct.pack("<I", zlib.crc32(prefix)), 0)

@@ -1,0 +1,228 @@
+"""Reading a topic's segment log from any process, up to the committed end in ``head``."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from itertools import repeat
+from pathlib import Path
+
+from lakeport.streams.embedded import log
+from lakeport.streams.types import Format, Message
+
+logger = logging.getLogger("lakeport.streams.embedded")
+
+CHUNK = 1 << 20
+_new_tuple = tuple.__new__  # builds Messages without a Python-level __init__
+
+
+class LogReader:
+    """A cursor over one topic: ``seek`` to a seqno or time, then ``read`` what is committed."""
+
+    def __init__(self, data_dir: Path, fmt: Format) -> None:
+        self.data_dir = data_dir
+        self.format = fmt
+        self.head_fd = os.open(data_dir / "head", os.O_RDONLY)
+        self.cursor = 1
+        self._segment = -1
+        self._fd = -1
+        self._offset = 0
+        self._ready: list[Message] = []
+        self._ready_pos = 0
+        self._index: list[tuple[int, int, int]] = []  # (batch base seqno, segment, offset)
+
+    def close(self) -> None:
+        for fd in (self._fd, self.head_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self.head_fd = -1
+
+    # -- the committed end -------------------------------------------------------------
+    def head(self) -> tuple[int, int, int, int]:
+        """(last_seqno, segment, committed_offset, newest_ns) as last published."""
+        return log.read_head(self.head_fd) or (0, 1, 0, 0)
+
+    def deleted(self) -> bool:
+        return os.fstat(self.head_fd).st_nlink == 0
+
+    def last_seqno(self) -> int:
+        return self.head()[0]
+
+    def first_seqno(self) -> int:
+        segments = log.list_segments(self.data_dir)
+        return segments[0] if segments else self.last_seqno() + 1
+
+    # -- positioning -------------------------------------------------------------------
+    def _open_segment(self, base: int) -> bool:
+        try:
+            fd = os.open(log.segment_path(self.data_dir, base), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._segment, self._offset = fd, base, 0
+        return True
+
+    def seek(self, seqno: int) -> None:
+        """Make the next ``read`` start at ``seqno`` (or the first seqno still kept)."""
+        self._ready, self._ready_pos = [], 0
+        segments = log.list_segments(self.data_dir)
+        if not segments:
+            self.cursor = max(seqno, 1)
+            return
+        seqno = max(seqno, segments[0])
+        self.cursor = seqno
+        cut = bisect.bisect_right(self._index, (seqno, 1 << 62, 0))
+        if cut and self._index[cut - 1][1] in segments:
+            _base, segment, offset = self._index[cut - 1]
+            if self._segment != segment and not self._open_segment(segment):
+                return self.seek(seqno)
+            self._offset = offset
+            return None
+        segment = segments[bisect.bisect_right(segments, seqno) - 1]
+        if not self._open_segment(segment):
+            return self.seek(seqno)
+        _, seg, committed, _ = self.head()
+        end = committed if seg == segment else None
+        for offset, header in log.iter_headers(self._fd, 0, end):
+            self._remember(header.base_seqno, offset)
+            if header.last_seqno >= seqno:
+                self._offset = offset
+                return None
+            self._offset = offset + header.size
+        return None
+
+    def seqno_at_time(self, timestamp_ns: int) -> int:
+        """The first seqno appended at or after ``timestamp_ns`` (or last + 1)."""
+        last, head_segment, committed, _ = self.head()
+        for segment in log.list_segments(self.data_dir):
+            try:
+                fd = os.open(log.segment_path(self.data_dir, segment), os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                end = committed if segment == head_segment else None
+                for _, header in log.iter_headers(fd, 0, end):
+                    if header.time_ns >= timestamp_ns:
+                        return header.base_seqno
+            finally:
+                os.close(fd)
+        return last + 1
+
+    def _remember(self, base: int, offset: int) -> None:
+        entry = (base, self._segment, offset)
+        if not self._index or self._index[-1] < entry:
+            self._index.append(entry)
+            if len(self._index) > 100_000:
+                del self._index[:50_000]
+
+    # -- reading -----------------------------------------------------------------------
+    def read(self, max_n: int) -> list[Message]:
+        """Up to ``max_n`` committed messages from the cursor; [] when there are none yet."""
+        out: list[Message] = []
+        while len(out) < max_n:
+            ready, pos = self._ready, self._ready_pos
+            if pos < len(ready):
+                take = ready[pos : pos + max_n - len(out)]
+                self._ready_pos = pos + len(take)
+                if not out and len(take) == len(ready):
+                    out = take
+                else:
+                    out.extend(take)
+                continue
+            self._ready, self._ready_pos = [], 0
+            if not self._read_batches():
+                break
+        if out:
+            self.cursor = out[-1].seqno + 1
+        return out
+
+    def _read_batches(self) -> bool:
+        """Parse the next committed batches into ``_ready``; False if nothing is new."""
+        last, head_segment, committed, _ = self.head()
+        if self.cursor > last:
+            return False
+        if self._fd < 0 or self._segment > head_segment:
+            self.seek(self.cursor)
+            if self._fd < 0:
+                return False
+        end = committed if self._segment == head_segment else os.fstat(self._fd).st_size
+        if self._offset >= end:
+            if self._segment == head_segment:
+                return False
+            return self._next_segment()
+        size = min(CHUNK, end - self._offset)
+        chunk = os.pread(self._fd, size, self._offset)
+        view = memoryview(chunk)
+        pos = 0
+        parsed = False
+        while pos + log.HEADER_SIZE <= len(chunk):
+            try:
+                header = log.decode_header(view, pos)
+            except log.CorruptRecord:
+                return self._skip_corrupt("bad batch header")
+            if pos + header.size > len(chunk):
+                if pos == 0:  # a batch larger than the chunk: read it whole
+                    chunk = os.pread(self._fd, header.size, self._offset)
+                    view = memoryview(chunk)
+                    if len(chunk) < header.size:
+                        return self._skip_corrupt("torn batch")
+                else:
+                    break
+            body = view[pos + log.HEADER_SIZE : pos + header.size]
+            try:
+                producer, payloads, extras = log.decode_body(header, body)
+            except log.CorruptRecord as exc:
+                return self._skip_corrupt(str(exc))
+            self._remember(header.base_seqno, self._offset + pos)
+            self._emit(header, producer, payloads, extras)
+            pos += header.size
+            parsed = True
+        self._offset += pos
+        return parsed
+
+    def _emit(self, header: log.BatchHeader, producer: str, payloads: list[bytes],
+              extras: list | None) -> None:
+        base, stamp, fmt, cursor = header.base_seqno, header.time_ns, self.format, self.cursor
+        if header.last_seqno < cursor:
+            return
+        seqnos = range(base, base + header.count)
+        if extras is None:
+            messages = list(map(_new_tuple, repeat(Message),
+                                zip(seqnos, repeat(stamp), repeat(producer), payloads, repeat(fmt),
+                                    strict=False)))
+        else:
+            messages = [
+                Message(seqno, stamp, producer, payload, fmt, extra.get("h"), extra.get("k"))
+                if extra else Message(seqno, stamp, producer, payload, fmt)
+                for seqno, payload, extra in zip(seqnos, payloads, extras, strict=False)
+            ]
+        if base < cursor:
+            messages = messages[cursor - base :]
+        if self._ready_pos >= len(self._ready):
+            self._ready, self._ready_pos = messages, 0
+        else:
+            self._ready.extend(messages)
+
+    def _next_segment(self) -> bool:
+        segments = log.list_segments(self.data_dir)
+        later = [s for s in segments if s > self._segment]
+        if not later:
+            return False
+        self._open_segment(later[0])
+        if self.cursor < later[0]:
+            self.cursor = later[0]
+        return self._read_batches()
+
+    def _skip_corrupt(self, reason: str) -> bool:
+        path = log.segment_path(self.data_dir, self._segment).name
+        logger.warning("topic %s: %s in %s at offset %d; skipping to the next segment",
+                       self.data_dir.name, reason, path, self._offset)
+        segments = log.list_segments(self.data_dir)
+        later = [s for s in segments if s > self._segment]
+        if not later:
+            return False
+        self._open_segment(later[0])
+        self.cursor = later[0]
+        return self._read_batches()

@@ -1,0 +1,364 @@
+"""Group commit for the embedded engine: one writer per topic and process.
+
+``produce()`` calls append to a pending list and get a future; a flush task hands all
+that is pending to a worker thread, which takes the topic's write lock (so several
+processes may produce to one topic), writes one batch per producer, makes them durable
+with a single ``fdatasync`` and publishes the new end in the ``head`` file. The futures
+resolve with their seqnos only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakeport.errors import Closed, Transient
+from lakeport.streams.embedded import log
+from lakeport.streams.types import TopicOptions
+
+logger = logging.getLogger("lakeport.streams.embedded")
+
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+def segment_bytes_for(options: TopicOptions) -> int:
+    """Segments are the unit retention frees: keep several within ``max_size``."""
+    if options.max_size is None:
+        return DEFAULT_SEGMENT_BYTES
+    return max(64 << 10, min(DEFAULT_SEGMENT_BYTES, options.max_size // 4))
+
+
+@contextmanager
+def file_lock(fd: int) -> Iterator[None]:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@dataclass
+class _Pending:
+    """Messages of one producer waiting for the next commit."""
+
+    producer: bytes
+    payloads: list[bytes] = field(default_factory=list)
+    extras: list[dict | None] | None = None
+    futures: list[asyncio.Future[int]] | None = None  # one per message (produce)
+    batch_future: asyncio.Future[int] | None = None  # one for all (produce_many)
+
+    def add_extra(self, index: int, extra: dict | None) -> None:
+        if extra is None and self.extras is None:
+            return
+        if self.extras is None:
+            self.extras = [None] * index
+        self.extras.append(extra)
+
+    def futures_all(self) -> list[asyncio.Future[int]]:
+        return self.futures if self.futures is not None else [self.batch_future]  # type: ignore[list-item]
+
+
+class TopicWriter:
+    """Appends to one topic's segment log with group commit."""
+
+    def __init__(self, data_dir: Path, options: TopicOptions, durable: bool = True) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self.durable = durable
+        self.segment_bytes = segment_bytes_for(options)
+        self._lock_fd = -1
+        self._head_fd = -1
+        self._fd = -1
+        self._segment = 0
+        self._offset = 0
+        self._last = 0
+        self._newest = 0
+        self._pending: list[_Pending] = []
+        self._open_item: dict[bytes, _Pending] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._dedup: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._pending_ids: dict[str, asyncio.Future[int]] = {}
+        self.listeners: list = []
+        self.closed = False
+
+    # -- opening and recovery ----------------------------------------------------------
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.data_dir / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._head_fd = os.open(self.data_dir / "head", os.O_RDWR | os.O_CREAT, 0o644)
+        with file_lock(self._lock_fd):
+            self._recover()
+
+    def _recover(self) -> None:
+        segments = log.list_segments(self.data_dir)
+        if not segments:
+            head = log.read_head(self._head_fd)
+            segments = [head[0] + 1 if head else 1]
+        base = segments[-1]
+        self._open_segment(base)
+        scan = log.scan_segment(self._fd, base)
+        if scan.valid_end < scan.file_size:
+            logger.warning(
+                "topic %s: dropped %d bytes at %s offset %d (%s); kept seqnos up to %d",
+                self.data_dir.name, scan.file_size - scan.valid_end,
+                log.segment_path(self.data_dir, base).name, scan.valid_end,
+                scan.dropped_reason, scan.last_seqno,
+            )
+            os.ftruncate(self._fd, scan.valid_end)
+            os.fsync(self._fd)
+        self._offset, self._last = scan.valid_end, scan.last_seqno
+        self._newest = scan.newest_ns or time.time_ns()
+        self._load_ids(0, self._offset)
+        self._publish_head()
+
+    def _open_segment(self, base: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        path = log.segment_path(self.data_dir, base)
+        created = not path.exists()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if created and self.durable:
+            dir_fd = os.open(self.data_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._segment = base
+        self._offset = 0
+
+    def _load_ids(self, start: int, end: int) -> None:
+        """Remember msg_ids of recent batches (written by an earlier or another process)."""
+        window = self.options.dedup_window
+        if not window:
+            return
+        cutoff = time.time_ns() - int(window * 1e9)
+        for offset, header in log.iter_headers(self._fd, start, end):
+            if header.time_ns < cutoff or not header.flags & log.FLAG_EXTRAS:
+                continue
+            body = os.pread(self._fd, header.body_len, offset + log.HEADER_SIZE)
+            try:
+                _, _, extras = log.decode_body(header, body)
+            except log.CorruptRecord:
+                continue
+            age = (time.time_ns() - header.time_ns) / 1e9
+            for seqno, extra in enumerate(extras or [], start=header.base_seqno):
+                if extra and extra.get("i"):
+                    self._dedup[extra["i"]] = (seqno, time.monotonic() - age)
+
+    def _publish_head(self) -> None:
+        log.write_head(self._head_fd, self._last, self._segment, self._offset, self._newest)
+
+    def _sync_from_head(self) -> None:
+        """Catch up with commits another process made since our last one."""
+        if os.fstat(self._head_fd).st_nlink == 0:
+            raise Closed(f"topic {self.data_dir.name!r} was deleted")
+        head = log.read_head(self._head_fd)
+        if head is None:
+            return
+        last, segment, offset, newest = head
+        if last == self._last and segment == self._segment:
+            if os.fstat(self._fd).st_size > self._offset:
+                os.ftruncate(self._fd, self._offset)  # a writer died mid-write
+            return
+        old_offset = self._offset if segment == self._segment else 0
+        if segment != self._segment:
+            self._open_segment(segment)
+        self._offset, self._last, self._newest = offset, last, newest
+        self._load_ids(old_offset, offset)
+        if os.fstat(self._fd).st_size > offset:
+            os.ftruncate(self._fd, offset)
+
+    # -- producing ---------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.closed:
+            raise Closed(f"topic {self.data_dir.name!r} is closed or was deleted")
+
+    def known_seqno(self, msg_id: str) -> int | asyncio.Future[int] | None:
+        """The seqno (or pending future) of a msg_id seen within the dedup window."""
+        seen = self._dedup.get(msg_id)
+        if seen is not None:
+            if time.monotonic() - seen[1] <= self.options.dedup_window:
+                return seen[0]
+            del self._dedup[msg_id]
+        return self._pending_ids.get(msg_id)
+
+    def add_one(self, producer: bytes, payload: bytes, extra: dict | None,
+                msg_id: str | None) -> asyncio.Future[int]:
+        if self.closed:
+            self._check()
+        loop = asyncio.get_running_loop()
+        item = self._open_item.get(producer)
+        if extra is None and msg_id is None and item is not None and item.extras is None:
+            future = loop.create_future()  # the common case, kept short
+            item.payloads.append(payload)
+            item.futures.append(future)  # type: ignore[union-attr]
+            return future
+        if msg_id is not None:
+            known = self.known_seqno(msg_id)
+            if isinstance(known, int):
+                future = loop.create_future()
+                future.set_result(known)
+                return future
+            if known is not None:
+                return known
+        if item is None:
+            item = self._open_item[producer] = _Pending(producer, futures=[])
+            self._pending.append(item)
+        future = loop.create_future()
+        if msg_id is not None:
+            extra = dict(extra or {}, i=msg_id)
+            self._pending_ids[msg_id] = future
+        item.add_extra(len(item.payloads), extra)
+        item.payloads.append(payload)
+        item.futures.append(future)  # type: ignore[union-attr]
+        self._kick()
+        return future
+
+    def add_many(self, producer: bytes, payloads: list[bytes],
+                 msg_ids: list[str] | None) -> asyncio.Future[int]:
+        """Queue a batch as one unit; the future gives the first seqno."""
+        self._check()
+        item = _Pending(producer, payloads, batch_future=asyncio.get_running_loop().create_future())
+        if msg_ids is not None:
+            item.extras = [{"i": m} for m in msg_ids]
+        self._pending.append(item)
+        self._open_item.pop(producer, None)
+        self._kick()
+        return item.batch_future  # type: ignore[return-value]
+
+    def _kick(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                items, self._pending = self._pending, []
+                self._open_item.clear()
+                try:
+                    bases = await asyncio.to_thread(self._commit, items)
+                except (OSError, Closed) as exc:
+                    error = exc if isinstance(exc, Closed) else Transient(
+                        f"writing topic {self.data_dir.name!r} failed: {exc}"
+                    )
+                    for item in items:
+                        for future in item.futures_all():
+                            if not future.done():
+                                future.set_exception(error)
+                    self._forget_ids(items)
+                    continue
+                self._resolve(items, bases)
+                for listener in self.listeners:
+                    listener()
+        finally:
+            self._flusher = None
+
+    def _forget_ids(self, items: list[_Pending]) -> None:
+        for item in items:
+            for extra in item.extras or ():
+                if extra and "i" in extra:
+                    self._pending_ids.pop(extra["i"], None)
+
+    def _resolve(self, items: list[_Pending], bases: list[int]) -> None:
+        now = time.monotonic()
+        for item, base in zip(items, bases, strict=True):
+            if item.extras is not None:
+                for seqno, extra in enumerate(item.extras, start=base):
+                    if extra and "i" in extra:
+                        self._dedup[extra["i"]] = (seqno, now)
+                        self._pending_ids.pop(extra["i"], None)
+            if item.futures is not None:
+                for seqno, future in enumerate(item.futures, start=base):
+                    if not future.done():
+                        future.set_result(seqno)
+            elif item.batch_future is not None and not item.batch_future.done():
+                item.batch_future.set_result(base)
+        self._prune_dedup(now)
+
+    def _prune_dedup(self, now: float) -> None:
+        window = self.options.dedup_window
+        dedup = self._dedup
+        while dedup:
+            msg_id, (_, seen) = next(iter(dedup.items()))
+            if now - seen <= window:
+                break
+            del dedup[msg_id]
+
+    def _commit(self, items: list[_Pending]) -> list[int]:
+        """Runs in a worker thread: encode, lock, append, fdatasync, publish head."""
+        encoded = []
+        for item in items:
+            body, flags = log.encode_body(item.producer, item.payloads, item.extras)
+            encoded.append((body, zlib.crc32(body), len(item.payloads), len(item.producer), flags))
+        with file_lock(self._lock_fd):
+            self._sync_from_head()
+            if self._offset >= self.segment_bytes:
+                self._open_segment(self._last + 1)
+            now = max(time.time_ns(), self._newest)
+            parts, bases = [], []
+            for body, crc, count, producer_len, flags in encoded:
+                bases.append(self._last + 1)
+                parts.append(log.encode_header(body, crc, count, self._last + 1, now,
+                                               producer_len, flags))
+                parts.append(body)
+                self._last += count
+            data = b"".join(parts)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self._fd, data[written:], self._offset + written)
+            if self.durable:
+                os.fdatasync(self._fd)
+            self._offset += len(data)
+            self._newest = now
+            self._publish_head()
+            if self.options.max_size is not None or self.options.max_age is not None:
+                self._apply_retention()
+        return bases
+
+    def _apply_retention(self) -> None:
+        """Delete the oldest closed segments beyond max_size or older than max_age."""
+        segments = log.list_segments(self.data_dir)
+        sizes = {}
+        for base in segments:
+            try:
+                sizes[base] = os.stat(log.segment_path(self.data_dir, base))
+            except FileNotFoundError:
+                continue
+        total = sum(st.st_size for st in sizes.values())
+        oldest_ok = None
+        if self.options.max_age is not None:
+            oldest_ok = time.time_ns() - int(self.options.max_age * 1e9)
+        for base in segments[:-1]:
+            st = sizes.get(base)
+            if st is None or base == self._segment:
+                continue
+            too_big = self.options.max_size is not None and total > self.options.max_size
+            too_old = oldest_ok is not None and st.st_mtime_ns < oldest_ok
+            if not (too_big or too_old):
+                break
+            try:
+                os.unlink(log.segment_path(self.data_dir, base))
+            except FileNotFoundError:
+                pass
+            total -= st.st_size
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        self.closed = True
+        for fd in (self._fd, self._head_fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._head_fd = self._lock_fd = -1
