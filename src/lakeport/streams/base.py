@@ -354,17 +354,29 @@ class Consumer(ABC):
             await self._close()
 
     # -- flow control ------------------------------------------------------------------
-    def more(self, n: int) -> None:
-        """Allow ``n`` more unacked messages to be delivered (switches on credit control)."""
+    def more(self, n: int) -> Awaitable[None]:
+        """Allow ``n`` more unacked messages to be delivered (switches on credit control).
+
+        Acks give credits back, so ``more(1)`` once means one message in flight at a time.
+        Takes effect at once; the result may be awaited (``await consumer.more(1)``).
+        """
         if n < 0:
             raise Invalid("more(n) takes n >= 0")
         self._credits = (self._credits or 0) + n
         self._credit_event.set()
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     @property
     def acked(self) -> int:
         """The highest seqno this consumer has acknowledged."""
         return self._acked
+
+    @property
+    def position(self) -> int:
+        """The seqno after the last one fetched: where reading continues."""
+        return self._read_upto + 1
 
     async def lag(self) -> int:
         """Messages on the topic after this consumer's last ack."""
@@ -403,7 +415,8 @@ class Consumer(ABC):
                 if self._last_read() >= self._stop_at:
                     raise EndOfTopic(f"end of topic {self.topic!r} at seqno {self._stop_at}")
                 want = min(want, self._stop_at - self._last_read())
-            messages = await self._fetch(want, self._wait_slice(remaining))
+            marker_due = self.spec.end_marker and not self._end_marked
+            messages = await self._fetch(want, 0 if marker_due else self._wait_slice(remaining))
             if not messages:
                 if self.spec.end_marker and not self._end_marked:
                     self._end_marked = True
@@ -422,9 +435,10 @@ class Consumer(ABC):
                 if len(kept) < len(messages):
                     self._skipped_upto = max(self._skipped_upto, messages[-1].seqno)
                 messages = kept
-                await self._ack_skipped()
             self._in_flight.add(messages)
             self._buffer.extend(messages)
+            # only once the kept messages are in flight, or they would be acked unseen
+            await self._ack_skipped()
 
     def _wait_slice(self, remaining: float | None) -> float:
         """Wait in slices so ack timeouts and closing are noticed while idle."""
@@ -448,6 +462,7 @@ class Consumer(ABC):
         self._in_flight.clear()
         self._buffer.clear()
         self._read_upto = self._acked
+        self._skipped_upto = self._acked  # skipped again when redelivered
         await self._rewind(self._acked + 1)
 
     async def recv(self, timeout: float | None = None) -> Message:

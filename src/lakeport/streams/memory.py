@@ -35,7 +35,7 @@ class _Group:
 
     mode: Mode
     acked: int = 0
-    holders: list[str] = field(default_factory=list)  # exclusive/standby: first one is active
+    holders: list[str] = field(default_factory=list)  # open members; standby: first is active
     shared: SharedGroup | None = None
 
 
@@ -111,7 +111,7 @@ class _Topic:
     def info(self) -> TopicInfo:
         consumers = [
             ConsumerInfo(name, g.mode.value, self._acked(g), max(0, self.next - 1 - self._acked(g)),
-                         len(g.holders) if g.shared is None else len(g.shared.claims))
+                         len(g.holders))
             for name, g in sorted(self.groups.items())
         ]
         return TopicInfo(
@@ -260,7 +260,7 @@ class MemoryConsumer(Consumer):
             group = topic.groups[self.name] = _Group(mode)
             if mode is Mode.SHARED:
                 group.shared = SharedGroup(self._start_seqno(topic, 0) - 1)
-        elif group.mode is not mode and (group.holders or (group.shared and group.shared.claims)):
+        elif group.mode is not mode and group.holders:
             raise Conflict(
                 f"consumer {self.name!r} on topic {self.topic!r} is open in {group.mode} mode"
             )
@@ -271,8 +271,7 @@ class MemoryConsumer(Consumer):
         if mode is Mode.SHARED and group.shared is None:
             group.shared = SharedGroup(group.acked)
         group.mode = mode
-        if mode is not Mode.SHARED:
-            group.holders.append(self.member)
+        group.holders.append(self.member)
         self._topic_obj, self._group = topic, group
         acked = group.shared.acked if group.shared is not None else group.acked
         self._cursor = self._start_seqno(topic, acked)
@@ -322,7 +321,8 @@ class MemoryConsumer(Consumer):
         group = self._group
         assert group is not None
         if group.shared is not None:
-            seqnos = group.shared.claim(self.member, max_n, topic.next - 1, topic.first)
+            seqnos = group.shared.claim(self.member, max_n, topic.next - 1, topic.first,
+                                        stale_after=self.spec.ack_timeout)
             return [topic.messages[s - topic.first] for s in seqnos]
         if not self._was_active:
             # a standby that took over resumes after the group's last ack
@@ -364,7 +364,8 @@ class MemoryConsumer(Consumer):
             return
         if group.shared is not None:
             group.shared.release(self.member)
-        elif self.member in group.holders:
+            topic.notify()  # released claims are for the other members now
+        if self.member in group.holders:
             group.holders.remove(self.member)
             if group.holders:
                 # a standby takes over at the last ack

@@ -8,6 +8,7 @@ per member. ``acked`` is the low watermark: every seqno up to it is done.
 from __future__ import annotations
 
 import bisect
+import time
 from typing import Any
 
 
@@ -20,9 +21,17 @@ class SharedGroup:
         self.done: set[int] = set()
         self.claims: dict[str, list[int]] = {}
         self.redeliver: list[int] = []
+        self.since: dict[str, float] = {}  # member -> wall time its oldest unacked claim began
 
-    def claim(self, member: str, n: int, last_seqno: int, first_seqno: int = 1) -> list[int]:
-        """Give ``member`` up to ``n`` seqnos: released ones first, then new ones."""
+    def claim(self, member: str, n: int, last_seqno: int, first_seqno: int = 1,
+              stale_after: float | None = None) -> list[int]:
+        """Give ``member`` up to ``n`` seqnos: released ones first, then new ones.
+
+        With ``stale_after`` (the ack timeout, seconds), claims of members that acked nothing
+        for that long are released first, so a stalled member's messages go to the others.
+        """
+        if stale_after is not None:
+            self.release_stale(stale_after)
         if self.next < first_seqno:
             self.next = first_seqno
         taken = [s for s in self.redeliver[:n] if s >= first_seqno]
@@ -33,6 +42,8 @@ class SharedGroup:
             self.next = upto + 1
         if taken:
             owned = self.claims.setdefault(member, [])
+            if not owned:
+                self.since[member] = time.time()
             owned.extend(taken)
             owned.sort()
         return taken
@@ -43,6 +54,10 @@ class SharedGroup:
         cut = bisect.bisect_right(owned, seqno)
         self.done.update(owned[:cut])
         del owned[:cut]
+        if owned:
+            self.since[member] = time.time()
+        else:
+            self.since.pop(member, None)
         while self.acked + 1 in self.done:
             self.acked += 1
             self.done.discard(self.acked)
@@ -53,8 +68,18 @@ class SharedGroup:
     def release(self, member: str) -> None:
         """Put ``member``'s unacked claims back for others (close, death, ack timeout)."""
         owned = self.claims.pop(member, [])
+        self.since.pop(member, None)
         if owned:
             self.redeliver = sorted(set(self.redeliver).union(owned))
+
+    def release_stale(self, stale_after: float, now: float | None = None) -> list[str]:
+        """Release the claims of members that acked nothing for ``stale_after`` seconds."""
+        now = time.time() if now is None else now
+        stale = [m for m, since in self.since.items()
+                 if now - since >= stale_after and self.claims.get(m)]
+        for member in stale:
+            self.release(member)
+        return stale
 
     def members(self) -> list[str]:
         return list(self.claims)
@@ -66,6 +91,7 @@ class SharedGroup:
             "done": sorted(self.done),
             "claims": self.claims,
             "redeliver": self.redeliver,
+            "since": self.since,
         }
 
     @classmethod
@@ -75,4 +101,5 @@ class SharedGroup:
         group.done = set(data.get("done", []))
         group.claims = {k: list(v) for k, v in data.get("claims", {}).items()}
         group.redeliver = list(data.get("redeliver", []))
+        group.since = {k: float(v) for k, v in data.get("since", {}).items()}
         return group

@@ -47,7 +47,7 @@ def parse_size(text: str | int) -> int:
 
 def validate_topic_name(name: str) -> str:
     """Return ``name`` if it is a valid topic (or consumer/producer) name, else raise Invalid."""
-    if not isinstance(name, str) or not TOPIC_NAME_RE.match(name) or len(name) > 200:
+    if not isinstance(name, str) or not TOPIC_NAME_RE.fullmatch(name) or len(name) > 200:
         raise Invalid(
             f"bad name {name!r}: use 1-200 characters from A-Z a-z 0-9 and + _ = : @ . -"
         )
@@ -56,6 +56,19 @@ def validate_topic_name(name: str) -> str:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """A UTC datetime from nanoseconds since the epoch, truncated to microseconds (exact)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def datetime_to_ns(when: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime (exact, no float rounding)."""
+    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 class Format(StrEnum):
@@ -181,7 +194,7 @@ class Message(_MessageFields):
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp_ns / 1e9, UTC)
+        return ns_to_datetime(self.timestamp_ns)
 
     def text(self) -> str:
         """The payload as text (JSON text for json topics)."""
@@ -252,7 +265,7 @@ class Position:
     def timestamp(cls, when: datetime) -> Position:
         if when.tzinfo is None:
             raise Invalid("a position time needs a time zone (use UTC)")
-        return cls("time", timestamp_ns=int(when.timestamp() * 1e9))
+        return cls("time", timestamp_ns=datetime_to_ns(when))
 
     @classmethod
     def since(cls, duration: str | float | timedelta) -> Position:
@@ -344,7 +357,7 @@ class TopicInfo:
         def iso(ns: int | None) -> str | None:
             if ns is None:
                 return None
-            return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+            return ns_to_datetime(ns).isoformat().replace("+00:00", "Z")
 
         return {
             "name": self.name,

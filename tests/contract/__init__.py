@@ -1,0 +1,1 @@
+"""One suite of topic API tests that every engine must pass."""
