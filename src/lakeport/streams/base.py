@@ -415,8 +415,11 @@ class Consumer(ABC):
                 if self._last_read() >= self._stop_at:
                     raise EndOfTopic(f"end of topic {self.topic!r} at seqno {self._stop_at}")
                 want = min(want, self._stop_at - self._last_read())
-            marker_due = self.spec.end_marker and not self._end_marked
-            messages = await self._fetch(want, 0 if marker_due else self._wait_slice(remaining))
+            if (self.spec.end_marker and not self._end_marked
+                    and self._last_read() >= await self._last_seqno()):
+                messages = []  # caught up: the marker is due now, not after a wait
+            else:
+                messages = await self._fetch(want, self._wait_slice(remaining))
             if not messages:
                 if self.spec.end_marker and not self._end_marked:
                     self._end_marked = True
