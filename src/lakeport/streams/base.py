@@ -51,6 +51,7 @@ class ConsumerSpec:
     end_marker: bool = False
     on_no_exists: OnNoExists = "fail"
     options: TopicOptions | None = None
+    ephemeral: bool = False
 
 
 def _check_on_no_exists(value: str) -> OnNoExists:
@@ -136,6 +137,7 @@ class Engine(ABC):
         end_marker: bool = False,
         on_no_exists: OnNoExists = "fail",
         options: TopicOptions | None = None,
+        ephemeral: bool = False,
     ) -> Consumer:
         """A consumer named ``name`` on ``topic``; use it as an async context manager.
 
@@ -144,6 +146,7 @@ class Engine(ABC):
         this many unacked messages (more with :meth:`Consumer.more`); None means no limit.
         ``ack_timeout``: seconds after which unacked messages are delivered again.
         ``follow=False`` stops at the end the topic had when the consumer opened.
+        ``ephemeral``: keep no state after close (a throwaway reader, e.g. the CLI's).
         """
         validate_topic_name(name)
         validate_topic_name(topic)
@@ -167,6 +170,7 @@ class Engine(ABC):
             end_marker=end_marker,
             on_no_exists=_check_on_no_exists(on_no_exists),
             options=options,
+            ephemeral=ephemeral,
         )
         return self._make_consumer(spec)
 

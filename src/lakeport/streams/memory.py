@@ -370,3 +370,5 @@ class MemoryConsumer(Consumer):
             if group.holders:
                 # a standby takes over at the last ack
                 topic.notify()
+        if self.spec.ephemeral and not group.holders and not (group.shared and group.shared.claims):
+            topic.groups.pop(self.name, None)

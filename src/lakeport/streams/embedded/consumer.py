@@ -77,7 +77,7 @@ class EmbeddedConsumer(Consumer):
     def _become_active(self) -> None:
         assert self._dir is not None
         self.active = True
-        self._dir.set_owner(self.name, self.spec.mode.value, os.getpid())
+        self._dir.set_owner(self.name, self.spec.mode.value, os.getpid(), self.spec.ephemeral)
 
     def _start_seqno(self, acked: int) -> int:
         reader = self._reader
@@ -183,6 +183,8 @@ class EmbeddedConsumer(Consumer):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self.spec.ephemeral and self._dir is not None:
+            self._dir.forget_if_unused(self.name)
 
     def _release_fds(self) -> None:
         if self.active and self._dir is not None:

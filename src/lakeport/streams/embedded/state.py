@@ -82,22 +82,31 @@ class ConsumerDir:
         except (FileNotFoundError, orjson.JSONDecodeError):
             return {}
 
-    def set_owner(self, name: str, mode: str, pid: int) -> None:
+    def set_owner(self, name: str, mode: str, pid: int, ephemeral: bool = False) -> None:
         owner = self.owner(name)
         pids = [p for p in owner.get("pids", []) if p != pid and _pid_alive(p)]
         if owner.get("mode") != mode:
             pids = []
-        tmp = self.file(name, f".owner.{pid}.tmp")
-        tmp.write_bytes(orjson.dumps({"mode": mode, "pids": [*pids, pid]}))
+        self._write_owner(name, {"mode": mode, "pids": [*pids, pid], "ephemeral": ephemeral})
+
+    def _write_owner(self, name: str, record: dict) -> None:
+        tmp = self.file(name, f".owner.{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(record))
         os.replace(tmp, self.file(name, ".owner"))
+
+    def forget_if_unused(self, name: str) -> None:
+        """Delete the state of an ephemeral consumer name once no live process holds it."""
+        owner = self.owner(name)
+        if any(_pid_alive(pid) for pid in owner.get("pids", [])):
+            return
+        for suffix in (".ack", ".lock", ".owner", ".shared.json", ".shlock"):
+            self.file(name, suffix).unlink(missing_ok=True)
 
     def drop_owner(self, name: str, pid: int) -> None:
         owner = self.owner(name)
         if pid in owner.get("pids", []):
-            self.set_owner(name, owner["mode"], pid)
-            owner = self.owner(name)
-            owner["pids"].remove(pid)
-            self.file(name, ".owner").write_bytes(orjson.dumps(owner))
+            owner["pids"] = [p for p in owner["pids"] if p != pid and _pid_alive(p)]
+            self._write_owner(name, owner)
 
     # -- shared claims -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -156,6 +165,9 @@ class ConsumerDir:
                 os.close(fd)
             owner = self.owner(name)
             active = sum(1 for pid in owner.get("pids", []) if _pid_alive(pid))
+            if owner.get("ephemeral") and not active:
+                self.forget_if_unused(name)  # left behind by a killed throwaway reader
+                continue
             infos.append(ConsumerInfo(name, owner.get("mode", "exclusive"), acked,
                                       max(0, last_seqno - acked), active))
         return infos

@@ -1,0 +1,1 @@
+"""Runnable examples: ``lakeport flow run examples.demo_step:process``."""

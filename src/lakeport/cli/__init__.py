@@ -1,0 +1,1 @@
+"""The ``lakeport`` command: thin commands over the library (``lakeport --help``)."""

@@ -1,0 +1,148 @@
+"""``lakeport topics produce``: one payload, or one message per line of standard input."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+
+from lakeport.cli.common import write_out
+from lakeport.errors import Invalid, NotFound
+from lakeport.streams import open_engine
+from lakeport.streams.base import Producer
+from lakeport.streams.types import Format, TopicOptions, encode_payload
+
+# Lines sent in one produce_many call.
+CHUNK_LINES = 5000
+# Bytes read from stdin at a time; a slow writer's lines are sent as soon as they arrive.
+_READ_BYTES = 1 << 16
+
+
+def _print_seqnos(seqnos: list[int]) -> None:
+    if seqnos:
+        write_out(b"".join(b"%d\n" % seqno for seqno in seqnos))
+
+
+async def produce_one(
+    url: str | None,
+    topic: str,
+    producer_name: str,
+    options: TopicOptions,
+    data: bytes,
+    *,
+    headers: dict[str, str] | None,
+    key: str | None,
+    msg_id: str | None,
+    print_seqno: bool,
+) -> None:
+    """Produce one payload; a payload that does not fit the format creates nothing."""
+    async with open_engine(url) as engine:
+        try:
+            fmt = (await engine.topic_info(topic)).options.format
+        except NotFound:
+            fmt = options.format
+        encode_payload(data, fmt)
+        async with engine.producer(producer_name, topic, options=options) as producer:
+            seqno = await producer.produce(data, headers=headers, key=key, msg_id=msg_id)
+    if print_seqno:
+        _print_seqnos([seqno])
+
+
+def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[bytes] | None]) -> None:
+    """Thread body: put lists of complete lines on ``queue`` as they arrive, None at the end."""
+
+    def put(item: list[bytes] | None) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    stream = sys.stdin.buffer
+    tail = b""
+    try:
+        while chunk := stream.read1(_READ_BYTES):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            if lines:
+                put(lines)
+        if tail:
+            put([tail])
+    finally:
+        put(None)
+
+
+class _LineBatcher:
+    """Numbers stdin lines, skips blank ones and produces them in chunks."""
+
+    def __init__(self, producer: Producer, print_seqno: bool) -> None:
+        self.producer = producer
+        self.print_seqno = print_seqno
+        self.lineno = 0
+        self.stored = 0
+        self.lines: list[bytes] = []
+        self.numbers: list[int] = []
+
+    def add(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.lineno += 1
+            line = line.rstrip(b"\r")
+            if line.strip():
+                self.lines.append(line)
+                self.numbers.append(self.lineno)
+
+    async def flush(self) -> None:
+        lines, numbers = self.lines, self.numbers
+        self.lines, self.numbers = [], []
+        for start in range(0, len(lines), CHUNK_LINES):
+            await self._produce(lines[start : start + CHUNK_LINES],
+                                numbers[start : start + CHUNK_LINES])
+
+    async def _produce(self, lines: list[bytes], numbers: list[int]) -> None:
+        try:
+            seqnos = await self.producer.produce_many(lines)
+        except Invalid as exc:
+            bad = _first_invalid(lines, self.producer.format)
+            if bad is None:
+                raise
+            # store what came before the bad line, then report it
+            seqnos = await self.producer.produce_many(lines[:bad]) if bad else []
+            self._done(seqnos)
+            raise Invalid(
+                f"stdin line {numbers[bad]}: {exc}; the {self.stored} messages before it "
+                "were stored"
+            ) from None
+        self._done(seqnos)
+
+    def _done(self, seqnos: list[int]) -> None:
+        self.stored += len(seqnos)
+        if self.print_seqno:
+            _print_seqnos(seqnos)
+
+
+def _first_invalid(lines: list[bytes], fmt: Format) -> int | None:
+    for index, line in enumerate(lines):
+        try:
+            encode_payload(line, fmt)
+        except Invalid:
+            return index
+    return None
+
+
+async def produce_lines(
+    url: str | None, topic: str, producer_name: str, options: TopicOptions, print_seqno: bool
+) -> None:
+    """Produce one message per stdin line, in chunks, as lines arrive."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=8)
+    async with open_engine(url) as engine:
+        async with engine.producer(producer_name, topic, options=options) as producer:
+            threading.Thread(target=_read_stdin, args=(loop, queue), daemon=True).start()
+            batcher = _LineBatcher(producer, print_seqno)
+            finished = False
+            while not finished:
+                item = await queue.get()
+                # take whatever else is ready too, to send bigger batches
+                while item is not None:
+                    batcher.add(item)
+                    if queue.empty() or len(batcher.lines) >= CHUNK_LINES:
+                        break
+                    item = queue.get_nowait()
+                finished = item is None
+                await batcher.flush()
