@@ -174,6 +174,10 @@ class Engine(ABC):
         )
         return self._make_consumer(spec)
 
+    async def _describe(self, name: str) -> TopicInfo:
+        """The topic's info as producers and consumers need it (engines may skip the costly)."""
+        return await self.topic_info(name)
+
     async def ensure_topic(
         self, name: str, on_no_exists: OnNoExists, options: TopicOptions | None
     ) -> TopicInfo:
@@ -182,7 +186,7 @@ class Engine(ABC):
 
         while True:
             try:
-                return await self.topic_info(name)
+                return await self._describe(name)
             except NotFound:
                 if on_no_exists == "fail":
                     raise

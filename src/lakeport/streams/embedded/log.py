@@ -56,20 +56,40 @@ class BatchHeader:
         return self.base_seqno + self.count - 1
 
 
-def encode_body(producer: bytes, payloads: list[bytes], extras: list | None) -> tuple[bytes, int]:
-    """The body of a batch and its flags (the seqno is not in the body)."""
-    parts = [struct.pack(f"<{len(payloads)}I", *map(len, payloads)), producer, *payloads]
+@dataclass(frozen=True, slots=True)
+class EncodedBody:
+    """A batch body as pieces to write with ``pwritev`` (no single large copy)."""
+
+    parts: list[bytes]
+    size: int
+    crc: int
+    count: int
+    producer_len: int
+    flags: int
+
+
+_PIECE = 1000  # payloads joined per piece: pieces stay small, so memory is reused
+
+
+def encode_body(producer: bytes, payloads: list[bytes], extras: list | None) -> EncodedBody:
+    """The body of a batch, its checksum and flags (the seqno is not in the body)."""
+    count = len(payloads)
+    parts = [struct.pack(f"<{count}I", *map(len, payloads)), producer]
+    for start in range(0, count, _PIECE):
+        parts.append(b"".join(payloads[start : start + _PIECE]))
     flags = 0
     if extras is not None:
         parts.append(orjson.dumps(extras))
         flags |= FLAG_EXTRAS
-    return b"".join(parts), flags
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return EncodedBody(parts, sum(map(len, parts)), crc, count, len(producer), flags)
 
 
-def encode_header(body: bytes, body_crc: int, count: int, base_seqno: int, time_ns: int,
-                  producer_len: int, flags: int) -> bytes:
+def encode_header(body: EncodedBody, base_seqno: int, time_ns: int) -> bytes:
     prefix = _HEADER_PREFIX.pack(
-        MAGIC, body_crc, len(body), count, base_seqno, time_ns, producer_len, flags
+        MAGIC, body.crc, body.size, body.count, base_seqno, time_ns, body.producer_len, body.flags
     )
     return prefix + struct.pack("<I", zlib.crc32(prefix))
 

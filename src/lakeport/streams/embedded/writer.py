@@ -14,7 +14,6 @@ import fcntl
 import logging
 import os
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from lakeport.errors import Closed, Transient
 from lakeport.streams.embedded import log
+from lakeport.streams.embedded.allocator import keep_freed_memory
 from lakeport.streams.types import TopicOptions
 
 logger = logging.getLogger("lakeport.streams.embedded")
@@ -35,6 +35,13 @@ def segment_bytes_for(options: TopicOptions) -> int:
     if options.max_size is None:
         return DEFAULT_SEGMENT_BYTES
     return max(64 << 10, min(DEFAULT_SEGMENT_BYTES, options.max_size // 4))
+
+
+IOV_MAX = 1000  # iovecs per pwritev call (the system limit is 1024)
+
+
+def _encode(item: _Pending) -> log.EncodedBody:
+    return log.encode_body(item.producer, item.payloads, item.extras)
 
 
 @contextmanager
@@ -92,6 +99,7 @@ class TopicWriter:
 
     # -- opening and recovery ----------------------------------------------------------
     async def open(self) -> None:
+        keep_freed_memory()
         await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:
@@ -248,7 +256,9 @@ class TopicWriter:
                 items, self._pending = self._pending, []
                 self._open_item.clear()
                 try:
-                    bases = await asyncio.to_thread(self._commit, items)
+                    # encoding here keeps the worker thread to syscalls (few GIL handoffs)
+                    bodies = [_encode(item) for item in items]
+                    bases = await asyncio.to_thread(self._commit, bodies)
                 except (OSError, Closed) as exc:
                     error = exc if isinstance(exc, Closed) else Transient(
                         f"writing topic {self.data_dir.name!r} failed: {exc}"
@@ -296,36 +306,43 @@ class TopicWriter:
                 break
             del dedup[msg_id]
 
-    def _commit(self, items: list[_Pending]) -> list[int]:
-        """Runs in a worker thread: encode, lock, append, fdatasync, publish head."""
-        encoded = []
-        for item in items:
-            body, flags = log.encode_body(item.producer, item.payloads, item.extras)
-            encoded.append((body, zlib.crc32(body), len(item.payloads), len(item.producer), flags))
+    def _commit(self, encoded: list[log.EncodedBody]) -> list[int]:
+        """Runs in a worker thread: lock, append, fdatasync, publish head."""
         with file_lock(self._lock_fd):
             self._sync_from_head()
             if self._offset >= self.segment_bytes:
                 self._open_segment(self._last + 1)
             now = max(time.time_ns(), self._newest)
             parts, bases = [], []
-            for body, crc, count, producer_len, flags in encoded:
+            for body in encoded:
                 bases.append(self._last + 1)
-                parts.append(log.encode_header(body, crc, count, self._last + 1, now,
-                                               producer_len, flags))
-                parts.append(body)
-                self._last += count
-            data = b"".join(parts)
-            written = 0
-            while written < len(data):
-                written += os.pwrite(self._fd, data[written:], self._offset + written)
+                parts.append(log.encode_header(body, self._last + 1, now))
+                parts.extend(body.parts)
+                self._last += body.count
+            size = self._write(parts)
             if self.durable:
                 os.fdatasync(self._fd)
-            self._offset += len(data)
+            self._offset += size
             self._newest = now
             self._publish_head()
             if self.options.max_size is not None or self.options.max_age is not None:
                 self._apply_retention()
         return bases
+
+    def _write(self, parts: list[bytes]) -> int:
+        """Write ``parts`` at the end of the segment; return the bytes written."""
+        offset = self._offset
+        for start in range(0, len(parts), IOV_MAX):
+            chunk = parts[start : start + IOV_MAX]
+            want = sum(map(len, chunk))
+            done = os.pwritev(self._fd, chunk, offset)
+            if done < want:  # a short write (rare): finish it piece by piece
+                rest = b"".join(chunk)[done:]
+                while rest:
+                    written = os.pwrite(self._fd, rest, offset + done)
+                    done, rest = done + written, rest[written:]
+            offset += want
+        return offset - self._offset
 
     def _apply_retention(self) -> None:
         """Delete the oldest closed segments beyond max_size or older than max_age."""
