@@ -3,8 +3,9 @@
 A producer at a million messages a second allocates and frees megabytes per batch. glibc
 returns freed memory at the top of the heap to the OS after every batch, so each new batch
 page-faults it back in: about a third of the producer's time in ``bench/topics.py``.
-Raising the trim threshold and the top pad (what ``MALLOC_TRIM_THRESHOLD_`` and
-``MALLOC_TOP_PAD_`` do) keeps up to that much memory for the next batch. The process
+Raising the trim threshold, the top pad and the mmap threshold (what
+``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` and ``MALLOC_MMAP_THRESHOLD_`` do) keeps
+batch-sized buffers on the heap for the next batch. The process
 keeps at most its peak heap; nothing changes on other C libraries. Set
 ``LAKEPORT_MALLOC_TUNING=0`` to leave the allocator as it is.
 """
@@ -17,8 +18,10 @@ import os
 
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 128 << 20
 TOP_PAD = 64 << 20
+MMAP_THRESHOLD = 32 << 20
 
 _applied = False
 
@@ -30,7 +33,7 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get("LAKEPORT_MALLOC_TUNING", "1") == "0":
         return False
-    if any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")):
+    if any(name.startswith("MALLOC_") for name in os.environ):
         return False  # the user chose their own settings
     name = ctypes.util.find_library("c")
     if not name:
@@ -40,7 +43,12 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False  # not glibc
-    _applied = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
-        mallopt(M_TOP_PAD, TOP_PAD)
+    _applied = all(
+        mallopt(option, value)
+        for option, value in (
+            (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (M_TOP_PAD, TOP_PAD),
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        )
     )
     return _applied

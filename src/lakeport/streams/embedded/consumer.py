@@ -14,7 +14,12 @@ from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
 from lakeport.streams.types import Message, Mode
 
-POLL_INTERVAL = 0.002  # how often a caught-up consumer looks for other processes' commits
+# How often a caught-up consumer looks for other processes' commits: often while data
+# flows, less once the topic has been quiet for a while (commits in this process wake it
+# at once either way).
+POLL_BUSY = 0.002
+POLL_IDLE = 0.010
+IDLE_AFTER = 1.0
 
 
 class EmbeddedConsumer(Consumer):
@@ -29,6 +34,7 @@ class EmbeddedConsumer(Consumer):
         self._member_fd = -1
         self._member = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.active = False
+        self._last_data = 0.0
 
     # -- opening -----------------------------------------------------------------------
     async def _open(self) -> int:
@@ -112,12 +118,18 @@ class EmbeddedConsumer(Consumer):
             if self.active:
                 messages = self._take(reader, max_n)
                 if messages:
+                    self._last_data = loop.time()
                     return messages
-            remaining = None if deadline is None else deadline - loop.time()
+            now = loop.time()
+            remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 return []
-            wait = POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining)
-            await self.engine.wait_for_data(self.topic, wait if self.active else 0.05)
+            poll = POLL_BUSY if now - self._last_data < IDLE_AFTER else POLL_IDLE
+            if not self.active:
+                poll = 0.05
+            await self.engine.wait_for_data(
+                self.topic, poll if remaining is None else min(poll, remaining)
+            )
 
     def _try_takeover(self) -> None:
         """A standby becomes active when the active member's lock is released."""

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
 from lakeport.streams.embedded import log
+from lakeport.streams.embedded.allocator import keep_freed_memory
 from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
 from lakeport.streams.embedded.writer import TopicWriter
@@ -64,6 +65,7 @@ class EmbeddedEngine(Engine):
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     async def connect(self) -> None:
+        keep_freed_memory()
         try:
             self.topics_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

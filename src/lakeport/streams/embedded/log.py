@@ -20,6 +20,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import orjson
@@ -115,12 +116,10 @@ def decode_body(header: BatchHeader, body: bytes | memoryview) -> tuple[
     producer = bytes(body[pos : pos + header.producer_len]).decode()
     pos += header.producer_len
     raw = bytes(body[pos:])
-    payloads = []
-    offset = 0
-    for length in lengths:
-        end = offset + length
-        payloads.append(raw[offset:end])
-        offset = end
+    ends = list(accumulate(lengths))
+    starts = [0, *ends[:-1]]
+    payloads = list(map(raw.__getitem__, map(slice, starts, ends)))  # slicing in C
+    offset = ends[-1] if ends else 0
     extras = orjson.loads(raw[offset:]) if header.flags & FLAG_EXTRAS else None
     return producer, payloads, extras
 

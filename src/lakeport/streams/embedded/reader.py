@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 
@@ -15,6 +18,23 @@ logger = logging.getLogger("lakeport.streams.embedded")
 
 CHUNK = 1 << 20
 _new_tuple = tuple.__new__  # builds Messages without a Python-level __init__
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic GC while one C call builds a batch of messages.
+
+    Messages hold no references that can form cycles, yet the collector would scan the
+    new ones every 700 allocations: a batch of 10,000 took twice as long. The collector
+    runs as usual right after; its previous state is kept.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class LogReader:
@@ -189,9 +209,10 @@ class LogReader:
             return
         seqnos = range(base, base + header.count)
         if extras is None:
-            messages = list(map(_new_tuple, repeat(Message),
-                                zip(seqnos, repeat(stamp), repeat(producer), payloads, repeat(fmt),
-                                    repeat(None), repeat(None), strict=False)))
+            with _collector_paused():
+                messages = list(map(_new_tuple, repeat(Message),
+                                    zip(seqnos, repeat(stamp), repeat(producer), payloads,
+                                        repeat(fmt), repeat(None), repeat(None), strict=False)))
         else:
             messages = [
                 Message(seqno, stamp, producer, payload, fmt, extra.get("h"), extra.get("k"))

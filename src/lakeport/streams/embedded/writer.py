@@ -22,7 +22,6 @@ from pathlib import Path
 
 from lakeport.errors import Closed, Transient
 from lakeport.streams.embedded import log
-from lakeport.streams.embedded.allocator import keep_freed_memory
 from lakeport.streams.types import TopicOptions
 
 logger = logging.getLogger("lakeport.streams.embedded")
@@ -99,7 +98,6 @@ class TopicWriter:
 
     # -- opening and recovery ----------------------------------------------------------
     async def open(self) -> None:
-        keep_freed_memory()
         await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:

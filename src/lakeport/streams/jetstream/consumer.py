@@ -36,6 +36,7 @@ from lakeport.streams.types import Message, Mode
 
 PULL_EXPIRES = 5.0  # seconds a pull request waits on the server
 SHARED_ACK_WAIT = 30.0  # redelivery to other members after a shared member died
+EPHEMERAL_INACTIVE = 60.0  # seconds before the server drops an ephemeral reader's durable
 EXCLUSIVE_ACK_WAIT = 86_400.0  # exclusive/standby re-place the durable when they take over
 TAKEOVER_POLL = 0.25
 BATCH_GRACE = 0.02  # seconds to wait for the rest of a batch that the server is sending
@@ -84,6 +85,9 @@ class JetStreamConsumer(Consumer):
             "max_ack_pending": -1,
             "max_waiting": 512,
             "replay_policy": "instant",
+            # an ephemeral reader's durable goes away by itself if its process dies
+            **({"inactive_threshold": int(EPHEMERAL_INACTIVE * 1e9)} if self.spec.ephemeral
+               else {}),
             **start,
         }
 
@@ -259,6 +263,10 @@ class JetStreamConsumer(Consumer):
             if self._explicit:
                 await self._nak_all()  # other members get them now, not after ack_wait
             await self._unsubscribe()
+            if self.spec.ephemeral:
+                await api.request(self.engine.nc,
+                                  f"CONSUMER.DELETE.{self._stream}.{self._durable}", None,
+                                  self._label)
             if self._lease is not None:
                 await self._lease.release()
         except Exception:
