@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from pydantic import ValidationError
 
 from lakeport.errors import Conflict, Invalid, NotFound
@@ -32,6 +33,7 @@ from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
 from lakeport.streams.embedded.writer import TopicWriter
 from lakeport.streams.types import (
+    Format,
     OnNoExists,
     Persistence,
     TopicInfo,
@@ -259,8 +261,15 @@ class EmbeddedProducer(Producer):
 
     def produce(self, payload: Any, *, headers: dict[str, str] | None = None,
                 key: str | None = None, msg_id: str | None = None) -> Awaitable[int]:
-        self._check_open()
-        data = encode_payload(payload, self.format)
+        if not self._open:
+            self._check_open()
+        if type(payload) is dict and self.format is Format.JSON:
+            try:
+                data = orjson.dumps(payload)  # the common case without a detour
+            except TypeError:
+                data = encode_payload(payload, self.format)  # raises a clear Invalid
+        else:
+            data = encode_payload(payload, self.format)
         extra = None
         if headers or key is not None:
             extra = {"h": dict(headers) if headers else None, "k": key}

@@ -91,6 +91,7 @@ class TopicWriter:
         self._pending: list[_Pending] = []
         self._open_item: dict[bytes, _Pending] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._dedup: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._pending_ids: dict[str, asyncio.Future[int]] = {}
         self.listeners: list = []
@@ -98,6 +99,7 @@ class TopicWriter:
 
     # -- opening and recovery ----------------------------------------------------------
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:
@@ -202,15 +204,17 @@ class TopicWriter:
 
     def add_one(self, producer: bytes, payload: bytes, extra: dict | None,
                 msg_id: str | None) -> asyncio.Future[int]:
-        if self.closed:
-            self._check()
+        if extra is None and msg_id is None:
+            item = self._open_item.get(producer)
+            if item is not None and item.extras is None and not self.closed:
+                # the common case, kept short: join the batch being collected
+                future = asyncio.Future(loop=self._loop)
+                item.payloads.append(payload)
+                item.futures.append(future)  # type: ignore[union-attr]
+                return future
+        self._check()
         loop = asyncio.get_running_loop()
         item = self._open_item.get(producer)
-        if extra is None and msg_id is None and item is not None and item.extras is None:
-            future = loop.create_future()  # the common case, kept short
-            item.payloads.append(payload)
-            item.futures.append(future)  # type: ignore[union-attr]
-            return future
         if msg_id is not None:
             known = self.known_seqno(msg_id)
             if isinstance(known, int):
