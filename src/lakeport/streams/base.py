@@ -60,7 +60,24 @@ def _check_on_no_exists(value: str) -> OnNoExists:
     return value  # type: ignore[return-value]
 
 
-class Engine(ABC):
+class _AsyncResource:
+    """``async with`` opens the object and closes it again."""
+
+    async def open(self) -> None:
+        """Acquire what the object needs."""
+
+    async def close(self) -> None:
+        """Release it; safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Engine(_AsyncResource, ABC):
     """A topic store chosen by URL. Use as ``async with open_engine(url) as engine``."""
 
     scheme: str = ""
@@ -68,17 +85,13 @@ class Engine(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         await self.connect()
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def connect(self) -> None:  # noqa: B027 - optional hook
+    async def connect(self) -> None:
         """Connect to the backend; raises Unavailable when it cannot be reached."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release every resource the engine holds."""
 
     async def healthcheck(self) -> None:
@@ -195,7 +208,7 @@ class Engine(ABC):
             await asyncio.sleep(0.1)
 
 
-class Producer(ABC):
+class Producer(_AsyncResource, ABC):
     """Appends messages to one topic. ``await produce(...)`` returns the seqno once durable."""
 
     def __init__(self, engine: Engine, name: str, topic: str, on_no_exists: OnNoExists,
@@ -208,20 +221,13 @@ class Producer(ABC):
         self.format = Format.JSON
         self._open = False
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def open(self) -> None:
         info = await self.engine.ensure_topic(self.topic, self.on_no_exists, self.options)
         self.format = info.options.format
         await self._open_producer()
         self._open = True
 
-    async def _open_producer(self) -> None:  # noqa: B027 - optional hook
+    async def _open_producer(self) -> None:
         pass
 
     async def close(self) -> None:
@@ -292,7 +298,7 @@ class _InFlight:
 _seqno = operator.attrgetter("seqno")
 
 
-class Consumer(ABC):
+class Consumer(_AsyncResource, ABC):
     """Reads one topic under a consumer name. Async-iterate it, and ``ack`` what is done."""
 
     def __init__(self, engine: Engine, spec: ConsumerSpec) -> None:
@@ -337,17 +343,10 @@ class Consumer(ABC):
     async def _last_seqno(self) -> int:
         """The topic's current last seqno."""
 
-    async def _close(self) -> None:  # noqa: B027 - optional hook
+    async def _close(self) -> None:
         pass
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def open(self) -> None:
         info = await self.engine.ensure_topic(self.topic, self.spec.on_no_exists, self.spec.options)
         self.format = info.options.format
