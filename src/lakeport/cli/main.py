@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from lakeport import __version__
-from lakeport.cli import flow, topics
+from lakeport.cli import app as apps
+from lakeport.cli import flow, secret, topics
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
 from lakeport.errors import LakeportError
@@ -41,6 +42,8 @@ app = typer.Typer(
 )
 app.add_typer(topics.app, name="topics")
 app.add_typer(flow.app, name="flow")
+app.add_typer(apps.app, name="app")
+app.add_typer(secret.app, name="secret")
 app.command()(demo)
 
 
