@@ -395,3 +395,25 @@ def test_the_app_does_not_outlive_a_killed_runner(tmp_path: Path) -> None:
     finally:
         if _pid_alive(app_pid):
             os.kill(app_pid, signal.SIGKILL)
+
+
+def test_configure_changes_a_running_app_or_is_refused(tmp_path: Path) -> None:
+    assert lakeport("app", "create", "demo-app", cwd=tmp_path).returncode == 0
+    assert lakeport("app", "create", "demo-exporter", "--type", "exporter",
+                    cwd=tmp_path).returncode == 0
+    app = RunningApp("demo-app", cwd=tmp_path)
+    try:
+        app.wait_for_log("connected")
+        result = lakeport("app", "configure", "demo-app", "--set", "threshold=99", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        app.wait_for_log("configuration updated")
+        # a value that breaks the app's JSON Schema is refused before anything is sent
+        assert_user_error(lakeport("app", "configure", "demo-app", "--set", 'threshold="hot"',
+                                   cwd=tmp_path), "configuration.threshold", "nothing was sent")
+        code, _ = app.stop()
+    finally:
+        app.kill()
+    assert code == 0
+    # the exporter's manifest does not allow runtime updates
+    assert_user_error(lakeport("app", "configure", "demo-exporter", "--set", "batch_rows=5",
+                               cwd=tmp_path), "does not allow runtime configuration updates")

@@ -115,6 +115,42 @@ def run_app(
     raise typer.Exit(run_app_process(manifest.folder, env))
 
 
+# -- configure -----------------------------------------------------------------------------
+@app.command("configure")
+def configure(
+    path: PathArgument,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="A JSON or YAML file of configuration options.",
+        show_default=False)] = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="key=value (value read as JSON when it is); repeat for more.",
+        show_default=False)] = None,
+    url: UrlOption = None,
+) -> None:
+    """Change the configuration of a running app (when its manifest allows it).
+
+    The new configuration is the manifest's defaults with --config and --set on top; it is
+    checked against ui_schemas.configuration first. Example:
+    lakeport app configure demo-app --set threshold=80
+    """
+    from lakeport.apps.configuration import runtime_updates_allowed, send_configuration
+    from lakeport.apps.runner import resolve_configuration
+
+    manifest = _load(path, "nothing was sent")
+    if not runtime_updates_allowed(manifest):
+        raise Invalid(
+            f"{manifest.name} does not allow runtime configuration updates "
+            "(set flags.enable_runtime_update.configuration: true in app.yaml)"
+        )
+    configuration = resolve_configuration(manifest, config, sets or ())
+    problems = manifest.validate_configuration(configuration)
+    if problems:
+        _refuse(problems, path, "nothing was sent")
+    seqno = run(send_configuration(manifest.name, configuration, url))
+    print(f"sent configuration to {manifest.name} (seqno {seqno}); the app's log says whether "
+          "it applied it")
+
+
 # -- test simulator / csv ------------------------------------------------------------------
 class _RateColumn(ProgressColumn):
     """Messages per second, once rich has measured it."""
