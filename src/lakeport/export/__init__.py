@@ -1,0 +1,1 @@
+"""Exporters: topic → batches → Parquet (or CSV / JSON Lines) → a sink → ack."""

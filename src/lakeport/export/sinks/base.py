@@ -1,0 +1,101 @@
+"""The sink plug point: where exporters land batches. One module per sink, chosen by URL.
+
+A sink gets a :class:`Batch` (an Arrow table of rows in :data:`ROW_SCHEMA` and the seqno
+range it came from) and must land it **idempotently**: writing the same batch again (after
+a crash, before the ack) leaves exactly one copy. Object stores get that from deterministic
+keys (:meth:`Batch.object_key`), Delta tables from an app-transaction version.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+FORMAT_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one topic with seqnos ``first_seqno..last_seqno`` (some may be dead letters)."""
+
+    topic: str
+    first_seqno: int
+    last_seqno: int
+    table: pa.Table
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def partitions(self, by_asset: bool = False) -> list[tuple[str, pa.Table]]:
+        """``("date=YYYY-MM-DD[/asset=A]", rows)`` per Hive partition, in a stable order."""
+        if self.table.num_rows == 0:
+            return []
+        dates = pc.strftime(self.table["time"], format="%Y-%m-%d")
+        keys = [dates]
+        if by_asset:
+            keys.append(self.table["asset"])
+        parts: dict[tuple[str, ...], list[int]] = {}
+        for index, key in enumerate(zip(*(k.to_pylist() for k in keys), strict=True)):
+            parts.setdefault(key, []).append(index)
+        out = []
+        for key in sorted(parts):
+            path = f"date={key[0]}" + (f"/asset={key[1]}" if by_asset else "")
+            out.append((path, self.table.take(pa.array(parts[key]))))
+        return out
+
+    def object_key(self, prefix: str, partition: str, extension: str) -> str:
+        """``<prefix>/<topic>/<partition>/<topic>-<first>-<last>.<ext>``: the same batch always
+        lands under the same key, so a retry overwrites instead of duplicating."""
+        name = f"{self.topic}-{self.first_seqno}-{self.last_seqno}.{extension}"
+        return "/".join(p for p in (prefix.strip("/"), self.topic, partition, name) if p)
+
+
+class Sink(ABC):
+    """Lands batches somewhere. Use as ``async with sink:``; call :meth:`healthcheck` first."""
+
+    scheme: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None  # the pip extra that brings the sink's dependencies
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        self.options = dict(options or {})
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Create clients; no network round trip needed here."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients."""
+
+    @abstractmethod
+    async def healthcheck(self) -> None:
+        """Fail fast: Terminal for bad credentials or a missing bucket/container/volume/table
+        (the message names which and how to fix it), Transient when it cannot be reached."""
+
+    @abstractmethod
+    async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
+        """Land ``batch`` idempotently in format ``fmt``; return the locations written.
+
+        Raise :class:`lakeport.errors.Transient` when a retry can help, Terminal otherwise.
+        Return only once the data is durable in the sink.
+        """
+
+    def describe(self) -> str:
+        """The URL without secrets, for status lines and logs."""
+        return self.url
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
