@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lakeport.streams import Consumer, EndMarker, Message
 
-WAIT = 5.0  # seconds to wait for something that must arrive
+WAIT = 15.0  # seconds to wait for something that must arrive (generous for busy machines)
 QUIET = 0.3  # seconds of silence that show nothing (more) is delivered
 
 

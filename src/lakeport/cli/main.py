@@ -16,7 +16,7 @@ import typer
 
 from lakeport import __version__
 from lakeport.cli import app as apps
-from lakeport.cli import flow, secret, topics
+from lakeport.cli import export, flow, secret, topics
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
 from lakeport.errors import LakeportError
@@ -44,6 +44,7 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(flow.app, name="flow")
 app.add_typer(apps.app, name="app")
 app.add_typer(secret.app, name="secret")
+app.add_typer(export.app, name="export")
 app.command()(demo)
 
 

@@ -33,20 +33,30 @@ class Batch:
         return self.table.num_rows
 
     def partitions(self, by_asset: bool = False) -> list[tuple[str, pa.Table]]:
-        """``("date=YYYY-MM-DD[/asset=A]", rows)`` per Hive partition, in a stable order."""
-        if self.table.num_rows == 0:
+        """``("date=YYYY-MM-DD[/asset=A]", rows)`` per Hive partition, in a stable order
+        (rows keep their seqno order within a partition)."""
+        table = self.table
+        if table.num_rows == 0:
             return []
-        dates = pc.strftime(self.table["time"], format="%Y-%m-%d")
-        keys = [dates]
+        if not by_asset:
+            low, high = (v.as_py() for v in pc.min_max(table["time"]).values())
+            if low.date() == high.date():  # the common case: one day, no copy
+                return [(f"date={low:%Y-%m-%d}", table)]
+        key = pc.strftime(table["time"], format="%Y-%m-%d")
         if by_asset:
-            keys.append(self.table["asset"])
-        parts: dict[tuple[str, ...], list[int]] = {}
-        for index, key in enumerate(zip(*(k.to_pylist() for k in keys), strict=True)):
-            parts.setdefault(key, []).append(index)
+            key = pc.binary_join_element_wise(key, table["asset"], "\x00")
+        counts = pc.value_counts(key)
+        groups = sorted(zip(counts.field("values").to_pylist(),
+                            counts.field("counts").to_pylist(), strict=True))
+        if len(groups) > 1:
+            table = table.take(pc.sort_indices(key))  # a stable sort by partition
         out = []
-        for key in sorted(parts):
-            path = f"date={key[0]}" + (f"/asset={key[1]}" if by_asset else "")
-            out.append((path, self.table.take(pa.array(parts[key]))))
+        offset = 0
+        for value, count in groups:
+            day, _, asset = value.partition("\x00")
+            path = f"date={day}" + (f"/asset={asset}" if by_asset else "")
+            out.append((path, table.slice(offset, count)))
+            offset += count
         return out
 
     def object_key(self, prefix: str, partition: str, extension: str) -> str:

@@ -1,0 +1,279 @@
+"""Topic messages → Arrow rows in :data:`ROW_SCHEMA`, plus dead letters for what is not a reading.
+
+The hot path of every exporter. A batch of app-format payloads (``{"asset", "datastream",
+"value", "unit", "time", "type"}``) is parsed in one C call by Arrow's JSON reader when every
+value is a number; otherwise (strings, booleans, objects, bad payloads) the batch is parsed
+with orjson and checked row by row, so only the bad messages become dead letters.
+"""
+
+from __future__ import annotations
+
+import io
+import operator
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from lakeport.export.schema import ROW_SCHEMA
+from lakeport.streams.types import Format, Message, datetime_to_ns
+
+DeadLetter = tuple[Message, str]
+"""A message that is not a sensor reading, and why."""
+
+DATA_TYPES = frozenset({"number", "string", "boolean", "object"})
+_TIME_TYPE = ROW_SCHEMA.field("time").type
+_NUMERIC_SCHEMA = pa.schema(
+    [
+        pa.field("asset", pa.string()),
+        pa.field("datastream", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("unit", pa.string()),
+        pa.field("time", _TIME_TYPE),
+        pa.field("type", pa.string()),
+    ]
+)
+_PARSE_OPTIONS = pa_json.ParseOptions(
+    explicit_schema=_NUMERIC_SCHEMA, unexpected_field_behavior="ignore"
+)
+_READ_OPTIONS = pa_json.ReadOptions(block_size=1 << 20)  # blocks parse in parallel
+_data = operator.attrgetter("data")
+_seqno = operator.attrgetter("seqno")
+_producer = operator.attrgetter("producer")
+_timestamp_ns = operator.attrgetter("timestamp_ns")
+
+
+def empty_table() -> pa.Table:
+    return ROW_SCHEMA.empty_table()
+
+
+def build_rows(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLetter]]:
+    """The rows of ``messages`` (in order) and the dead letters among them."""
+    if not messages:
+        return empty_table(), []
+    table = _numeric_fast_path(messages)
+    if table is not None:
+        return table, []
+    return _general_path(messages)
+
+
+# -- all-number batches: one C call ---------------------------------------------------------
+def _numeric_fast_path(messages: Sequence[Message]) -> pa.Table | None:
+    """Rows through Arrow's JSON reader, or None when the batch needs the general path."""
+    body = b"\n".join(map(_data, messages))
+    # json topics hold one JSON value per message, so one spanning lines fails to parse;
+    # other formats may hold anything: each message must then be exactly one line
+    if messages[0].format is not Format.JSON and body.count(b"\n") != len(messages) - 1:
+        return None
+    try:
+        parsed = pa_json.read_json(
+            io.BytesIO(body), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    if parsed.num_rows != len(messages):
+        return None
+    for column in ("asset", "datastream", "value"):
+        if parsed[column].null_count:
+            return None
+    if pc.any(pc.equal(parsed["asset"], "")).as_py() or pc.any(
+        pc.equal(parsed["datastream"], "")
+    ).as_py():
+        return None
+    kinds = parsed["type"]
+    if kinds.null_count < len(kinds) and pc.any(pc.not_equal(kinds, "number")).as_py():
+        return None
+    times = parsed["time"]
+    if times.null_count:
+        times = pc.coalesce(times, _message_times(messages))
+    return _table(
+        times=times,
+        asset=parsed["asset"],
+        datastream=parsed["datastream"],
+        value_number=parsed["value"],
+        value_string=pa.nulls(len(messages), pa.string()),
+        value_bool=pa.nulls(len(messages), pa.bool_()),
+        value_object=pa.nulls(len(messages), pa.string()),
+        unit=parsed["unit"],
+        messages=messages,
+    )
+
+
+def _message_times(messages: Sequence[Message]) -> pa.Array:
+    nanos = pa.array(map(_timestamp_ns, messages), type=pa.int64(), size=len(messages))
+    return pc.divide(nanos, 1000).cast(pa.timestamp("us")).cast(_TIME_TYPE)
+
+
+def _seqnos(messages: Sequence[Message]) -> pa.Array:
+    first, last = messages[0].seqno, messages[-1].seqno
+    if last - first == len(messages) - 1:
+        import numpy as np  # a contiguous range: no Python objects per row
+
+        return pa.array(np.arange(first, last + 1, dtype=np.int64))
+    return pa.array(map(_seqno, messages), type=pa.int64(), size=len(messages))
+
+
+def _producers(messages: Sequence[Message]) -> pa.Array:
+    names = set(map(_producer, messages))
+    if len(names) == 1:
+        return pa.repeat(pa.scalar(names.pop(), pa.string()), len(messages))
+    return pa.array(map(_producer, messages), type=pa.string(), size=len(messages))
+
+
+def _table(*, times: Any, asset: Any, datastream: Any, value_number: Any, value_string: Any,
+           value_bool: Any, value_object: Any, unit: Any,
+           messages: Sequence[Message]) -> pa.Table:
+    return pa.Table.from_arrays(
+        [times, asset, datastream, value_number, value_string, value_bool, value_object, unit,
+         _seqnos(messages), _producers(messages)],
+        schema=ROW_SCHEMA,
+    )
+
+
+# -- everything else: orjson and a check per row -------------------------------------------
+def _parse_all(messages: Sequence[Message]) -> list[Any]:
+    try:
+        payloads = orjson.loads(b"[" + b",".join(map(_data, messages)) + b"]")
+        if len(payloads) == len(messages):
+            return payloads
+    except orjson.JSONDecodeError:
+        pass
+    out: list[Any] = []
+    for message in messages:
+        try:
+            out.append(orjson.loads(message.data))
+        except orjson.JSONDecodeError as exc:
+            out.append(_NotJson(str(exc)))
+    return out
+
+
+class _NotJson:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def reading_problem(payload: Any) -> str | None:
+    """Why ``payload`` is not a sensor reading (None when it is one)."""
+    if isinstance(payload, _NotJson):
+        return f"payload is not JSON ({payload.reason})"
+    if not isinstance(payload, dict):
+        return f"payload is a JSON {type(payload).__name__}, not an object with asset, " \
+               "datastream and value"
+    for name in ("asset", "datastream"):
+        text = payload.get(name)
+        if not isinstance(text, str) or not text:
+            return f"{name} is missing or not a non-empty string"
+    if payload.get("value") is None:
+        return "value is missing or null"
+    kind = payload.get("type")
+    if kind is not None and kind not in DATA_TYPES:
+        return f"type {kind!r} is not a sensor reading (use number, string, boolean or object)"
+    unit = payload.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        return "unit is not a string"
+    when = payload.get("time")
+    if when is not None and not isinstance(when, str):
+        return "time is not an ISO 8601 string"
+    return None
+
+
+def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLetter]]:
+    payloads = _parse_all(messages)
+    dead: list[DeadLetter] = []
+    good: list[int] = []
+    for index, payload in enumerate(payloads):
+        problem = reading_problem(payload)
+        if problem is None:
+            good.append(index)
+        else:
+            dead.append((messages[index], problem))
+    if dead:
+        messages = [messages[i] for i in good]
+        payloads = [payloads[i] for i in good]
+    if not messages:
+        return empty_table(), dead
+    times, bad_times = _times(payloads, messages)
+    if bad_times:
+        dead.extend((messages[i], reason) for i, reason in bad_times)
+        keep = sorted(set(range(len(messages))) - {i for i, _ in bad_times})
+        messages = [messages[i] for i in keep]
+        payloads = [payloads[i] for i in keep]
+        times = times.take(pa.array(keep, pa.int64()))
+        dead.sort(key=lambda item: item[0].seqno)
+        if not messages:
+            return empty_table(), dead
+    values = [p["value"] for p in payloads]
+    numbers, strings, bools, objects = _split_values(values)
+    table = _table(
+        times=times,
+        asset=pa.array([p["asset"] for p in payloads], pa.string()),
+        datastream=pa.array([p["datastream"] for p in payloads], pa.string()),
+        value_number=numbers,
+        value_string=strings,
+        value_bool=bools,
+        value_object=objects,
+        unit=pa.array([p.get("unit") for p in payloads], pa.string()),
+        messages=messages,
+    )
+    return table, dead
+
+
+def _split_values(values: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    n = len(values)
+    kinds = set(map(type, values))
+    if kinds <= {float, int}:
+        return (pa.array(values, pa.float64()), pa.nulls(n, pa.string()),
+                pa.nulls(n, pa.bool_()), pa.nulls(n, pa.string()))
+    numbers = [v if type(v) in (float, int) else None for v in values]
+    strings = [v if type(v) is str else None for v in values]
+    bools = [v if type(v) is bool else None for v in values]
+    objects = [orjson.dumps(v).decode() if type(v) in (dict, list) else None for v in values]
+    return (pa.array(numbers, pa.float64()), pa.array(strings, pa.string()),
+            pa.array(bools, pa.bool_()), pa.array(objects, pa.string()))
+
+
+def _times(payloads: list[Any], messages: Sequence[Message]
+           ) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """The row times (payload ``time``, else the message time) and rows with a bad time."""
+    texts = [p.get("time") for p in payloads]
+    fallback = _message_times(messages)
+    if all(t is None for t in texts):
+        return fallback, []
+    try:
+        parsed = pa.array(texts, pa.string()).cast(_TIME_TYPE)
+        return pc.coalesce(parsed, fallback), []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values: list[int | None] = []
+    bad: list[tuple[int, str]] = []
+    for index, text in enumerate(texts):
+        if text is None:
+            values.append(None)
+            continue
+        micros = _parse_time(text)
+        if micros is None:
+            bad.append((index, f"time {text!r} is not an ISO 8601 time with a zone "
+                               "(e.g. 2026-01-01T00:00:00Z)"))
+        values.append(micros)
+    parsed = pa.array(values, pa.int64()).cast(pa.timestamp("us")).cast(_TIME_TYPE)
+    return pc.coalesce(parsed, fallback), bad
+
+
+def _parse_time(text: str) -> int | None:
+    """Microseconds since the epoch of an ISO time; naive times count as UTC."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return datetime_to_ns(when) // 1000
+
+
+__all__ = ["DeadLetter", "build_rows", "empty_table", "reading_problem"]

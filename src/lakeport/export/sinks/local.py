@@ -1,0 +1,102 @@
+"""``file:///path``: a local (or mounted) folder; every file appears atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from lakeport.errors import Invalid, Terminal, Transient
+from lakeport.export.formats import EXTENSIONS, check_format, write_table
+from lakeport.export.sinks.base import Batch, Sink
+
+_TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                    errno.EROFS: "the file system is read-only",
+                    errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalSink(Sink):
+    """Writes ``<root>/<topic>/<partition>/<topic>-<first>-<last>.<ext>`` under the URL's folder."""
+
+    scheme = "file"
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(url, options)
+        parts = urlsplit(url)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path:
+            raise Invalid(f"bad file sink URL {url!r}: use file:///absolute/path")
+        self.root = Path(unquote(parts.path))
+        self.partition_by_asset = bool(self.options.get("partition_by_asset"))
+
+    def _error(self, exc: OSError, doing: str) -> Exception:
+        reason = _TERMINAL_ERRNOS.get(exc.errno or 0)
+        if reason is not None:
+            return Terminal(f"file sink {self.root}: cannot {doing}: {reason} ({exc.strerror}); "
+                            "free space or fix the folder's permissions, then restart")
+        return Transient(f"file sink {self.root}: cannot {doing}: {exc}")
+
+    async def healthcheck(self) -> None:
+        await asyncio.to_thread(self._check)
+
+    def _check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(exc, "create the folder") from exc
+        probe = self.root / f".lakeport-probe-{uuid.uuid4().hex}"
+        try:
+            with open(probe, "wb") as out:
+                out.write(b"probe")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            raise self._error(exc, "write to the folder") from exc
+        finally:
+            probe.unlink(missing_ok=True)
+
+    async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
+        check_format(fmt)
+        return await asyncio.to_thread(self._write, batch, fmt)
+
+    def _write(self, batch: Batch, fmt: str) -> list[str]:
+        written = []
+        folders = set()
+        for partition, table in batch.partitions(self.partition_by_asset):
+            path = self.root / batch.object_key("", partition, EXTENSIONS[fmt])
+            temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_table(table, temp, fmt)
+                fd = os.open(temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(temp, path)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                raise self._error(exc, f"write {path}") from exc
+            folders.add(path.parent)
+            written.append(str(path))
+        try:
+            for folder in folders:
+                _fsync_dir(folder)
+        except OSError as exc:
+            raise self._error(exc, "sync the folder") from exc
+        return written
+
+    def describe(self) -> str:
+        return str(self.root)

@@ -1,0 +1,294 @@
+"""The exporter on memory:// and file:// topics with the local sink: batches, keys, acks only
+after the sink confirmed, retries, terminal errors, dead letters, restarts and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+
+from lakeport.errors import Terminal, Transient
+from lakeport.export.config import ExportConfig
+from lakeport.export.runtime import Exporter
+from lakeport.export.sinks import Batch
+from lakeport.export.sinks.local import LocalSink
+from lakeport.export.status import export_dir, read_status
+from lakeport.streams import Engine, open_engine
+
+pytestmark = pytest.mark.timeout(60)
+TOPIC = "transformed-data"
+
+
+@pytest.fixture(params=["memory", "file"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    url = f"memory://{uuid.uuid4().hex}" if request.param == "memory" else \
+        (tmp_path / "streams").as_uri()
+    async with open_engine(url) as opened:
+        yield opened
+
+
+def reading(i: int) -> dict[str, Any]:
+    return {"asset": f"pump-{i % 4}", "datastream": "temperature", "value": float(i),
+            "time": "2026-04-05T06:07:08Z", "type": "number"}
+
+
+async def produce(engine: Engine, count: int, start: int = 0, topic: str = TOPIC) -> None:
+    async with engine.producer("sim", topic) as producer:
+        await producer.produce_many([reading(i) for i in range(start, start + count)])
+
+
+def config(lake: Path, **overrides: Any) -> ExportConfig:
+    fields: dict[str, Any] = {"topics": [TOPIC], "to": lake.as_uri(), "name": "lake",
+                              "until_idle": 0.3, "retry_initial": 0.01}
+    fields.update(overrides)
+    return ExportConfig(**fields)
+
+
+def files(lake: Path) -> list[str]:
+    return sorted(p.name for p in lake.rglob("*.parquet"))
+
+
+def lake_rows(lake: Path) -> tuple[int, int]:
+    return duckdb.sql(f"SELECT count(*), count(DISTINCT seqno) "
+                      f"FROM read_parquet('{lake}/**/*.parquet')").fetchall()[0]
+
+
+async def acked(engine: Engine, topic: str = TOPIC) -> int:
+    info = await engine.topic_info(topic)
+    return next((c.acked for c in info.consumers if c.name == "lake"), 0)
+
+
+async def test_batches_are_cut_by_rows_with_deterministic_keys(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    await produce(engine, 2500)
+    lake = tmp_path / "lake"
+    status = await Exporter(config(lake, batch_rows=1000), engine=engine).run()
+    assert files(lake) == [f"{TOPIC}-1-1000.parquet", f"{TOPIC}-1001-2000.parquet",
+                           f"{TOPIC}-2001-2500.parquet"]
+    assert (lake / TOPIC / "date=2026-04-05").is_dir()
+    assert lake_rows(lake) == (2500, 2500)
+    assert (status.rows, status.files, status.batches, status.lag) == (2500, 3, 3, 0)
+    assert await acked(engine) == 2500
+    assert read_status("lake")["rows"] == 2500
+
+
+async def test_a_partial_batch_is_written_after_max_delay(engine: Engine, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    stop = asyncio.Event()
+    exporter = Exporter(config(lake, until_idle=None, max_delay=0.2), engine=engine)
+    task = asyncio.create_task(exporter.run(stop))
+    await produce(engine, 5)
+    for _ in range(200):
+        if files(lake):
+            break
+        await asyncio.sleep(0.05)
+    assert files(lake) == [f"{TOPIC}-1-5.parquet"]
+    assert not task.done()
+    await produce(engine, 3, start=5)
+    for _ in range(200):
+        if len(files(lake)) == 2:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert files(lake) == [f"{TOPIC}-1-5.parquet", f"{TOPIC}-6-8.parquet"]
+
+
+async def test_stop_flushes_the_current_batch(engine: Engine, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    stop = asyncio.Event()
+    exporter = Exporter(config(lake, until_idle=None, max_delay=3600), engine=engine)
+    task = asyncio.create_task(exporter.run(stop))
+    await produce(engine, 7)
+    while exporter.status.state != "running" or await engine.topic_info(TOPIC) is None:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    stop.set()
+    status = await task
+    assert status.rows == 7 and files(lake) == [f"{TOPIC}-1-7.parquet"]
+    assert await acked(engine) == 7
+
+
+class FlakySink(LocalSink):
+    """Fails the first ``failures`` writes, and records the ack state at every write."""
+
+    def __init__(self, url: str, failures: int, error: type[Exception] = Transient,
+                 engine: Engine | None = None) -> None:
+        super().__init__(url)
+        self.failures = failures
+        self.error = error
+        self.engine = engine
+        self.acked_at_write: list[int] = []
+
+    async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
+        if self.engine is not None:
+            self.acked_at_write.append(await acked(self.engine))
+        if self.failures:
+            self.failures -= 1
+            raise self.error("the store is down for maintenance")
+        return await super().write(batch, fmt)
+
+
+async def test_acks_only_after_the_sink_confirmed_and_transient_errors_lose_nothing(
+        engine: Engine, tmp_path: Path) -> None:
+    await produce(engine, 300)
+    lake = tmp_path / "lake"
+    sink = FlakySink(lake.as_uri(), failures=3, engine=engine)
+    status = await Exporter(config(lake, batch_rows=100), engine=engine, sink=sink).run()
+    assert lake_rows(lake) == (300, 300)
+    assert sink.acked_at_write == [0, 0, 0, 0, 100, 200]
+    assert status.rows == 300 and "down for maintenance" in (status.last_error or "")
+    assert await acked(engine) == 300
+
+
+async def test_a_terminal_error_stops_the_exporter_with_nothing_acked(engine: Engine,
+                                                                     tmp_path: Path) -> None:
+    await produce(engine, 10)
+    lake = tmp_path / "lake"
+    sink = FlakySink(lake.as_uri(), failures=1, error=Terminal)
+    with pytest.raises(Terminal, match="down for maintenance"):
+        await Exporter(config(lake), engine=engine, sink=sink).run()
+    assert await acked(engine) == 0
+    assert files(lake) == []
+    status = read_status("lake")
+    assert status["state"] == "failed" and "down for maintenance" in status["last_error"]
+
+
+async def test_the_healthcheck_fails_fast_on_an_unwritable_folder(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(Terminal, match="a-file"):
+        await Exporter(config(blocker / "lake"), engine=engine).run()
+
+
+async def test_payloads_that_are_not_readings_go_to_the_dead_letter_topic(
+        engine: Engine, tmp_path: Path) -> None:
+    await produce(engine, 3)
+    async with engine.producer("other", TOPIC) as producer:
+        await producer.produce({"asset": "pump-1"})  # seqno 4: no datastream, no value
+    await produce(engine, 2, start=3)
+    lake = tmp_path / "lake"
+    status = await Exporter(config(lake), engine=engine).run()
+    assert files(lake) == [f"{TOPIC}-1-6.parquet"]
+    assert lake_rows(lake) == (5, 5) and status.dead_letters == 1
+    async with engine.consumer("check", "dead-letter.export.lake", position="beginning",
+                               follow=False) as consumer:
+        letters = [m.payload async for m in consumer]
+    assert len(letters) == 1
+    assert letters[0]["seqno"] == 4 and letters[0]["topic"] == TOPIC
+    assert "datastream" in letters[0]["reason"]
+    assert letters[0]["message"]["payload"] == {"asset": "pump-1"}
+
+
+async def test_after_a_crash_the_first_batch_ends_where_the_recorded_intent_ends(
+        engine: Engine, tmp_path: Path) -> None:
+    await produce(engine, 10)
+    folder = export_dir("lake")
+    (folder / f"intent-{TOPIC}.json").write_bytes(orjson.dumps({"first": 1, "last": 3}))
+    lake = tmp_path / "lake"
+    await Exporter(config(lake, batch_rows=100), engine=engine).run()
+    assert files(lake) == [f"{TOPIC}-1-3.parquet", f"{TOPIC}-4-10.parquet"]
+    assert not (folder / f"intent-{TOPIC}.json").exists()
+
+
+async def test_a_stale_intent_is_ignored(engine: Engine, tmp_path: Path) -> None:
+    await produce(engine, 10)
+    lake = tmp_path / "lake"
+    await Exporter(config(lake, batch_rows=4), engine=engine).run()
+    (export_dir("lake") / f"intent-{TOPIC}.json").write_bytes(
+        orjson.dumps({"first": 5, "last": 8}))
+    await produce(engine, 5, start=10)
+    await Exporter(config(lake, batch_rows=100), engine=engine).run()
+    assert f"{TOPIC}-11-15.parquet" in files(lake)
+    assert lake_rows(lake) == (15, 15)
+
+
+async def test_several_topics_and_asset_partitions(engine: Engine, tmp_path: Path) -> None:
+    await produce(engine, 8)
+    await produce(engine, 4, topic="other-data")
+    lake = tmp_path / "lake"
+    await Exporter(config(lake, topics=[TOPIC, "other-data"], partition_by_asset=True),
+                   engine=engine).run()
+    assert len(list((lake / TOPIC / "date=2026-04-05").glob("asset=*"))) == 4
+    assert (lake / "other-data" / "date=2026-04-05" / "asset=pump-0" /
+            "other-data-1-4.parquet").exists()
+    assert lake_rows(lake) == (12, 8)
+
+
+def lakeport(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lakeport.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_cli_exports_and_shows_status(tmp_path: Path) -> None:
+    streams = (tmp_path / "streams").as_uri()
+
+    async def fill() -> None:
+        async with open_engine(streams) as opened:
+            await produce(opened, 50)
+
+    asyncio.run(fill())
+    lake = tmp_path / "lake"
+    done = lakeport("export", "run", "--topic", TOPIC, "--to", lake.as_uri(), "--name", "lake",
+                    "--format", "csv", "--until-idle", "0.5s", "--url", streams)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in lake.rglob("*.csv")) == [f"{TOPIC}-1-50.csv"]
+    shown = lakeport("export", "status", "lake")
+    assert shown.returncode == 0 and "rows     50 in 1 batches" in shown.stdout
+    record = orjson.loads(lakeport("export", "status", "lake", "--json").stdout)
+    assert (record["state"], record["rows"], record["files"], record["lag"]) == \
+        ("stopped", 50, 1, 0)
+    missing = lakeport("export", "status", "nobody")
+    assert missing.returncode == 1 and "no exporter named 'nobody'" in missing.stderr
+
+
+def test_cli_unknown_scheme_lists_the_known_ones() -> None:
+    done = lakeport("export", "run", "--topic", TOPIC, "--to", "nosuch://x")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuch" in lines[0] and "s3://" in lines[0]
+    assert "lakeport[s3]" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_cli_bad_option_is_one_line() -> None:
+    done = lakeport("export", "run", "--topic", TOPIC, "--to", "file:///tmp/x",
+                    "--batch-rows", "0")
+    assert done.returncode == 1 and "batch_rows" in done.stderr
+
+
+def test_sigterm_flushes_the_current_batch_before_exit(tmp_path: Path) -> None:
+    streams = (tmp_path / "streams").as_uri()
+
+    async def fill() -> None:
+        async with open_engine(streams) as opened:
+            await produce(opened, 20)
+
+    asyncio.run(fill())
+    lake = tmp_path / "lake"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lakeport.cli", "export", "run", "--topic", TOPIC,
+         "--to", lake.as_uri(), "--name", "lake", "--max-delay", "1h", "--url", streams],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    status_file = export_dir("lake") / "status.json"
+    for _ in range(600):
+        if status_file.exists() and orjson.loads(status_file.read_bytes())["state"] == "running":
+            break
+        time.sleep(0.05)
+    time.sleep(2.0)  # the reader takes the 20 messages; max_delay keeps them unwritten
+    assert files(lake) == []
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()
+    assert files(lake) == [f"{TOPIC}-1-20.parquet"]
+    assert read_status("lake")["state"] == "stopped"
