@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import operator
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -260,30 +259,39 @@ class Producer(_AsyncResource, ABC):
 
 
 class _InFlight:
-    """Delivered but unacked messages, kept as the fetched lists for cheap cumulative acks."""
+    """Seqnos delivered but not acked, per fetched batch, for cheap cumulative acks.
+
+    Only seqnos are kept (a ``range`` for a gapless batch), not the messages, so a large
+    unacked batch costs next to no memory here.
+    """
 
     __slots__ = ("batches", "count")
 
     def __init__(self) -> None:
-        self.batches: deque[tuple[list[Message], float]] = deque()
+        self.batches: deque[tuple[Sequence[int], float]] = deque()
         self.count = 0
 
     def add(self, messages: list[Message]) -> None:
         if messages:
-            self.batches.append((messages, time.monotonic()))
-            self.count += len(messages)
+            first, last = messages[0].seqno, messages[-1].seqno
+            seqnos: Sequence[int] = (
+                range(first, last + 1) if last - first + 1 == len(messages)
+                else [m.seqno for m in messages]
+            )
+            self.batches.append((seqnos, time.monotonic()))
+            self.count += len(seqnos)
 
     def ack(self, seqno: int) -> None:
         batches = self.batches
         while batches:
-            messages, when = batches[0]
-            if messages[-1].seqno <= seqno:
+            seqnos, when = batches[0]
+            if seqnos[-1] <= seqno:
                 batches.popleft()
-                self.count -= len(messages)
+                self.count -= len(seqnos)
                 continue
-            cut = bisect.bisect_right(messages, seqno, key=_seqno)
+            cut = bisect.bisect_right(seqnos, seqno)
             if cut:
-                batches[0] = (messages[cut:], when)
+                batches[0] = (seqnos[cut:], when)
                 self.count -= cut
             break
 
@@ -293,9 +301,6 @@ class _InFlight:
     def clear(self) -> None:
         self.batches.clear()
         self.count = 0
-
-
-_seqno = operator.attrgetter("seqno")
 
 
 class Consumer(_AsyncResource, ABC):
