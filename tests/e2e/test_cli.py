@@ -268,12 +268,19 @@ def test_a_failing_transform_exits_2_with_its_traceback_and_acks_nothing(tmp_pat
     assert [c["acked"] for c in info["consumers"] if c["name"] == "boom"] == [0]
 
 
-def test_demo_runs_the_pipeline_and_ends_with_a_summary():
-    result = lakeport("demo", "--duration", "2s", "--rate", "100", "--assets", "2")
+def test_demo_runs_the_pipeline_into_the_lake_and_ends_with_a_summary(tmp_path: Path):
+    result = lakeport("demo", "--duration", "2s", "--rate", "100", "--assets", "2",
+                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "demo done" in result.stdout
     info = json.loads(lakeport("topics", "show", "transformed-data", "--json").stdout)
     assert info["entries"] > 0
+    import duckdb
+
+    [(rows, distinct)] = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT seqno) FROM "
+        f"read_parquet('{tmp_path}/lake/transformed-data/**/*.parquet')").fetchall()
+    assert rows == distinct == info["entries"], "every transformed reading landed once"
     payload = json.loads(lakeport("topics", "consume", "transformed-data", "--payload-only",
                                   "-n", "1").stdout)
     assert payload["processed"] is True and payload["asset"] == "pump-01"

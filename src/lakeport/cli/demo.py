@@ -16,7 +16,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -32,9 +33,13 @@ from lakeport.streams.base import Engine
 from lakeport.streams.flow import StepStats, batches, run_step, step
 from lakeport.streams.types import TopicOptions
 
+if TYPE_CHECKING:
+    from lakeport.export.runtime import Exporter
+
 RAW_TOPIC = "raw-sensor-data"
 TRANSFORMED_TOPIC = "transformed-data"
 SIMULATOR = "demo-simulator"
+EXPORTER = "demo-exporter"
 FOLLOWER = "demo-follower"
 DEMO_TOPIC_OPTIONS = TopicOptions(max_size=256 << 20)
 # (datastream, unit, start value, random walk step)
@@ -147,6 +152,9 @@ class DemoState:
     step: StepStats = field(default_factory=StepStats)
     step_row: StageStats = field(default_factory=StageStats)  # lag and rate; counts in step
     follower: StageStats = field(default_factory=StageStats)
+    exporter: Exporter | None = None
+    lake_stats: StageStats = field(default_factory=StageStats)
+    lake: Path | None = None
 
     async def refresh_lag(self, engine: Engine) -> None:
         for topic, name, stats in ((RAW_TOPIC, mark_processed.name, self.step_row),
@@ -157,6 +165,14 @@ class DemoState:
     def caught_up(self) -> bool:
         return (self.step.last_input_seqno >= self.simulator.last_seqno
                 and self.follower.last_seqno >= self.step.last_output_seqno)
+
+    def exporter_row(self) -> tuple[str, str, StageStats, int, int] | None:
+        status = self.exporter.status if self.exporter is not None else None
+        if status is None:
+            return None
+        self.lake_stats.lag = status.lag
+        return ("exporter", f"← {TRANSFORMED_TOPIC} → {status.files} files", self.lake_stats,
+                status.rows, 0)
 
     def render(self, limit: float) -> Group:
         elapsed = time.monotonic() - self.started
@@ -173,6 +189,9 @@ class DemoState:
             ("follower", f"← {TRANSFORMED_TOPIC}", self.follower, self.follower.count,
              self.follower.last_seqno),
         )
+        exporter = self.exporter_row()
+        if exporter is not None:
+            rows = (*rows, exporter)
         for name, topic, stats, count, last in rows:
             table.add_row(name, topic, f"{count:,}", f"{stats.rate(count):,.0f}",
                           "-" if stats.lag is None else f"{stats.lag:,}", str(last or "-"))
@@ -186,10 +205,19 @@ class DemoState:
         return Group(table, tail)
 
 
-async def run_demo(url: str | None, limit: float, rate: float, assets: int) -> DemoState:
-    """Run the three stages until ``limit`` seconds passed (0: until a signal)."""
+async def run_demo(url: str | None, limit: float, rate: float, assets: int,
+                   lake: Path | None = None) -> DemoState:
+    """Run the stages until ``limit`` seconds passed (0: until a signal); with ``lake``, an
+    exporter lands transformed-data there as Parquet."""
     async with open_engine(url) as engine:
         state = DemoState(engine.url)
+        if lake is not None:
+            from lakeport.export.config import ExportConfig
+            from lakeport.export.runtime import Exporter
+
+            state.exporter = Exporter(ExportConfig(
+                topics=[TRANSFORMED_TOPIC], to=lake.resolve().as_uri(), name=EXPORTER,
+                max_delay=2.0, batch_rows=50_000, streams_url=engine.url), engine=engine)
         for topic in (RAW_TOPIC, TRANSFORMED_TOPIC):
             await engine.create_topic(topic, DEMO_TOPIC_OPTIONS, exist_ok=True)
         with stop_on_signals() as interrupted:
@@ -200,6 +228,8 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int) -> D
                                              stats=state.step)),
                 asyncio.create_task(follow(engine, pipeline_stop, state.follower)),
             ]
+            if state.exporter is not None:
+                tasks.append(asyncio.create_task(state.exporter.run(pipeline_stop)))
             try:
                 with Live(state.render(limit), console=stdout, refresh_per_second=4) as live:
                     await _watch(state, engine, tasks, interrupted, limit, live)
@@ -268,6 +298,16 @@ def _summary(state: DemoState, url: str | None) -> None:
         f"{state.step.dropped:,} dropped",
         f"  follower   {state.follower.count:,} received{latency}",
     ]
+    if state.exporter is not None and state.lake is not None:
+        status = state.exporter.status
+        lines.append(f"  exporter   {status.rows:,} rows in {status.files:,} Parquet files → "
+                     f"{state.lake}/")
+        lines += [
+            "Query the lake:",
+            "  python -c \"import duckdb; print(duckdb.sql(\\\"SELECT asset, datastream, count(*), "
+            f"round(avg(value_number), 2) FROM read_parquet('{state.lake}/**/*.parquet') "
+            "GROUP BY ALL ORDER BY ALL\\\"))\"",
+        ]
     if not state.url.startswith("memory:"):
         option = f" --url {url}" if url else ""
         command = _command_name()
@@ -287,13 +327,17 @@ def demo(
         "--duration", help="How long to run, e.g. 30s, 5m; 0 runs until Ctrl-C.")] = "30s",
     rate: Annotated[float, typer.Option(help="Sensor readings per second.")] = 200,
     assets: Annotated[int, typer.Option(help="Simulated pumps (3 datastreams each).")] = 5,
+    lake: Annotated[str, typer.Option(
+        help="Folder the demo exporter lands transformed-data in as Parquet; '' for none.")
+    ] = "lake",
     url: UrlOption = None,
 ) -> None:
-    """Run a live pipeline: simulated sensors → raw-sensor-data → step → transformed-data.
+    """Run a live pipeline: simulated sensors → raw-sensor-data → step → transformed-data → lake.
 
     A simulator produces readings like {"asset": "pump-01", "datastream": "temperature",
     "value": 21.3, "unit": "°C", "time": ...}; the step demo-step adds "processed": true
-    into transformed-data; a follower consumes it. The table shows counts, rates and lag.
+    into transformed-data; a follower consumes it and an exporter lands it in ./lake as
+    Parquet. The table shows counts, rates, lag and files landed.
 
     Example: lakeport demo --duration 1m --rate 1000
     """
@@ -302,4 +346,7 @@ def demo(
         raise Invalid(f"bad --rate {rate:g}: use more than 0 readings per second")
     if assets < 1:
         raise Invalid(f"bad --assets {assets}: use 1 or more")
-    _summary(run(run_demo(url, limit, rate, assets)), url)
+    folder = Path(lake) if lake else None
+    state = run(run_demo(url, limit, rate, assets, folder))
+    state.lake = folder
+    _summary(state, url)
