@@ -15,13 +15,15 @@ lakeport_venv() {
     if [ ! -x .venv/bin/python ]; then
         echo "creating .venv with $("$python" -V 2>&1)" >&2
         "$python" -m venv .venv
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     fi
     local stamp=".venv/.lakeport-installed${extras}"
     local want
-    want="$(cat pyproject.toml)"
+    want="$(cat pyproject.toml scripts/constraints.txt)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "installing lakeport${extras} into .venv" >&2
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -c scripts/constraints.txt -e ".${extras}"
         printf '%s' "$want" >"$stamp"
     fi
 }
