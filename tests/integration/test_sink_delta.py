@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pyarrow as pa
 import pytest
+from _batches import make_batch
 from _moto import MOTO_KEY, MOTO_REGION, MOTO_SECRET, moto_server
 from deltalake import DeltaTable, write_deltalake
 
 from lakeport.errors import Invalid, NotFound, Terminal
-from lakeport.export.schema import ROW_SCHEMA
-from lakeport.export.sinks import Batch, open_sink
+from lakeport.export.sinks import open_sink
 from lakeport.export.sinks.delta import DeltaSink
 
 pytestmark = pytest.mark.timeout(60)
-BASE = datetime(2026, 5, 1, 23, 59, 56, tzinfo=UTC)
-
-
-def make_batch(first: int, last: int, topic: str = "asset-data") -> Batch:
-    """Rows ``first..last`` at ``BASE + seqno`` seconds: seqnos 1-3 on May 1, 4- on May 2."""
-    seqnos = list(range(first, last + 1))
-    table = pa.table(
-        {
-            "time": [BASE + timedelta(seconds=s) for s in seqnos],
-            "asset": [f"pump-{s % 3}" for s in seqnos],
-            "datastream": ["temperature"] * len(seqnos),
-            "value_number": [float(s) for s in seqnos],
-            "value_string": [None] * len(seqnos),
-            "value_bool": [None] * len(seqnos),
-            "value_object": [None] * len(seqnos),
-            "unit": ["C"] * len(seqnos),
-            "seqno": seqnos,
-            "producer": ["sim"] * len(seqnos),
-        },
-        schema=ROW_SCHEMA,
-    )
-    return Batch(topic, first, last, table)
 
 
 async def test_local_table_appends_one_commit_per_batch(tmp_path: Path) -> None:

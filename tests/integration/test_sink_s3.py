@@ -5,45 +5,22 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _batches import make_batch
 from _moto import MOTO_KEY, MOTO_REGION, MOTO_SECRET, moto_server
 
 from lakeport.errors import NotFound, Terminal, Transient
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.export.sinks import Batch, open_sink
 from lakeport.export.sinks.s3 import S3Sink
 
 pytestmark = pytest.mark.timeout(60)
 
 
-BASE = datetime(2026, 5, 1, 23, 59, 56, tzinfo=UTC)
-
-
-def make_batch(first: int, last: int, topic: str = "asset-data",
-               step: timedelta = timedelta(seconds=1)) -> Batch:
-    """Rows ``first..last`` at ``BASE + seqno * step``: seqnos 1-3 fall on May 1, 4- on May 2."""
-    seqnos = list(range(first, last + 1))
-    table = pa.table(
-        {
-            "time": [BASE + s * step for s in seqnos],
-            "asset": [f"pump-{s % 3}" for s in seqnos],
-            "datastream": ["temperature"] * len(seqnos),
-            "value_number": [float(s) for s in seqnos],
-            "value_string": [None] * len(seqnos),
-            "value_bool": [None] * len(seqnos),
-            "value_object": [None] * len(seqnos),
-            "unit": ["C"] * len(seqnos),
-            "seqno": seqnos,
-            "producer": ["sim"] * len(seqnos),
-        },
-        schema=ROW_SCHEMA,
-    )
-    return Batch(topic, first, last, table)
 
 
 @pytest.fixture(scope="module")
