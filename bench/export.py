@@ -23,14 +23,13 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from _export_data import produce_readings, readings
 from _export_inprocess import drain_in_process, in_process_available
 from _export_naive import naive_in_rate, naive_out_rate, pandas_version, prefill, row_of
 from _export_runner import count_rows, export_command, lake_files, run_exporter
 from lakeport.streams.registry import open_engine
-from topics import Row, filesystem_of, one_line
+from topics import Row, filesystem_of, one_line, print_rows
 
 TARGETS = {"export": 1_000_000, "rss_mb": 300}
 QUICK_SECONDS = 50.0  # --quick stops the backlog row here so the whole run stays under 60 s
@@ -279,7 +278,8 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
 
 
 def render(console: Console, results: Results, args: argparse.Namespace, elapsed: float) -> None:
-    table = Table(
+    print_rows(
+        console, results.rows,
         title="lakeport export: topic → Parquet, side by side with a SQLite buffer",
         caption=(
             "All rows measured in this run. Readings in the app message format, 100 assets x "
@@ -290,16 +290,8 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
             f"{platform.system()} {platform.release()}; "
             f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."
         ),
-        caption_justify="left",
+        ratio_header="Exporter vs", ratio_width=14,
     )
-    table.add_column("Workload", no_wrap=True)
-    table.add_column("Result", justify="right", no_wrap=True)
-    table.add_column("Exporter vs", max_width=14)
-    table.add_column("Target", no_wrap=True)
-    table.add_column("How", overflow="fold", ratio=1)
-    for row in results.rows:
-        table.add_row(row.workload, row.result, row.ratio, row.target, row.notes)
-    console.print(table)
     for problem in results.problems:
         console.print(f"[red]check failed:[/red] {problem}")
 

@@ -444,8 +444,23 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
     return results
 
 
+def print_rows(console: Console, rows: list[Row], title: str, caption: str,
+               ratio_header: str, ratio_width: int) -> None:
+    """The result table every bench prints: workload, result, ratio, target, how."""
+    table = Table(title=title, caption=caption, caption_justify="left")
+    table.add_column("Workload", no_wrap=True)
+    table.add_column("Result", justify="right", no_wrap=True)
+    table.add_column(ratio_header, max_width=ratio_width)
+    table.add_column("Target", no_wrap=True)
+    table.add_column("How", overflow="fold", ratio=1)
+    for row in rows:
+        table.add_row(row.workload, row.result, row.ratio, row.target, row.notes)
+    console.print(table)
+
+
 def render(console: Console, results: Results, args: argparse.Namespace, elapsed: float) -> None:
-    table = Table(
+    print_rows(
+        console, results.rows,
         title="lakeport topics: durable throughput and latency",
         caption=(
             "All rows measured in this run. 100-byte JSON payloads; durable: a message counts "
@@ -457,16 +472,8 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
             f"{platform.system()} {platform.release()}; "
             f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."
         ),
-        caption_justify="left",
+        ratio_header="Ratio to embedded", ratio_width=24,
     )
-    table.add_column("Workload", no_wrap=True)
-    table.add_column("Result", justify="right", no_wrap=True)
-    table.add_column("Ratio to embedded", max_width=24)
-    table.add_column("Target", no_wrap=True)
-    table.add_column("How", overflow="fold", ratio=1)
-    for row in results.rows:
-        table.add_row(row.workload, row.result, row.ratio, row.target, row.notes)
-    console.print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
