@@ -57,7 +57,7 @@ class Plan:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.quick:
-        plan = Plan(200_000, 2, 500, 200_000, 100_000, 2_000_000, None)
+        plan = Plan(1_000_000, 3, 500, 200_000, 100_000, 2_000_000, None)
     else:
         plan = Plan(1_000_000, 3, 2_000, 200_000, 100_000, 10_000_000, None)
     if args.rows:

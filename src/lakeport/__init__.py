@@ -1,6 +1,11 @@
 """lakeport: move industrial sensor data from the edge into data lakes."""
 
-from lakeport.errors import (
+from lakeport.allocator import arrow_uses_system_allocator
+
+arrow_uses_system_allocator()  # before anything imports pyarrow
+
+
+from lakeport.errors import (  # noqa: E402
     Closed,
     Conflict,
     Invalid,
@@ -10,7 +15,7 @@ from lakeport.errors import (
     Transient,
     Unavailable,
 )
-from lakeport.streams import (
+from lakeport.streams import (  # noqa: E402
     Consumer,
     EndMarker,
     EndOfTopic,

@@ -1,5 +1,6 @@
 """Exactly one copy after crashes: an exporter killed with SIGKILL at random points and
-restarted 20 times while readings are produced leaves every reading in the lake once.
+restarted 20 times while readings are produced leaves every reading in the lake once, in a
+folder of Parquet files and in a Delta table.
 
 ``LAKEPORT_CRASH_ROWS=1000000 pytest tests/integration/test_export_crash.py`` runs the full
 check of the issue (default 200,000 readings to keep the suite quick).
@@ -16,11 +17,13 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 ROWS = int(os.environ.get("LAKEPORT_CRASH_ROWS", "200000"))
 RESTARTS = 20
 TOPIC = "transformed-data"
+ASSETS = 100
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + ROWS // 2000)]
 
@@ -45,17 +48,20 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
 """
 
 
-def exporter(streams: str, lake: Path, *extra: str) -> subprocess.Popen[bytes]:
+def exporter(streams: str, to: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "lakeport.cli", "export", "run", "--topic", TOPIC,
-         "--to", lake.as_uri(), "--name", "crash", "--batch-rows", "20000",
+         "--to", to, "--name", "crash", "--batch-rows", "20000",
          "--max-delay", "0.3s", "--url", streams, *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 
 
 def landed(lake: Path) -> int:
-    return sum(1 for _ in lake.rglob("*.parquet")) if lake.exists() else 0
+    """Data files under ``lake`` (a Delta table's log checkpoints are not data)."""
+    if not lake.exists():
+        return 0
+    return sum(1 for path in lake.rglob("*.parquet") if "_delta_log" not in path.parts)
 
 
 def kill_when_a_file_lands(lake: Path, deadline: float) -> None:
@@ -65,14 +71,15 @@ def kill_when_a_file_lands(lake: Path, deadline: float) -> None:
         time.sleep(0.0005)
 
 
-def test_sigkill_and_restart_leave_exactly_one_copy_of_every_reading(tmp_path: Path) -> None:
+def export_through_crashes(tmp_path: Path, to: str, lake: Path) -> None:
+    """Produce ROWS readings while an exporter to ``to`` (writing under ``lake``) is killed
+    with SIGKILL and restarted RESTARTS times, then drain the topic with a last exporter."""
     streams = (tmp_path / "streams").as_uri()
-    lake = tmp_path / "lake"
     rng = random.Random(int(os.environ.get("LAKEPORT_CRASH_SEED", "4")))
     producer = subprocess.Popen([sys.executable, "-c", PRODUCER, streams, str(ROWS), "20"])
     try:
         for restart in range(RESTARTS):
-            process = exporter(streams, lake)
+            process = exporter(streams, to)
             if restart % 2:
                 kill_when_a_file_lands(lake, deadline=time.monotonic() + 3)
             else:
@@ -84,11 +91,33 @@ def test_sigkill_and_restart_leave_exactly_one_copy_of_every_reading(tmp_path: P
         if producer.poll() is None:
             producer.kill()
             producer.wait()
-    final = exporter(streams, lake, "--until-idle", "1s")
+    final = exporter(streams, to, "--until-idle", "1s")
     _, err = final.communicate(timeout=60 + ROWS // 10_000)
     assert final.returncode == 0, err.decode()
-    count, distinct, assets = duckdb.sql(
-        f"SELECT count(*), count(DISTINCT seqno), count(DISTINCT asset) "
-        f"FROM read_parquet('{lake}/**/*.parquet')").fetchall()[0]
-    assert (count, distinct) == (ROWS, ROWS)
-    assert assets == 100
+
+
+def count_readings(files: str | list[str]) -> tuple[int, int, int]:
+    """Rows, distinct seqnos and distinct assets in the Parquet ``files`` (a glob or a list)."""
+    with duckdb.connect() as connection:
+        [row] = connection.execute(
+            "SELECT count(*), count(DISTINCT seqno), count(DISTINCT asset) FROM read_parquet(?)",
+            [files]).fetchall()
+    return row
+
+
+def test_parquet_folder_holds_exactly_one_copy_of_every_reading(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    export_through_crashes(tmp_path, lake.as_uri(), lake)
+    assert count_readings(f"{lake}/**/*.parquet") == (ROWS, ROWS, ASSETS)
+
+
+def test_delta_table_holds_exactly_one_copy_of_every_reading(tmp_path: Path) -> None:
+    """Only the files of the table's current snapshot count: a file written by an exporter
+    killed before its commit is not part of the table."""
+    from deltalake import DeltaTable
+
+    table = tmp_path / "table"
+    export_through_crashes(tmp_path, f"delta+{table.as_uri()}", table)
+    snapshot = DeltaTable(str(table))
+    assert count_readings(snapshot.file_uris()) == (ROWS, ROWS, ASSETS)
+    assert pa.table(snapshot.to_pyarrow_table()).num_rows == ROWS

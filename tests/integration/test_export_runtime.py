@@ -1,9 +1,11 @@
 """The exporter on memory:// and file:// topics with the local sink: batches, keys, acks only
-after the sink confirmed, retries, terminal errors, dead letters, restarts and the CLI."""
+after the sink confirmed, retries, terminal errors, dead letters, restarts and the CLI
+(including an S3 sink on moto's server that rejects the credentials)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -231,14 +233,20 @@ def lakeport(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           text=True, timeout=60, env=env)
 
 
-def test_cli_exports_and_shows_status(tmp_path: Path) -> None:
+def fill_topic(tmp_path: Path, count: int) -> str:
+    """``count`` readings in a file:// streams folder under ``tmp_path``; its URL."""
     streams = (tmp_path / "streams").as_uri()
 
     async def fill() -> None:
         async with open_engine(streams) as opened:
-            await produce(opened, 50)
+            await produce(opened, count)
 
     asyncio.run(fill())
+    return streams
+
+
+def test_cli_exports_and_shows_status(tmp_path: Path) -> None:
+    streams = fill_topic(tmp_path, 50)
     lake = tmp_path / "lake"
     done = lakeport("export", "run", "--topic", TOPIC, "--to", lake.as_uri(), "--name", "lake",
                     "--format", "csv", "--until-idle", "0.5s", "--url", streams)
@@ -259,6 +267,46 @@ def test_cli_unknown_scheme_lists_the_known_ones() -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "nosuch" in lines[0] and "s3://" in lines[0]
     assert "lakeport[s3]" in lines[0] and "Traceback" not in done.stderr
+
+
+def consumers(streams: str) -> dict[str, dict[str, Any]]:
+    """The topic's consumers by name, as ``lakeport topics show --json`` prints them."""
+    shown = lakeport("topics", "show", TOPIC, "--json", "--url", streams)
+    assert shown.returncode == 0, shown.stderr
+    return {c["name"]: c for c in orjson.loads(shown.stdout)["consumers"]}
+
+
+def test_cli_rejected_s3_secret_is_one_error_line_and_acks_nothing(tmp_path: Path) -> None:
+    """moto checks signatures once the bucket, user and key exist (its first 3 requests)."""
+    import boto3
+    from _moto import MOTO_KEY, MOTO_REGION, MOTO_SECRET, moto_server
+
+    streams = fill_topic(tmp_path, 5)
+    before = consumers(streams)
+    with moto_server(auth_actions=3) as url:
+        admin = {"endpoint_url": url, "region_name": MOTO_REGION,
+                 "aws_access_key_id": MOTO_KEY, "aws_secret_access_key": MOTO_SECRET}
+        boto3.client("s3", **admin).create_bucket(Bucket="plant-lake")
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="exporter")
+        key_id = iam.create_access_key(UserName="exporter")["AccessKey"]["AccessKeyId"]
+        env = dict(os.environ, AWS_ENDPOINT_URL=url, AWS_DEFAULT_REGION=MOTO_REGION,
+                   AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY="not-the-secret")
+        done = lakeport("export", "run", "--topic", TOPIC, "--to", "s3://plant-lake/x",
+                        "--name", "lake", "--until-idle", "0.5s", "--url", streams, env=env)
+
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "not-the-secret" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert "rejected the credentials for s3://plant-lake" in errors[0]
+    assert "SignatureDoesNotMatch" in errors[0]
+    assert "lake" not in before
+    assert consumers(streams).get("lake", {"acked": 0})["acked"] == 0
+    drained = lakeport("export", "run", "--topic", TOPIC, "--to", (tmp_path / "lake").as_uri(),
+                       "--name", "lake", "--until-idle", "0.5s", "--url", streams)
+    assert drained.returncode == 0, drained.stderr
+    assert files(tmp_path / "lake") == [f"{TOPIC}-1-5.parquet"]
 
 
 def test_cli_bad_option_is_one_line() -> None:

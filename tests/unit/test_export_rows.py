@@ -8,9 +8,10 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from lakeport.export.rows import build_rows
+from lakeport.export import rows
 from lakeport.export.schema import ROW_SCHEMA
-from lakeport.streams.types import Message, datetime_to_ns
+from lakeport.streams.block import MessageBlock
+from lakeport.streams.types import Format, Message, datetime_to_ns
 
 MESSAGE_TIME = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
@@ -18,6 +19,10 @@ MESSAGE_TIME = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 def message(seqno: int, payload: object, producer: str = "sim") -> Message:
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return Message(seqno, datetime_to_ns(MESSAGE_TIME), producer, data)
+
+
+def build_rows(messages: list[Message]) -> tuple[pa.Table, list[rows.DeadLetter]]:
+    return rows.build_rows(MessageBlock.from_messages(messages, Format.JSON))
 
 
 def reading(i: int, **extra: object) -> dict[str, object]:

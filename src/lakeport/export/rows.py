@@ -1,6 +1,7 @@
-"""Topic messages → Arrow rows in :data:`ROW_SCHEMA`, plus dead letters for what is not a reading.
+"""A block of topic messages → Arrow rows in :data:`ROW_SCHEMA`, plus dead letters for what
+is not a reading.
 
-The hot path of every exporter. A batch of app-format payloads (``{"asset", "datastream",
+The hot path of every exporter. A block of app-format payloads (``{"asset", "datastream",
 "value", "unit", "time", "type"}``) is parsed in one C call by Arrow's JSON reader when every
 value is a number; otherwise (strings, booleans, objects, bad payloads) the batch is parsed
 with orjson and checked row by row, so only the bad messages become dead letters.
@@ -8,18 +9,19 @@ with orjson and checked row by row, so only the bad messages become dead letters
 
 from __future__ import annotations
 
-import io
 import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from lakeport.export.schema import ROW_SCHEMA
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Format, Message, datetime_to_ns
 
 DeadLetter = tuple[Message, str]
@@ -51,31 +53,32 @@ def empty_table() -> pa.Table:
     return ROW_SCHEMA.empty_table()
 
 
-def build_rows(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLetter]]:
-    """The rows of ``messages`` (in order) and the dead letters among them."""
-    if not messages:
+def build_rows(block: MessageBlock) -> tuple[pa.Table, list[DeadLetter]]:
+    """The rows of ``block``'s messages (in order) and the dead letters among them."""
+    if not len(block):
         return empty_table(), []
-    table = _numeric_fast_path(messages)
+    table = _numeric_fast_path(block)
     if table is not None:
         return table, []
-    return _general_path(messages)
+    return _general_path(block.messages())
 
 
 # -- all-number batches: one C call ---------------------------------------------------------
-def _numeric_fast_path(messages: Sequence[Message]) -> pa.Table | None:
+def _numeric_fast_path(block: MessageBlock) -> pa.Table | None:
     """Rows through Arrow's JSON reader, or None when the batch needs the general path."""
-    body = b"\n".join(map(_data, messages))
+    body = block.payload_lines()
+    count = len(block)
     # json topics hold one JSON value per message, so one spanning lines fails to parse;
     # other formats may hold anything: each message must then be exactly one line
-    if messages[0].format is not Format.JSON and body.count(b"\n") != len(messages) - 1:
+    if block.format is not Format.JSON and _count_newlines(body) != count - 1:
         return None
     try:
         parsed = pa_json.read_json(
-            io.BytesIO(body), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+            pa.BufferReader(body), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
-    if parsed.num_rows != len(messages):
+    if parsed.num_rows != count:
         return None
     for column in ("asset", "datastream", "value"):
         if parsed[column].null_count:
@@ -89,47 +92,35 @@ def _numeric_fast_path(messages: Sequence[Message]) -> pa.Table | None:
         return None
     times = parsed["time"]
     if times.null_count:
-        times = pc.coalesce(times, _message_times(messages))
+        times = pc.coalesce(times, _to_time(block.table.column("timestamp_ns")))
     return _table(
         times=times,
         asset=parsed["asset"],
         datastream=parsed["datastream"],
         value_number=parsed["value"],
-        value_string=pa.nulls(len(messages), pa.string()),
-        value_bool=pa.nulls(len(messages), pa.bool_()),
-        value_object=pa.nulls(len(messages), pa.string()),
+        value_string=pa.nulls(count, pa.string()),
+        value_bool=pa.nulls(count, pa.bool_()),
+        value_object=pa.nulls(count, pa.string()),
         unit=parsed["unit"],
-        messages=messages,
+        seqnos=block.table.column("seqno"),
+        producers=block.table.column("producer"),
     )
 
 
-def _message_times(messages: Sequence[Message]) -> pa.Array:
-    nanos = pa.array(map(_timestamp_ns, messages), type=pa.int64(), size=len(messages))
+def _count_newlines(body: pa.Buffer) -> int:
+    return int(np.count_nonzero(np.frombuffer(body, np.uint8) == 10))
+
+
+def _to_time(nanos: Any) -> Any:
     return pc.divide(nanos, 1000).cast(pa.timestamp("us")).cast(_TIME_TYPE)
 
 
-def _seqnos(messages: Sequence[Message]) -> pa.Array:
-    first, last = messages[0].seqno, messages[-1].seqno
-    if last - first == len(messages) - 1:
-        import numpy as np  # a contiguous range: no Python objects per row
-
-        return pa.array(np.arange(first, last + 1, dtype=np.int64))
-    return pa.array(map(_seqno, messages), type=pa.int64(), size=len(messages))
-
-
-def _producers(messages: Sequence[Message]) -> pa.Array:
-    names = set(map(_producer, messages))
-    if len(names) == 1:
-        return pa.repeat(pa.scalar(names.pop(), pa.string()), len(messages))
-    return pa.array(map(_producer, messages), type=pa.string(), size=len(messages))
-
-
 def _table(*, times: Any, asset: Any, datastream: Any, value_number: Any, value_string: Any,
-           value_bool: Any, value_object: Any, unit: Any,
-           messages: Sequence[Message]) -> pa.Table:
+           value_bool: Any, value_object: Any, unit: Any, seqnos: Any,
+           producers: Any) -> pa.Table:
     return pa.Table.from_arrays(
         [times, asset, datastream, value_number, value_string, value_bool, value_object, unit,
-         _seqnos(messages), _producers(messages)],
+         seqnos, producers],
         schema=ROW_SCHEMA,
     )
 
@@ -219,7 +210,8 @@ def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLette
         value_bool=bools,
         value_object=objects,
         unit=pa.array([p.get("unit") for p in payloads], pa.string()),
-        messages=messages,
+        seqnos=pa.array(map(_seqno, messages), type=pa.int64(), size=len(messages)),
+        producers=pa.array(map(_producer, messages), type=pa.string(), size=len(messages)),
     )
     return table, dead
 
@@ -242,7 +234,8 @@ def _times(payloads: list[Any], messages: Sequence[Message]
            ) -> tuple[pa.Array, list[tuple[int, str]]]:
     """The row times (payload ``time``, else the message time) and rows with a bad time."""
     texts = [p.get("time") for p in payloads]
-    fallback = _message_times(messages)
+    fallback = _to_time(pa.array(map(_timestamp_ns, messages), type=pa.int64(),
+                                 size=len(messages)))
     if all(t is None for t in texts):
         return fallback, []
     try:

@@ -13,54 +13,87 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from lakeport.allocator import release_free_memory
 from lakeport.apps.messages import dead_letter_topic
 from lakeport.errors import LakeportError, Terminal, Transient
 from lakeport.export.config import ExportConfig
-from lakeport.export.rows import DeadLetter, build_rows
+from lakeport.export.rows import DeadLetter, build_rows, empty_table
 from lakeport.export.sinks import Batch, Sink, open_sink
 from lakeport.export.status import ExportStatus, export_dir, write_json_atomic
 from lakeport.streams import Engine, open_engine
 from lakeport.streams.base import Consumer, Producer
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Message
 
 log = logging.getLogger("lakeport.export")
-_data = operator.attrgetter("data")
 T = TypeVar("T")
 
 _POLL = 0.25  # seconds between checks of the stop event while waiting for messages
 BATCHES_IN_MEMORY = 2
-
-
-def _tune_arrow_memory() -> None:
-    """Return Arrow's freed buffers to the system at once (mimalloc keeps ~100 MB around),
-    so an exporter's memory follows its two batches; ``LAKEPORT_MALLOC_TUNING=0`` opts out."""
-    if os.environ.get("LAKEPORT_MALLOC_TUNING", "1") != "0":
-        pa.set_memory_pool(pa.system_memory_pool())
+PIECE_ROWS = 20_000  # rows are built from payloads in pieces of about this many messages
 
 
 class Stopped(Exception):
     """The exporter was asked to stop while a batch was waiting for a retry (left unacked)."""
 
 
-@dataclass
-class _Pending:
-    """A cut batch whose rows are being built in a worker thread."""
+class _BatchRows:
+    """The rows of one batch, built piece by piece in a worker thread while it is read, so
+    a batch's raw payloads are never all in memory at once."""
 
-    topic: str
-    first: int
-    last: int
-    rows: asyncio.Future[tuple[pa.Table, list[DeadLetter]]]
-    payload_bytes: int
+    def __init__(self, topic: str, executor: ThreadPoolExecutor) -> None:
+        self.topic = topic
+        self.first = self.last = 0
+        self.count = 0
+        self.payload_bytes = 0
+        self._executor = executor
+        self._waiting: list[MessageBlock] = []
+        self._waiting_rows = 0
+        self._pieces: list[asyncio.Future[tuple[pa.Table, list[DeadLetter]]]] = []
+
+    def add(self, block: MessageBlock) -> None:
+        if not self.count:
+            self.first = block.first_seqno
+        self.last = block.last_seqno
+        self.count += len(block)
+        self.payload_bytes += block.data_bytes
+        self._waiting.append(block)
+        self._waiting_rows += len(block)
+        if self._waiting_rows >= PIECE_ROWS:
+            self._build()
+
+    def _build(self) -> None:
+        if self._waiting:
+            block = MessageBlock.concat(self._waiting)
+            loop = asyncio.get_running_loop()
+            self._pieces.append(loop.run_in_executor(self._executor, build_rows, block))
+            self._waiting, self._waiting_rows = [], 0
+
+    def discard(self) -> None:
+        """Forget what was read (it stays unacked)."""
+        for piece in self._pieces:
+            piece.cancel()
+        self.count = self.payload_bytes = self._waiting_rows = 0
+        self._waiting, self._pieces = [], []
+
+    def finish(self) -> None:
+        """Every message is in: build the last piece."""
+        self._build()
+
+    async def rows(self) -> tuple[pa.Table, list[DeadLetter]]:
+        """The batch's rows and dead letters, in seqno order."""
+        pieces = await asyncio.gather(*self._pieces)
+        tables = [table for table, _ in pieces if table.num_rows]
+        table = pa.concat_tables(tables) if tables else empty_table()
+        return table, [letter for _, dead in pieces for letter in dead]
 
 
 class _Intents:
@@ -96,7 +129,6 @@ class Exporter:
 
     def __init__(self, config: ExportConfig, *, engine: Engine | None = None,
                  sink: Sink | None = None) -> None:
-        _tune_arrow_memory()
         self.config = config
         self.name = config.exporter_name
         self._engine = engine
@@ -182,9 +214,10 @@ class Exporter:
     async def _export_topic(self, engine: Engine, topic: str) -> None:
         consumer = self._consumers[topic]
         slots = asyncio.Semaphore(BATCHES_IN_MEMORY)
-        queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        queue: asyncio.Queue[_BatchRows | None] = asyncio.Queue()
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"lakeport-rows-{topic}")
         writer = asyncio.create_task(self._writer(engine, consumer, queue, slots))
-        reader = asyncio.create_task(self._reader(consumer, queue, slots))
+        reader = asyncio.create_task(self._reader(consumer, queue, slots, executor))
         try:
             done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -195,9 +228,10 @@ class Exporter:
             for task in (reader, writer):
                 task.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
+            executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _reader(self, consumer: Consumer, queue: asyncio.Queue[_Pending | None],
-                      slots: asyncio.Semaphore) -> None:
+    async def _reader(self, consumer: Consumer, queue: asyncio.Queue[_BatchRows | None],
+                      slots: asyncio.Semaphore, executor: ThreadPoolExecutor) -> None:
         topic = consumer.topic
         intent = self.intents.load(topic)
         cut_at = intent[1] if intent is not None and intent[0] == consumer.acked + 1 else None
@@ -207,69 +241,63 @@ class Exporter:
         try:
             while True:
                 await slots.acquire()
-                messages, size = await self._collect(consumer, cut_at)
+                batch = _BatchRows(topic, executor)
+                await self._collect(consumer, batch, cut_at)
                 cut_at = None
-                if not messages:
+                if not batch.count:
                     slots.release()
                     return
-                # rows are built in a thread while the next batch is read
-                rows = asyncio.ensure_future(asyncio.to_thread(build_rows, messages))
-                await queue.put(_Pending(topic, messages[0].seqno, messages[-1].seqno, rows,
-                                         size))
-                del messages
+                batch.finish()
+                await queue.put(batch)
                 if self._stop.is_set():
                     return
         finally:
             await queue.put(None)
 
-    async def _collect(self, consumer: Consumer, cut_at: int | None) -> tuple[list[Message], int]:
-        """Messages of the next batch: full by rows or bytes, ``max_delay`` old, the topics
-        idle for ``until_idle``, a stop, or (after a restart) exactly up to ``cut_at``."""
+    async def _collect(self, consumer: Consumer, batch: _BatchRows, cut_at: int | None
+                       ) -> None:
+        """Read the next batch into ``batch``: full by rows or bytes, ``max_delay`` old, the
+        topics idle for ``until_idle``, a stop, or (after a restart) exactly up to ``cut_at``.
+        On a stop during a batch fixed by an intent, ``batch`` is left empty."""
         config = self.config
         topic = consumer.topic
-        messages: list[Message] = []
-        size = 0
+        last = consumer.acked
         started = 0.0
         while True:
-            if cut_at is not None:
-                last = messages[-1].seqno if messages else consumer.acked
-                want = cut_at - last
-                if want <= 0:
-                    return messages, size
-            else:
-                want = config.batch_rows - len(messages)
+            want = cut_at - last if cut_at is not None else config.batch_rows - batch.count
+            if cut_at is not None and want <= 0:
+                return
             now = time.monotonic()
             if self._stop.is_set():
-                # a batch fixed by an intent is landed whole or not at all
-                return (messages, size) if cut_at is None else ([], 0)
+                if cut_at is not None:  # landed whole or not at all
+                    batch.discard()
+                return
             idle = config.until_idle is not None and self._idle[topic] >= config.until_idle
-            if messages and cut_at is None and (now - started >= config.max_delay or idle):
-                return messages, size
-            if not messages and idle and cut_at is None:
-                return messages, size
+            if cut_at is None and (idle or (batch.count and now - started >= config.max_delay)):
+                return
             timeout = _POLL
-            if messages and cut_at is None:
+            if batch.count and cut_at is None:
                 timeout = max(0.0, min(_POLL, started + config.max_delay - now))
             try:
-                got = await consumer.recv_batch(want, timeout=timeout)
+                got = await consumer.recv_block(min(want, PIECE_ROWS), timeout=timeout)
             except TimeoutError:
                 self._idle[topic] += timeout
                 if cut_at is not None and self._idle[topic] > max(config.max_delay, 5):
-                    return messages, size  # the intent's messages are gone (retention)
+                    return  # the intent's messages are gone (retention)
                 continue
-            if not got:
+            if not len(got):
                 continue
             self._idle[topic] = 0.0
-            if not messages:
+            if not batch.count:
                 started = time.monotonic()
-            messages.extend(got)
-            size += sum(map(len, map(_data, got)))
-            if cut_at is None and (len(messages) >= config.batch_rows
-                                   or size >= config.batch_bytes):
-                return messages, size
+            batch.add(got)
+            last = batch.last
+            if cut_at is None and (batch.count >= config.batch_rows
+                                   or batch.payload_bytes >= config.batch_bytes):
+                return
 
     async def _writer(self, engine: Engine, consumer: Consumer,
-                      queue: asyncio.Queue[_Pending | None], slots: asyncio.Semaphore) -> None:
+                      queue: asyncio.Queue[_BatchRows | None], slots: asyncio.Semaphore) -> None:
         while True:
             pending = await queue.get()
             if pending is None:
@@ -280,11 +308,13 @@ class Exporter:
                 return
             finally:
                 slots.release()
+            del pending
+            release_free_memory()
 
-    async def _land(self, engine: Engine, consumer: Consumer, pending: _Pending) -> None:
+    async def _land(self, engine: Engine, consumer: Consumer, pending: _BatchRows) -> None:
         """Intent, dead letters, sink write, ack, clear the intent: nothing acked unlanded."""
         topic = pending.topic
-        table, dead = await pending.rows
+        table, dead = await pending.rows()
         batch = Batch(topic, pending.first, pending.last, table)
         await asyncio.to_thread(self.intents.save, topic, batch.first_seqno, batch.last_seqno)
         if dead:

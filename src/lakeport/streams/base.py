@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from lakeport.errors import Closed, Invalid, LakeportError
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import (
     ConsumerInfo,
     EndMarker,
@@ -271,13 +272,9 @@ class _InFlight:
         self.batches: deque[tuple[Sequence[int], float]] = deque()
         self.count = 0
 
-    def add(self, messages: list[Message]) -> None:
-        if messages:
-            first, last = messages[0].seqno, messages[-1].seqno
-            seqnos: Sequence[int] = (
-                range(first, last + 1) if last - first + 1 == len(messages)
-                else [m.seqno for m in messages]
-            )
+    def add(self, seqnos: Sequence[int]) -> None:
+        """Track a fetched batch's seqnos (a ``range`` when it has no gaps)."""
+        if seqnos:
             self.batches.append((seqnos, time.monotonic()))
             self.count += len(seqnos)
 
@@ -403,8 +400,14 @@ class Consumer(_AsyncResource, ABC):
             return None
         return self._credits - self._in_flight.count
 
-    async def _fill(self, max_n: int, timeout: float | None) -> None:
-        """Fetch into the buffer, honouring credits, filters, ack timeouts and the stop point."""
+    async def _fetch_block(self, max_n: int, timeout: float | None) -> MessageBlock:
+        """Like ``_fetch``, as a block; engines with a bulk read path override this."""
+        return MessageBlock.from_messages(await self._fetch(max_n, timeout), self.format)
+
+    async def _fill(self, max_n: int, timeout: float | None,
+                    as_block: bool = False) -> MessageBlock | None:
+        """Fetch into the buffer (or, ``as_block``, return a block), honouring credits,
+        filters, ack timeouts and the stop point."""
         if not self._opened:
             raise Closed(f"consumer {self.name!r} is not open: use 'async with'")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -427,33 +430,55 @@ class Consumer(_AsyncResource, ABC):
                 if self._last_read() >= self._stop_at:
                     raise EndOfTopic(f"end of topic {self.topic!r} at seqno {self._stop_at}")
                 want = min(want, self._stop_at - self._last_read())
+            fetched: list[Message] | MessageBlock
             if (self.spec.end_marker and not self._end_marked
                     and self._last_read() >= await self._last_seqno()):
-                messages = []  # caught up: the marker is due now, not after a wait
+                fetched = []  # caught up: the marker is due now, not after a wait
+            elif as_block:
+                fetched = await self._fetch_block(want, self._wait_slice(remaining))
             else:
-                messages = await self._fetch(want, self._wait_slice(remaining))
-            if not messages:
+                fetched = await self._fetch(want, self._wait_slice(remaining))
+            if not len(fetched):
                 if self.spec.end_marker and not self._end_marked:
                     self._end_marked = True
                     self._buffer.append(EndMarker(self._last_read()))  # type: ignore[arg-type]
-                    return
+                    return None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no message on topic {self.topic!r} within {timeout}s")
                 continue
             self._end_marked = False
-            self._read_upto = max(self._read_upto, messages[-1].seqno)
-            if self._stop_at is not None and messages[-1].seqno > self._stop_at:
-                messages = [m for m in messages if m.seqno <= self._stop_at]
-            if self.spec.filters.active:
-                accepts = self.spec.filters.accepts
-                kept = [m for m in messages if accepts(m.data)]
-                if len(kept) < len(messages):
-                    self._skipped_upto = max(self._skipped_upto, messages[-1].seqno)
-                messages = kept
-            self._in_flight.add(messages)
-            self._buffer.extend(messages)
+            if isinstance(fetched, MessageBlock):
+                return await self._deliver_block(fetched)
+            self._deliver(fetched)
             # only once the kept messages are in flight, or they would be acked unseen
             await self._ack_skipped()
+        return None
+
+    def _deliver(self, messages: list[Message]) -> None:
+        self._read_upto = max(self._read_upto, messages[-1].seqno)
+        if self._stop_at is not None and messages[-1].seqno > self._stop_at:
+            messages = [m for m in messages if m.seqno <= self._stop_at]
+        if self.spec.filters.active:
+            accepts = self.spec.filters.accepts
+            kept = [m for m in messages if accepts(m.data)]
+            if len(kept) < len(messages):
+                self._skipped_upto = max(self._skipped_upto, messages[-1].seqno)
+            messages = kept
+        if messages:
+            first, last = messages[0].seqno, messages[-1].seqno
+            self._in_flight.add(range(first, last + 1) if last - first + 1 == len(messages)
+                                else [m.seqno for m in messages])
+        self._buffer.extend(messages)
+
+    async def _deliver_block(self, block: MessageBlock) -> MessageBlock:
+        self._read_upto = max(self._read_upto, block.last_seqno)
+        if self._stop_at is not None:
+            block = block.upto(self._stop_at)
+        if len(block):
+            self._in_flight.add(range(block.first_seqno, block.last_seqno + 1) if block.contiguous
+                                else block.table.column(0).to_pylist())
+        await self._ack_skipped()
+        return block
 
     def _wait_slice(self, remaining: float | None) -> float:
         """Wait in slices so ack timeouts and closing are noticed while idle."""
@@ -496,6 +521,17 @@ class Consumer(_AsyncResource, ABC):
             buffer.clear()
             return batch
         return [buffer.popleft() for _ in range(max_n)]
+
+    async def recv_block(self, max_n: int = 100_000, timeout: float | None = None
+                         ) -> MessageBlock:
+        """Up to ``max_n`` ready messages as one :class:`MessageBlock`, waiting up to
+        ``timeout`` for the first: the way to read in bulk (the embedded engine hands out
+        payloads without a Python object per message). Ack as usual."""
+        if self._buffer or self.spec.filters.active or self.spec.end_marker:
+            return MessageBlock.from_messages(await self.recv_batch(max_n, timeout),
+                                              self.format)
+        block = await self._fill(max_n, timeout, as_block=True)
+        return block if block is not None else MessageBlock.empty(self.format)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self

@@ -6,9 +6,12 @@ import asyncio
 import itertools
 import os
 import uuid
+from collections.abc import Callable, Sized
+from typing import TypeVar
 
 from lakeport.errors import Closed, Conflict, NotFound
 from lakeport.streams.base import Consumer, ConsumerSpec
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.embedded.engine import EmbeddedEngine
 from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
@@ -20,6 +23,8 @@ from lakeport.streams.types import Message, Mode
 POLL_BUSY = 0.002
 POLL_IDLE = 0.010
 IDLE_AFTER = 1.0
+
+_Taken = TypeVar("_Taken", bound=Sized)
 
 
 class EmbeddedConsumer(Consumer):
@@ -109,6 +114,15 @@ class EmbeddedConsumer(Consumer):
         return reader
 
     async def _fetch(self, max_n: int, timeout: float | None) -> list[Message]:
+        return await self._wait_for(self._take, max_n, timeout) or []
+
+    async def _fetch_block(self, max_n: int, timeout: float | None) -> MessageBlock:
+        found = await self._wait_for(self._take_block, max_n, timeout)
+        return found if found is not None else MessageBlock.empty(self.format)
+
+    async def _wait_for(self, take: Callable[[LogReader, int], _Taken], max_n: int,
+                        timeout: float | None) -> _Taken | None:
+        """``take`` what is committed, waiting up to ``timeout`` for something (else None)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -116,14 +130,14 @@ class EmbeddedConsumer(Consumer):
             if not self.active:
                 self._try_takeover()
             if self.active:
-                messages = self._take(reader, max_n)
-                if messages:
+                taken = take(reader, max_n)
+                if len(taken):
                     self._last_data = loop.time()
-                    return messages
+                    return taken
             now = loop.time()
             remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
-                return []
+                return None
             poll = POLL_BUSY if now - self._last_data < IDLE_AFTER else POLL_IDLE
             if not self.active:
                 poll = 0.05
@@ -139,6 +153,11 @@ class EmbeddedConsumer(Consumer):
             self._acked = ConsumerDir.read_ack(self._ack_fd)
             self._reader.seek(max(self._acked + 1, self._reader.first_seqno()))
             self._read_upto = self._reader.cursor - 1
+
+    def _take_block(self, reader: LogReader, max_n: int) -> MessageBlock:
+        if self.spec.mode is not Mode.SHARED:
+            return reader.read_block(max_n)
+        return MessageBlock.from_messages(self._take(reader, max_n), self.format)
 
     def _take(self, reader: LogReader, max_n: int) -> list[Message]:
         if self.spec.mode is not Mode.SHARED:

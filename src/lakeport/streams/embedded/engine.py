@@ -25,10 +25,10 @@ from urllib.parse import unquote, urlsplit
 import orjson
 from pydantic import ValidationError
 
+from lakeport.allocator import keep_freed_memory
 from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
 from lakeport.streams.embedded import log
-from lakeport.streams.embedded.allocator import keep_freed_memory
 from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
 from lakeport.streams.embedded.writer import TopicWriter

@@ -20,9 +20,9 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 MAGIC = 0x3142504C  # "LPB1"
@@ -104,24 +104,37 @@ def decode_header(raw: bytes | memoryview, offset: int = 0) -> BatchHeader:
     return BatchHeader(body_crc, body_len, count, base, time_ns, plen, flags)
 
 
-def decode_body(header: BatchHeader, body: bytes | memoryview) -> tuple[
-    str, list[bytes], list | None
-]:
-    """Split a checked body into producer name, payloads and extras."""
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A checked batch body: producer name, payload lengths and bytes, extras (not copied)."""
+
+    producer: str
+    lengths: np.ndarray  # one per payload
+    payloads: memoryview  # every payload, back to back
+    extras: list | None
+
+    def payload_list(self, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """Payloads ``start`` to ``stop`` as bytes objects (sliced in C)."""
+        ends = np.cumsum(self.lengths, dtype=np.int64)
+        starts = (ends - self.lengths)[start:stop].tolist()
+        raw = bytes(self.payloads)
+        return list(map(raw.__getitem__, map(slice, starts, ends[start:stop].tolist())))
+
+
+def decode_body(header: BatchHeader, body: bytes | memoryview) -> Body:
+    """Check a body's checksum and split it into its parts."""
     if zlib.crc32(body) != header.body_crc:
         raise CorruptRecord("bad batch body checksum")
-    count = header.count
-    lengths = struct.unpack_from(f"<{count}I", body, 0)
-    pos = 4 * count
-    producer = bytes(body[pos : pos + header.producer_len]).decode()
+    view = memoryview(body)
+    pos = 4 * header.count
+    lengths = np.frombuffer(view[:pos], dtype="<u4")
+    producer = bytes(view[pos : pos + header.producer_len]).decode()
     pos += header.producer_len
-    raw = bytes(body[pos:])
-    ends = list(accumulate(lengths))
-    starts = [0, *ends[:-1]]
-    payloads = list(map(raw.__getitem__, map(slice, starts, ends)))  # slicing in C
-    offset = ends[-1] if ends else 0
-    extras = orjson.loads(raw[offset:]) if header.flags & FLAG_EXTRAS else None
-    return producer, payloads, extras
+    if header.flags & FLAG_EXTRAS:
+        size = int(lengths.sum(dtype=np.int64))
+        return Body(producer, lengths, view[pos : pos + size],
+                    orjson.loads(view[pos + size :]))
+    return Body(producer, lengths, view[pos:], None)
 
 
 def segment_path(topic_dir: Path, base_seqno: int) -> Path:

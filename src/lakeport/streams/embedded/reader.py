@@ -6,17 +6,23 @@ import bisect
 import gc
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
+from lakeport.streams.block import MessageBlock, Run
 from lakeport.streams.embedded import log
 from lakeport.streams.types import Format, Message
 
 logger = logging.getLogger("lakeport.streams.embedded")
 
 CHUNK = 1 << 20
+_MAX_ARRAY_BYTES = 1 << 31  # an Arrow binary array's offsets are 32-bit
 _new_tuple = tuple.__new__  # builds Messages without a Python-level __init__
 
 
@@ -37,6 +43,48 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _Decoded:
+    """A decoded log batch whose messages from ``start`` on are not handed out yet."""
+
+    __slots__ = ("_messages", "base", "body", "count", "start", "time_ns")
+
+    def __init__(self, header: log.BatchHeader, body: log.Body, start: int) -> None:
+        self.base, self.count, self.time_ns = header.base_seqno, header.count, header.time_ns
+        self.body = body
+        self.start = start
+        self._messages: list[Message] | None = None
+
+    def messages(self, fmt: Format) -> list[Message]:
+        """Every message of the batch (built once, in one C call when there are no extras)."""
+        if self._messages is None:
+            body, stamp = self.body, self.time_ns
+            seqnos = range(self.base, self.base + self.count)
+            if body.extras is None:
+                with _collector_paused():
+                    self._messages = list(map(
+                        _new_tuple, repeat(Message),
+                        zip(seqnos, repeat(stamp), repeat(body.producer), body.payload_list(),
+                            repeat(fmt), repeat(None), repeat(None), strict=False)))
+            else:
+                self._messages = [
+                    Message(seqno, stamp, body.producer, payload, fmt, extra.get("h"),
+                            extra.get("k"))
+                    if extra else Message(seqno, stamp, body.producer, payload, fmt)
+                    for seqno, payload, extra in zip(seqnos, body.payload_list(), body.extras,
+                                                     strict=False)
+                ]
+        return self._messages
+
+    def run(self, start: int, stop: int) -> Run:
+        """Messages ``start`` to ``stop`` as a :class:`Run` (payloads not copied)."""
+        body = self.body
+        offsets = np.zeros(self.count + 1, dtype=np.int32)
+        np.cumsum(body.lengths, out=offsets[1:])
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(body.payloads)]
+        data = pa.BinaryArray.from_buffers(pa.binary(), self.count, buffers)
+        return Run(self.base + start, self.time_ns, body.producer, data.slice(start, stop - start))
+
+
 class LogReader:
     """A cursor over one topic: ``seek`` to a seqno or time, then ``read`` what is committed."""
 
@@ -48,8 +96,7 @@ class LogReader:
         self._segment = -1
         self._fd = -1
         self._offset = 0
-        self._ready: list[Message] = []
-        self._ready_pos = 0
+        self._ready: deque[_Decoded] = deque()
         self._index: list[tuple[int, int, int]] = []  # (batch base seqno, segment, offset)
 
     def close(self) -> None:
@@ -86,7 +133,7 @@ class LogReader:
 
     def seek(self, seqno: int) -> None:
         """Make the next ``read`` start at ``seqno`` (or the first seqno still kept)."""
-        self._ready, self._ready_pos = [], 0
+        self._ready.clear()
         segments = log.list_segments(self.data_dir)
         if not segments:
             self.cursor = max(seqno, 1)
@@ -141,22 +188,50 @@ class LogReader:
     def read(self, max_n: int) -> list[Message]:
         """Up to ``max_n`` committed messages from the cursor; [] when there are none yet."""
         out: list[Message] = []
-        while len(out) < max_n:
-            ready, pos = self._ready, self._ready_pos
-            if pos < len(ready):
-                take = ready[pos : pos + max_n - len(out)]
-                self._ready_pos = pos + len(take)
-                if not out and len(take) == len(ready):
-                    out = take
-                else:
-                    out.extend(take)
-                continue
-            self._ready, self._ready_pos = [], 0
-            if not self._read_batches():
-                break
-        if out:
-            self.cursor = out[-1].seqno + 1
+        for batch, start, stop in self._take(max_n):
+            messages = batch.messages(self.format)
+            if not out and start == 0 and stop == len(messages):
+                out = messages
+            else:
+                out.extend(messages[start:stop])
         return out
+
+    def read_block(self, max_n: int) -> MessageBlock:
+        """Like :meth:`read`, as one :class:`MessageBlock` (no object per message)."""
+        blocks: list[MessageBlock] = []
+        runs: list[Run] = []
+        for batch, start, stop in self._take(max_n):
+            if batch.body.extras is None and len(batch.body.payloads) < _MAX_ARRAY_BYTES:
+                runs.append(batch.run(start, stop))
+                continue
+            if runs:
+                blocks.append(MessageBlock.from_runs(runs, self.format))
+                runs = []
+            blocks.append(MessageBlock.from_messages(batch.messages(self.format)[start:stop],
+                                                     self.format))
+        if runs:
+            blocks.append(MessageBlock.from_runs(runs, self.format))
+        return MessageBlock.concat(blocks) if blocks else MessageBlock.empty(self.format)
+
+    def _take(self, max_n: int) -> list[tuple[_Decoded, int, int]]:
+        """Hand out up to ``max_n`` messages: (batch, start, stop) pieces, cursor moved."""
+        pieces: list[tuple[_Decoded, int, int]] = []
+        wanted = max_n
+        ready = self._ready
+        while wanted > 0:
+            if not ready and not self._read_batches():
+                break
+            batch = ready[0]
+            start = batch.start
+            stop = min(batch.count, start + wanted)
+            pieces.append((batch, start, stop))
+            wanted -= stop - start
+            if stop == batch.count:
+                ready.popleft()
+            else:
+                batch.start = stop
+            self.cursor = batch.base + stop
+        return pieces
 
     def _read_batches(self) -> bool:
         """Parse the next committed batches into ``_ready``; False if nothing is new."""
@@ -192,39 +267,17 @@ class LogReader:
                     break
             body = view[pos + log.HEADER_SIZE : pos + header.size]
             try:
-                producer, payloads, extras = log.decode_body(header, body)
+                decoded = log.decode_body(header, body)
             except log.CorruptRecord as exc:
                 return self._skip_corrupt(str(exc))
             self._remember(header.base_seqno, self._offset + pos)
-            self._emit(header, producer, payloads, extras)
+            if header.last_seqno >= self.cursor:
+                start = max(0, self.cursor - header.base_seqno)
+                self._ready.append(_Decoded(header, decoded, start))
             pos += header.size
             parsed = True
         self._offset += pos
         return parsed
-
-    def _emit(self, header: log.BatchHeader, producer: str, payloads: list[bytes],
-              extras: list | None) -> None:
-        base, stamp, fmt, cursor = header.base_seqno, header.time_ns, self.format, self.cursor
-        if header.last_seqno < cursor:
-            return
-        seqnos = range(base, base + header.count)
-        if extras is None:
-            with _collector_paused():
-                messages = list(map(_new_tuple, repeat(Message),
-                                    zip(seqnos, repeat(stamp), repeat(producer), payloads,
-                                        repeat(fmt), repeat(None), repeat(None), strict=False)))
-        else:
-            messages = [
-                Message(seqno, stamp, producer, payload, fmt, extra.get("h"), extra.get("k"))
-                if extra else Message(seqno, stamp, producer, payload, fmt)
-                for seqno, payload, extra in zip(seqnos, payloads, extras, strict=False)
-            ]
-        if base < cursor:
-            messages = messages[cursor - base :]
-        if self._ready_pos >= len(self._ready):
-            self._ready, self._ready_pos = messages, 0
-        else:
-            self._ready.extend(messages)
 
     def _next_segment(self) -> bool:
         segments = log.list_segments(self.data_dir)

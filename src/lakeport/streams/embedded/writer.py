@@ -157,7 +157,7 @@ class TopicWriter:
                 continue
             body = os.pread(self._fd, header.body_len, offset + log.HEADER_SIZE)
             try:
-                _, _, extras = log.decode_body(header, body)
+                extras = log.decode_body(header, body).extras
             except log.CorruptRecord:
                 continue
             age = (time.time_ns() - header.time_ns) / 1e9

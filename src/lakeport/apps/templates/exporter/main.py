@@ -1,14 +1,12 @@
-"""Export asset data to Parquet files: one file per batch, named by its seqno range.
+"""Export the app's topics to the lake with lakeport's exporter runtime.
 
-Reads every data message (number, string, boolean, object) from ``asset-data`` and writes a
-batch when it has ``batch_rows`` rows, or ``max_delay`` seconds after its first row, to
-``<output_dir>/<first seqno>-<last seqno>.parquet``. A file is written under a temporary
-name and renamed once complete, so readers never see half a file, and a batch read again
-after a crash lands under the same name instead of a new one.
-
-Acknowledgement: messages are acked only once the file holding them is on disk
-(``stream_filter(..., auto_ack=False)`` and ``stream.ack``), so a crash loses nothing: the
-unwritten batch is read again after a restart. On a graceful stop the batch is written first.
+This is the runtime of ``lakeport export run`` (``lakeport.export.runtime.Exporter``), configured
+by the app's configuration (schemas/configuration.json documents every option): it reads
+``asset-data`` under the app's name, cuts batches of ``batch_rows`` rows, ``batch_bytes`` bytes
+or ``max_delay`` seconds, writes each as Parquet to ``to`` (default: the folder ``output`` of
+the app) as ``<topic>/date=YYYY-MM-DD/<topic>-<first seqno>-<last seqno>.parquet`` and acks a
+batch only once the sink confirmed it, so a crash loses nothing and a retried batch overwrites
+the same file. SIGTERM or Ctrl-C lands the batch in progress before the app stops.
 
 Run it with ``lakeport app run .`` and feed it with ``lakeport app test simulator .``.
 """
@@ -16,140 +14,134 @@ Run it with ``lakeport app run .`` and feed it with ``lakeport app test simulato
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from lakeport.apps import App, DataMessage, MessageStream, filters
+from lakeport.apps import ASSET_DATA, App, topic_name
+from lakeport.errors import Invalid, LakeportError
+from lakeport.export.config import ExportConfig
+from lakeport.export.runtime import Exporter
+from lakeport.export.status import ExportStatus
+from pydantic import ValidationError
 
 logger = logging.getLogger("exporter")
 
-SCHEMA = pa.schema([
-    ("seqno", pa.int64()),
-    ("time", pa.timestamp("us", tz="UTC")),
-    ("asset", pa.string()),
-    ("datastream", pa.string()),
-    ("type", pa.string()),
-    ("unit", pa.string()),
-    ("number", pa.float64()),
-    ("string", pa.string()),
-    ("boolean", pa.bool_()),
-    ("object", pa.string()),  # JSON text
-])
+DEFAULT_FOLDER = "output"
+REPORT_EVERY = 10.0  # seconds between progress lines in the log (when something changed)
 
 
-def to_row(message: DataMessage) -> dict[str, Any]:
-    """One Parquet row: the value goes to the column of its data type."""
-    row: dict[str, Any] = {
-        "seqno": message.seqno, "time": message.time, "asset": message.asset,
-        "datastream": message.datastream, "type": message.type, "unit": message.unit,
-        "number": None, "string": None, "boolean": None, "object": None,
-    }
-    value = message.value
-    row[message.type] = json.dumps(value) if message.type == "object" else value
-    return row
+def sink_url(to: str, app_dir: Path) -> str:
+    """``to`` as a sink URL: a URL stays as it is, a folder (relative to the app) is file://."""
+    if "://" in to or to.startswith("dbfs:"):
+        return to
+    return (app_dir / Path(to).expanduser()).resolve().as_uri()
 
 
-def write_batch(rows: list[dict[str, Any]], folder: Path) -> Path:
-    """Write ``rows`` to ``folder/<first>-<last>.parquet`` (temporary name, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{rows[0]['seqno']}-{rows[-1]['seqno']}.parquet"
-    partial = folder / f".{path.name}.partial"
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), partial)
-    os.replace(partial, path)
-    return path
+def export_config(configuration: dict[str, Any], app_name: str, streams_url: str,
+                  app_dir: Path) -> ExportConfig:
+    """The exporter's configuration: the app's options, with the app's defaults for ``topics``
+    (its input ``asset-data``), ``to`` (its ``output`` folder) and ``name`` (the app's name)."""
+    options = {key: value for key, value in configuration.items() if value is not None}
+    topics = options.get("topics", [ASSET_DATA])
+    if isinstance(topics, list):
+        options["topics"] = [topic_name(t) if isinstance(t, str) else t for t in topics]
+    to = options.get("to", DEFAULT_FOLDER)
+    options["to"] = sink_url(to, app_dir) if isinstance(to, str) and to else to
+    options.setdefault("name", app_name)
+    options["streams_url"] = streams_url
+    try:
+        return ExportConfig(**options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"configuration.{where}: {first['msg']}") from None
 
 
-class ParquetExporter:
-    """Collects rows into batches and writes each batch as one Parquet file."""
-
-    def __init__(self, output_dir: Path, batch_rows: int = 1000, max_delay: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.output_dir = output_dir
-        self.batch_rows = batch_rows
-        self.max_delay = max_delay
-        self.clock = clock
-        self.received = 0
-        self.rows_written = 0
-        self.files: list[Path] = []
-        self.last_flushed: DataMessage | None = None  # the last message of the last file
-        self._rows: list[dict[str, Any]] = []
-        self._last: DataMessage | None = None
-        self._started = 0.0
-
-    def add(self, message: DataMessage) -> Path | None:
-        """Add a message to the batch; write the batch if it is full (return the file)."""
-        if not self._rows:
-            self._started = self.clock()
-        self._rows.append(to_row(message))
-        self._last = message
-        self.received += 1
-        return self.flush() if len(self._rows) >= self.batch_rows else None
-
-    def due(self) -> bool:
-        """Whether the batch has waited ``max_delay`` seconds since its first row."""
-        return bool(self._rows) and self.clock() - self._started >= self.max_delay
-
-    def flush(self) -> Path | None:
-        """Write the batch now (if it has rows); return the file."""
-        if not self._rows:
-            return None
-        rows, self._rows = self._rows, []
-        path = write_batch(rows, self.output_dir)
-        self.last_flushed = self._last
-        self.files.append(path)
-        self.rows_written += len(rows)
-        logger.info("wrote %d rows to %s", len(rows), path)
-        return path
+def progress(status: ExportStatus) -> str:
+    line = (f"{status.state}: {status.rows:,} rows in {status.files:,} files, "
+            f"lag {status.lag:,}")
+    if status.dead_letters:
+        line += f", {status.dead_letters:,} dead letters"
+    if status.state == "retrying" and status.last_error:
+        line += f" (retrying: {status.last_error})"
+    return line
 
 
-async def write_and_ack(exporter: ParquetExporter, stream: MessageStream) -> None:
-    """Write the batch, then ack its messages: only rows on disk count as done."""
-    if exporter.flush() is not None and exporter.last_flushed is not None:
-        await stream.ack(exporter.last_flushed)
-
-
-async def flush_when_due(exporter: ParquetExporter, stream: MessageStream) -> None:
-    """Write batches that waited long enough, even when no new message arrives."""
+async def report(exporter: Exporter) -> None:
+    """Log the exporter's progress every ``REPORT_EVERY`` seconds while it changes."""
+    last = ""
     while True:
-        await asyncio.sleep(min(0.5, exporter.max_delay / 2))
-        if exporter.due():
-            await write_and_ack(exporter, stream)
+        await asyncio.sleep(REPORT_EVERY)
+        line = progress(exporter.status)
+        if line != last:
+            logger.info("%s", line)
+            last = line
 
 
-def output_folder(configured: str) -> Path:
-    """``output_dir`` relative to the app folder (``lakeport app run`` sets it)."""
-    return Path(os.environ.get("LAKEPORT_APP_DIR", ".")) / configured
+async def run(app: App, exporter: Exporter) -> ExportStatus | None:
+    """Serve the app and run the exporter until the app stops (SIGTERM, SIGINT, ``app.stop()``)
+    or the exporter does (``until_idle``, a terminal error).
+
+    The app brings the health endpoints and the signal handling; the exporter starts once the
+    app has reached its streams engine (retried like every app's connection) and lands the
+    batch in progress when the app stops. None if the app stopped before it connected.
+    """
+    stop = asyncio.Event()
+    connected = asyncio.Event()
+
+    async def on_connect() -> None:
+        connected.set()
+
+    async def serve() -> None:
+        try:
+            await app.run()
+        finally:
+            stop.set()
+
+    app.on_connect = on_connect
+    serving = asyncio.create_task(serve(), name=f"app {app.name}")
+    started = asyncio.create_task(connected.wait())
+    reporter: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not connected.is_set():
+            return None
+        reporter = asyncio.create_task(report(exporter))
+        return await exporter.run(stop)
+    finally:
+        for task in (started, reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        app.stop()
+        await serving
 
 
 async def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = App()
-    configuration = app.app_configuration
-    exporter = ParquetExporter(output_folder(configuration.get("output_dir", "output")),
-                               batch_rows=int(configuration.get("batch_rows", 1000)),
-                               max_delay=float(configuration.get("max_delay", 5)))
-    async with app:
-        stream = app.stream_filter(filters.is_data_message, auto_ack=False)
-        ticker = asyncio.create_task(flush_when_due(exporter, stream))
-        try:
-            async for message in stream:
-                if exporter.add(message) is not None:
-                    await stream.ack(message)  # a full batch was just written
-        finally:
-            ticker.cancel()
-        await write_and_ack(exporter, stream)  # the last batch, on a graceful stop
-    print(f"received {exporter.received} messages", flush=True)
-    print(f"wrote {exporter.rows_written} rows in {len(exporter.files)} files to "
-          f"{exporter.output_dir}", flush=True)
+    app = App(subscriptions=[])  # the exporter reads its topics itself, under the app's name
+    app_dir = Path(os.environ.get("LAKEPORT_APP_DIR", "."))
+    config = export_config(app.app_configuration, app.name, app.url, app_dir)
+    exporter = Exporter(config)
+    logger.info("exporter %s: %s → %s (%s); lakeport export status %s shows its progress",
+                config.exporter_name, ", ".join(config.topics), exporter.sink.describe(),
+                config.format, config.exporter_name)
+    status = await run(app, exporter)
+    if status is not None:
+        print(f"received {status.rows + status.dead_letters} messages", flush=True)
+        print(f"exported {status.rows} rows in {status.files} files to {status.sink}",
+              flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LakeportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
