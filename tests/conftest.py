@@ -151,3 +151,7 @@ async def engine(engine_url: str, topic_names: TopicNames) -> AsyncIterator[Engi
             for name in topic_names.handed_out:
                 with contextlib.suppress(Exception):  # best effort: the test may have broken it
                     await opened.delete_topic(name)
+
+
+# -- the platform server (tests/server_fixtures.py) ------------------------------------------
+from server_fixtures import platform, store_url  # noqa: E402, F401

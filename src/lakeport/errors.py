@@ -47,13 +47,23 @@ class Closed(Terminal):
     """The object was closed, or the topic it used was deleted."""
 
 
+class Unauthorized(Terminal):
+    """No credentials, or credentials that are not valid (HTTP 401)."""
+
+
+class Forbidden(Terminal):
+    """Valid credentials without the right to do this (HTTP 403)."""
+
+
 __all__ = [
     "Closed",
     "Conflict",
+    "Forbidden",
     "Invalid",
     "LakeportError",
     "NotFound",
     "Terminal",
     "Transient",
+    "Unauthorized",
     "Unavailable",
 ]

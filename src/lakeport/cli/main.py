@@ -16,9 +16,10 @@ import typer
 
 from lakeport import __version__
 from lakeport.cli import app as apps
-from lakeport.cli import export, flow, secret, topics
+from lakeport.cli import export, flow, keys, secret, topics
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
+from lakeport.cli.serve import serve
 from lakeport.errors import LakeportError
 
 try:  # typer >= 0.24 carries its own copy of click
@@ -45,7 +46,9 @@ app.add_typer(flow.app, name="flow")
 app.add_typer(apps.app, name="app")
 app.add_typer(secret.app, name="secret")
 app.add_typer(export.app, name="export")
+app.add_typer(keys.app, name="keys")
 app.command()(demo)
+app.command()(serve)
 
 
 def _print_version(value: bool) -> None:

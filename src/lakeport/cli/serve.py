@@ -1,0 +1,53 @@
+"""``lakeport serve``: the platform server (observations, data-lake files, topics over HTTP)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lakeport.cli.common import UrlOption, stderr
+
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", envvar="LAKEPORT_STORE", show_envvar=True, show_default=False,
+    help="Platform store: sqlite:///path/to/file.db (default under LAKEPORT_HOME) or "
+    "postgresql://user@host:5432/database (pip install 'lakeport[postgresql]').")]
+LakeOption = Annotated[str | None, typer.Option(
+    "--lake", envvar="LAKEPORT_LAKE", show_envvar=True, show_default=False,
+    help="Where data-lake file bytes live: file:///folder (default under LAKEPORT_HOME), "
+    "s3://bucket/prefix, abfs://container@account/prefix.")]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,
+    store: StoreOption = None,
+    lake: LakeOption = None,
+    url: UrlOption = None,
+    record: Annotated[list[str] | None, typer.Option(
+        "--record", help="Store this topic's sensor readings as observations (repeatable), "
+        "e.g. --record transformed-data.", show_default=False)] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run the platform server until Ctrl-C.
+
+    Every route but /health needs an API key: lakeport keys create --user NAME.
+    The API is described at http://HOST:PORT/docs (OpenAPI at /openapi.json).
+    """
+    import uvicorn
+
+    from lakeport.server import ServerSettings, create_app
+
+    options: dict[str, object] = {"host": host, "port": port, "record_topics": record or []}
+    for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", url)):
+        if value:
+            options[key] = value
+    settings = ServerSettings(**options)
+    stderr.print(f"lakeport server on http://{host}:{port} (store {settings.store_url}, "
+                 f"lake {settings.lake_url}); API docs at /docs", markup=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                lifespan="on", ws="websockets-sansio")
+
+
+__all__ = ["serve"]

@@ -1,0 +1,58 @@
+"""The lakeport server: one FastAPI app with a router per service.
+
+Each service is a package (``observations``, ``files``, ``topics``) exposing ``router`` (mounted
+under ``/api/v1``) and ``lifespan`` (None, or an async context manager factory taking the app,
+entered once the store and the topic engine are open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import ModuleType
+
+from fastapi import FastAPI
+
+from lakeport import __version__
+from lakeport.server import errors, files, health, observations, topics
+from lakeport.server.responses import JSONResponse
+from lakeport.server.settings import ServerSettings
+from lakeport.server.store import Store
+from lakeport.streams import open_engine
+
+API_PREFIX = "/api/v1"
+SERVICES: list[ModuleType] = [observations, files, topics]
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The server app for ``settings`` (defaults under the lakeport home)."""
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.settings = settings
+            app.state.store = await stack.enter_async_context(Store(settings.store_url))
+            app.state.engine = await stack.enter_async_context(open_engine(settings.streams_url))
+            for service in SERVICES:
+                if service.lifespan is not None:
+                    await stack.enter_async_context(service.lifespan(app))
+            yield
+
+    app = FastAPI(
+        title="lakeport",
+        version=__version__,
+        description="Sensor observations, data-lake files and topics over HTTP. Every route "
+                    "but /health needs an API key in the x-api-key header.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(health.api, prefix=API_PREFIX)
+    for service in SERVICES:
+        app.include_router(service.router, prefix=API_PREFIX)
+    return app
+
+
+__all__ = ["API_PREFIX", "SERVICES", "create_app"]

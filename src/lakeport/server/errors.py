@@ -1,0 +1,90 @@
+"""Every error leaves the server as ``{"error": {"code", "message", "details"}}`` with the
+HTTP status that says what happened (never 200 with an error inside)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from lakeport.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    LakeportError,
+    NotFound,
+    Transient,
+    Unauthorized,
+)
+from lakeport.server.responses import JSONResponse
+
+log = logging.getLogger("lakeport.server")
+
+STATUS: list[tuple[type[LakeportError], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (Invalid, 422, "invalid"),
+    (Transient, 503, "unavailable"),
+]
+"""Error class → HTTP status and code (first match wins)."""
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "too_large",
+          416: "range_not_satisfiable", 422: "invalid", 503: "unavailable"}
+
+
+class ApiError(LakeportError):
+    """An error with details for the JSON body (``details`` is any JSON value)."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def status_of(exc: LakeportError) -> tuple[int, str]:
+    for kind, status, code in STATUS:
+        if isinstance(exc, kind):
+            return status, code
+    return 400, "bad_request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn errors into JSON error bodies."""
+
+    @app.exception_handler(LakeportError)
+    async def lakeport_error(_: Request, exc: LakeportError) -> JSONResponse:
+        status, code = status_of(exc)
+        details = getattr(exc, "details", None)
+        headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+        return JSONResponse(error_body(code, str(exc), details), status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")}
+                    for e in exc.errors()]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse(error_body("invalid", f"{where}: {first['msg']}", problems), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse(error_body("internal", "internal server error"), 500)
+
+
+__all__ = ["STATUS", "ApiError", "error_body", "install", "status_of"]

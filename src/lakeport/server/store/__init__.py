@@ -1,0 +1,117 @@
+"""The platform store: SQL through SQLAlchemy (async) on SQLite or PostgreSQL.
+
+``sqlite:///path`` (the embedded default) and ``postgresql://user@host/db`` are accepted as
+users write them; the store picks the async driver (aiosqlite, asyncpg) and migrates the
+schema to the latest revision (alembic) when it opens. Each service keeps its tables and
+queries in its own module next to this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lakeport.errors import Invalid, Unavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
+            "postgres": "postgresql+asyncpg"}
+
+
+def async_url(url: str) -> tuple[str, str]:
+    """(SQLAlchemy async URL, dialect) of a store URL; Invalid for other schemes."""
+    scheme, sep, rest = url.partition("://")
+    base = scheme.split("+", 1)[0]
+    if not sep or base not in _DRIVERS:
+        raise Invalid(f"bad store URL {url!r}: use sqlite:///path/to/file.db or "
+                      "postgresql://user@host:5432/database")
+    dialect = "sqlite" if base == "sqlite" else "postgresql"
+    if dialect == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return f"{_DRIVERS[base]}://{rest}", dialect
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                   "busy_timeout=10000", "temp_store=MEMORY"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+class Store:
+    """An open platform store. ``async with Store(url) as store: ...``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        sa_url, self.dialect = async_url(url)
+        options: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(sa_url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> Store:
+        """Reach the database and migrate it to the latest schema."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            await self.engine.dispose()
+            raise Unavailable(f"cannot open the store {self.display_url}: "
+                              f"{str(exc).splitlines()[0]}") from exc
+        return self
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def display_url(self) -> str:
+        """The URL without a password."""
+        return self.engine.url.render_as_string(hide_password=True).replace(
+            "+aiosqlite", "").replace("+asyncpg", "")
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction (committed on success, rolled back on error)."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+
+def _upgrade(connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def open_store(url: str) -> Store:
+    """Open (and migrate) the store at ``url``."""
+    return await Store(url).open()
+
+
+__all__ = ["MIGRATIONS", "Store", "async_url", "open_store"]

@@ -1,0 +1,133 @@
+"""Fixtures for tests of the platform server: a fresh store per test (SQLite, PostgreSQL) and a
+real server (uvicorn) on a free loopback port.
+
+``store_url`` runs a test once per store: a SQLite file, and a database created on the
+machine's PostgreSQL (127.0.0.1:5432, user postgres; ``LAKEPORT_TEST_POSTGRES`` overrides) and
+dropped afterwards. ``platform`` starts the server on that store with a lake folder and an
+embedded topic engine of the test's own, and hands out API keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import require_service
+
+PG_ADMIN = os.environ.get("LAKEPORT_TEST_POSTGRES",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+STORES = ("sqlite", "postgresql")
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; its URL."""
+    name = f"lakeport_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # asyncpg or the socket: either way the service is not there
+        require_service("PostgreSQL", f"cannot create a database at {PG_ADMIN} ({exc})")
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORES])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh platform store URL, once per store kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'lakeport.db'}"
+    else:
+        yield from postgres_database()
+
+
+class _ServerThread:
+    """uvicorn serving ``app`` in a thread with its own event loop."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from servers import free_port
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on", ws="websockets-sansio")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the lakeport server did not start (see the log above)")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@dataclass
+class Platform:
+    """A running server: its URL, settings and API keys (``api_key`` belongs to alice)."""
+
+    url: str
+    settings: Any
+    api_key: str
+
+    def key_for(self, user: str) -> str:
+        """A new API key for ``user`` (created when new)."""
+        from lakeport.server.store import Store
+        from lakeport.server.store.users import create_key
+
+        async def make() -> str:
+            async with Store(self.settings.store_url) as store:
+                return await create_key(store, user)
+
+        return asyncio.run(make())
+
+    def client(self, key: str | None = "alice", **options: Any) -> httpx.Client:
+        """An HTTP client on the server; ``key`` is an API key, a user name, or None."""
+        headers = {}
+        if key is not None:
+            headers["x-api-key"] = self.api_key if key == "alice" else (
+                key if key.startswith("lpk_") else self.key_for(key))
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **options)
+
+
+@pytest.fixture
+def platform(store_url: str, tmp_path: Path) -> Iterator[Platform]:
+    """A lakeport server on a fresh store, lake folder and embedded topic engine."""
+    from lakeport.server import ServerSettings, create_app
+
+    settings = ServerSettings(store_url=store_url, lake_url=(tmp_path / "lake").as_uri(),
+                              streams_url=(tmp_path / "streams").as_uri(), port=0)
+    with _ServerThread(create_app(settings)) as server:
+        platform = Platform(f"http://127.0.0.1:{server.port}", settings, "")
+        platform.api_key = platform.key_for("alice")
+        yield platform
+
+
+__all__ = ["STORES", "Platform", "platform", "postgres_database", "store_url"]
