@@ -303,11 +303,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true",
                         help="also print one JSON object with the key figures at the end")
     parser.add_argument("--rows", type=int, default=None, metavar="N",
-                        help="readings for the throughput row (default 1,000,000; quick 200,000)")
+                        help="readings for the throughput row (default 1,000,000)")
     parser.add_argument("--backlog", type=int, default=None, metavar="N",
                         help="readings of the RSS backlog (default 10,000,000; quick 2,000,000)")
     parser.add_argument("--repeats", type=int, default=None, metavar="R",
-                        help="exporter runs of the throughput row (default 3; quick 2)")
+                        help="exporter runs of the throughput row (default 3)")
     parser.add_argument("--batch-rows", type=int, default=None, metavar="N",
                         help="--batch-rows of the exporter (default: the exporter's own)")
     parser.add_argument("--skip-rss", action="store_true", help="leave out the backlog row")

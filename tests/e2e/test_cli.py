@@ -269,8 +269,10 @@ def test_a_failing_transform_exits_2_with_its_traceback_and_acks_nothing(tmp_pat
 
 
 def test_demo_runs_the_pipeline_into_the_lake_and_ends_with_a_summary(tmp_path: Path):
+    from servers import free_port
+
     result = lakeport("demo", "--duration", "2s", "--rate", "100", "--assets", "2",
-                      cwd=tmp_path)
+                      "--port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "demo done" in result.stdout
     info = json.loads(lakeport("topics", "show", "transformed-data", "--json").stdout)

@@ -155,6 +155,7 @@ class DemoState:
     exporter: Exporter | None = None
     lake_stats: StageStats = field(default_factory=StageStats)
     lake: Path | None = None
+    server_url: str | None = None
 
     async def refresh_lag(self, engine: Engine) -> None:
         for topic, name, stats in ((RAW_TOPIC, mark_processed.name, self.step_row),
@@ -177,7 +178,8 @@ class DemoState:
     def render(self, limit: float) -> Group:
         elapsed = time.monotonic() - self.started
         until = f" / {limit:g}s" if limit else " (Ctrl-C to stop)"
-        table = Table(title=f"lakeport demo · {elapsed:.1f}s{until} · {self.url}",
+        server = f" · server {self.server_url}" if self.server_url else ""
+        table = Table(title=f"lakeport demo · {elapsed:.1f}s{until} · {self.url}{server}",
                       title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
         for column in ("stage", "topic", "messages", "msgs/s", "lag", "last seqno"):
             table.add_column(column, justify="left" if column in ("stage", "topic") else "right")
@@ -206,9 +208,10 @@ class DemoState:
 
 
 async def run_demo(url: str | None, limit: float, rate: float, assets: int,
-                   lake: Path | None = None) -> DemoState:
+                   lake: Path | None = None, port: int | None = None) -> DemoState:
     """Run the stages until ``limit`` seconds passed (0: until a signal); with ``lake``, an
-    exporter lands transformed-data there as Parquet."""
+    exporter lands transformed-data there as Parquet; with ``port``, the platform server runs
+    beside them and records transformed-data as observations."""
     async with open_engine(url) as engine:
         state = DemoState(engine.url)
         if lake is not None:
@@ -230,6 +233,8 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int,
             ]
             if state.exporter is not None:
                 tasks.append(asyncio.create_task(state.exporter.run(pipeline_stop)))
+            if port is not None:
+                state.server_url = await _start_server(engine.url, port, pipeline_stop, tasks)
             try:
                 with Live(state.render(limit), console=stdout, refresh_per_second=4) as live:
                     await _watch(state, engine, tasks, interrupted, limit, live)
@@ -246,6 +251,47 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int,
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
     return state
+
+
+async def _start_server(streams_url: str, port: int, stop: asyncio.Event,
+                        tasks: list[asyncio.Task[Any]]) -> str:
+    """Start the platform server (recording transformed-data) as one more task; save its URL
+    and an API key in the client settings so the client and the CLI find it."""
+    from lakeport.server.runner import serve_until
+    from lakeport.server.settings import ServerSettings
+
+    settings = ServerSettings(port=port, streams_url=streams_url,
+                              record_topics=[TRANSFORMED_TOPIC])
+    started = asyncio.Event()
+    serving = asyncio.create_task(serve_until(settings, stop, started))
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if serving.done():
+        serving.result()  # raises why it did not start
+    tasks.append(serving)
+    server_url = f"http://127.0.0.1:{port}"
+    await _save_client_settings(settings.store_url, server_url)
+    return server_url
+
+
+async def _save_client_settings(store_url: str, server_url: str) -> None:
+    """Write ``client.json`` (url, api_key of user ``demo``) under the lakeport home, keeping
+    a key saved earlier when it still works."""
+    from lakeport.home import lakeport_home
+    from lakeport.server.store import Store
+    from lakeport.server.store.users import create_key, user_for_key
+
+    path = lakeport_home() / "client.json"
+    saved: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(path.read_text())
+    async with Store(store_url) as store:
+        key = saved.get("api_key")
+        if not isinstance(key, str) or await user_for_key(store, key) is None:
+            key = await create_key(store, "demo", "lakeport demo")
+    path.write_text(json.dumps({"url": server_url, "api_key": key}, indent=2) + "\n")
+    path.chmod(0o600)
 
 
 def _raise_failed(tasks: list[asyncio.Task[Any]]) -> None:
@@ -308,9 +354,17 @@ def _summary(state: DemoState, url: str | None) -> None:
             f"round(avg(value_number), 2) FROM read_parquet('{state.lake}/**/*.parquet') "
             "GROUP BY ALL ORDER BY ALL\\\"))\"",
         ]
+    command = _command_name()
+    if state.server_url is not None:
+        lines += [
+            f"The platform server ran on {state.server_url} and recorded {TRANSFORMED_TOPIC} as "
+            "observations (client settings in LAKEPORT_HOME/client.json). Start it again with:",
+            f"  {command} serve --record {TRANSFORMED_TOPIC}"
+            + (f" --url {url}" if url else ""),
+            f"  {command} observations latest --sensor pump-01",
+        ]
     if not state.url.startswith("memory:"):
         option = f" --url {url}" if url else ""
-        command = _command_name()
         lines += [
             "Look around:",
             f"  {command} topics list{option}",
@@ -330,6 +384,10 @@ def demo(
     lake: Annotated[str, typer.Option(
         help="Folder the demo exporter lands transformed-data in as Parquet; '' for none.")
     ] = "lake",
+    serve: Annotated[bool, typer.Option(
+        help="Run the platform server beside the pipeline (recording transformed-data as "
+        "observations), so the data can be queried while the demo runs.")] = True,
+    port: Annotated[int, typer.Option(help="Port of the platform server.")] = 8400,
     url: UrlOption = None,
 ) -> None:
     """Run a live pipeline: simulated sensors → raw-sensor-data → step → transformed-data → lake.
@@ -337,7 +395,8 @@ def demo(
     A simulator produces readings like {"asset": "pump-01", "datastream": "temperature",
     "value": 21.3, "unit": "°C", "time": ...}; the step demo-step adds "processed": true
     into transformed-data; a follower consumes it and an exporter lands it in ./lake as
-    Parquet. The table shows counts, rates, lag and files landed.
+    Parquet; the platform server (http://127.0.0.1:8400) records it as observations you can
+    query while it runs. The table shows counts, rates, lag and files landed.
 
     Example: lakeport demo --duration 1m --rate 1000
     """
@@ -347,6 +406,6 @@ def demo(
     if assets < 1:
         raise Invalid(f"bad --assets {assets}: use 1 or more")
     folder = Path(lake) if lake else None
-    state = run(run_demo(url, limit, rate, assets, folder))
+    state = run(run_demo(url, limit, rate, assets, folder, port if serve else None))
     state.lake = folder
     _summary(state, url)

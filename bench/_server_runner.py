@@ -1,0 +1,112 @@
+"""``lakeport serve`` processes for ``bench/server.py``: start on a free port, an API key, RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PG_ADMIN = os.environ.get("LAKEPORT_BENCH_POSTGRES",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def lakeport(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-m", "lakeport.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"lakeport {' '.join(args)}: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
+
+
+class ServerProcess:
+    """``lakeport serve`` on ``store_url`` with its own home, lake and streams under ``folder``."""
+
+    def __init__(self, folder: Path, store_url: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LAKEPORT_HOME": str(folder / "home"),
+                    "LAKEPORT_STORE": store_url}
+        self.env.pop("LAKEPORT_STREAMS", None)
+        self.key = ""
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def __enter__(self) -> ServerProcess:
+        self.key = lakeport("keys", "create", "--user", "bench", env=self.env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lakeport.cli", "serve", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                self.__exit__()
+                raise RuntimeError(f"lakeport serve did not start: {err.strip()[-300:]}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self, **options: Any) -> httpx.Client:
+        options.setdefault("timeout", 120)
+        return httpx.Client(base_url=self.url, headers={"x-api-key": self.key}, **options)
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A database made for the run on the machine's PostgreSQL, dropped afterwards."""
+    name = f"lakeport_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,369 @@
+"""The platform server: observation ingest, latest values, a day to a DataFrame, file transfer.
+
+Run from the repository root: ``python bench/server.py [--quick] [--json]``.
+Every row is measured in the same run on this machine against ``lakeport serve`` processes
+(SQLite under a temporary folder; PostgreSQL on 127.0.0.1:5432 in a database made for the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import orjson
+from rich.console import Console
+
+from _server_runner import ServerProcess, postgres_database, rss_mb
+from topics import Row, one_line, print_rows
+
+TARGETS = {"ingest": 100_000, "latest_p99_ms": 10.0, "day_s": 1.0, "transfer_ratio": 2.0}
+PROPERTY = "temperature"
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DAY = 86_400
+
+
+@dataclass
+class Plan:
+    ingest_rows: int  # observations per ingest row
+    batch: int  # observations per request
+    concurrency: int  # requests in flight
+    naive_requests: int  # one observation per request
+    latest_sensors: int
+    latest_stored: int  # observations stored before the latest-value row
+    latest_requests: int
+    file_mb: int
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    if args.quick:
+        plan = Plan(200_000, 10_000, 4, 300, 1_000, 1_000_000, 1_000, 256)
+    else:
+        plan = Plan(1_000_000, 10_000, 4, 2_000, 1_000, 10_000_000, 5_000, 1_024)
+    if args.file_mb:
+        plan.file_mb = args.file_mb
+    if args.stored:
+        plan.latest_stored = args.stored
+    return plan
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    figures: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+# -- observations ---------------------------------------------------------------------------
+def setup_sensors(http: httpx.Client, names: list[str]) -> None:
+    answer = http.post("/api/v1/properties", json={"name": PROPERTY, "unit": "C",
+                                                   "data_type": "number"})
+    if answer.status_code not in (201, 409):
+        raise RuntimeError(f"creating the property: {answer.status_code} {answer.text[:200]}")
+    for name in names:
+        answer = http.post("/api/v1/sensors", json={"name": name, "kind": "atomic"})
+        if answer.status_code not in (201, 409):
+            raise RuntimeError(f"creating sensor {name}: {answer.status_code} {answer.text[:200]}")
+
+
+def batch_body(sensor: str, first_ms: int, count: int, step_ms: int = 1000) -> bytes:
+    rows = [[first_ms + i * step_ms, 20.0 + (i % 997) / 100] for i in range(count)]
+    return orjson.dumps({"sensor": sensor, "components": ["time", PROPERTY], "dataArray": rows})
+
+
+async def post_batches(url: str, key: str, bodies: Iterator[bytes], concurrency: int) -> int:
+    """POST every body to /observations/batch with ``concurrency`` in flight; rows stored."""
+    stored = 0
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(concurrency * 2)
+
+        async def worker() -> None:
+            nonlocal stored
+            while (body := await queue.get()) is not None:
+                answer = await http.post("/api/v1/observations/batch", content=body)
+                if answer.status_code != 201:
+                    raise RuntimeError(f"batch insert: {answer.status_code} {answer.text[:200]}")
+                stored += answer.json()["stored"]
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        for body in bodies:
+            await queue.put(body)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    return stored
+
+
+def ingest_rate(server: ServerProcess, plan: Plan, sensor: str) -> float:
+    with server.client() as http:
+        setup_sensors(http, [sensor])
+    bodies = (batch_body(sensor, START_MS + first * 1000, min(plan.batch, plan.ingest_rows - first))
+              for first in range(0, plan.ingest_rows, plan.batch))
+    start = time.perf_counter()
+    stored = asyncio.run(post_batches(server.url, server.key, bodies, plan.concurrency))
+    seconds = time.perf_counter() - start
+    if stored != plan.ingest_rows:
+        raise RuntimeError(f"stored {stored:,} of {plan.ingest_rows:,} observations")
+    return stored / seconds
+
+
+def naive_rate(server: ServerProcess, plan: Plan, sensor: str) -> float:
+    """One observation per request, one request at a time (the per-message design)."""
+    with server.client() as http:
+        setup_sensors(http, [sensor])
+        start = time.perf_counter()
+        for i in range(plan.naive_requests):
+            answer = http.post("/api/v1/observations", json={
+                "sensor": sensor, "property": PROPERTY, "time": START_MS + i * 1000,
+                "value": 20.5})
+            if answer.status_code != 201:
+                raise RuntimeError(f"single insert: {answer.status_code} {answer.text[:200]}")
+        return plan.naive_requests / (time.perf_counter() - start)
+
+
+def latest_latency(server: ServerProcess, plan: Plan, say: Callable[[str], None]
+                   ) -> tuple[float, float]:
+    """(p50, p99) ms of the latest value of a random sensor among ``latest_sensors``."""
+    names = [f"s-{n:04d}" for n in range(plan.latest_sensors)]
+    with server.client() as http:
+        setup_sensors(http, names)
+    per_sensor = plan.latest_stored // len(names)
+
+    def bodies() -> Iterator[bytes]:
+        for index, name in enumerate(names):
+            for first in range(0, per_sensor, plan.batch):
+                yield batch_body(name, START_MS + first * 1000, min(plan.batch, per_sensor - first))
+            if index % 100 == 99:
+                say(f"latest: stored {(index + 1) * per_sensor:,} of "
+                    f"{plan.latest_stored:,} observations")
+
+    asyncio.run(post_batches(server.url, server.key, bodies(), plan.concurrency))
+    timings: list[float] = []
+    with server.client() as http:
+        for i in range(plan.latest_requests):
+            name = names[(i * 7919) % len(names)]
+            start = time.perf_counter()
+            answer = http.get("/api/v1/observations/latest",
+                              params={"sensor": name, "property": PROPERTY})
+            timings.append((time.perf_counter() - start) * 1000)
+            if answer.status_code != 200 or not answer.json()["items"]:
+                raise RuntimeError(f"latest: {answer.status_code} {answer.text[:200]}")
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
+
+
+def day_to_dataframe(server: ServerProcess, plan: Plan) -> tuple[float, int]:
+    """Seconds to fetch one sensor's day at 1 Hz as a pandas DataFrame through the client."""
+    from lakeport.client import SyncClient
+
+    sensor = "day-sensor"
+    with server.client() as http:
+        setup_sensors(http, [sensor])
+    bodies = (batch_body(sensor, START_MS + first * 1000, min(plan.batch, DAY - first))
+              for first in range(0, DAY, plan.batch))
+    asyncio.run(post_batches(server.url, server.key, bodies, plan.concurrency))
+    best = float("inf")
+    rows = 0
+    with SyncClient(server.url, server.key) as client:
+        for _ in range(3):
+            start = time.perf_counter()
+            frame = client.observations.query(sensor=sensor, property=PROPERTY,
+                                              start=START_MS, end=START_MS + DAY * 1000,
+                                              format="dataframe")
+            best = min(best, time.perf_counter() - start)
+            rows = len(frame)
+    return best, rows
+
+
+# -- files ----------------------------------------------------------------------------------
+def make_file(path: Path, megabytes: int) -> None:
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(chunk)
+
+
+def transfer_ratios(server: ServerProcess, folder: Path, plan: Plan
+                    ) -> tuple[float, float, float, float, float]:
+    """(cp s, upload s, download s, server RSS growth MB, size MB)."""
+    source = folder / "big.bin"
+    make_file(source, plan.file_mb)
+    start = time.perf_counter()
+    subprocess.run(["cp", str(source), str(folder / "copy.bin")], check=True)
+    cp_seconds = time.perf_counter() - start
+    (folder / "copy.bin").unlink()
+    before = rss_mb(server.pid)
+    peak = before
+    with server.client(timeout=600) as http:
+        start = time.perf_counter()
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal peak
+            with open(source, "rb") as handle:
+                while block := handle.read(4 << 20):
+                    peak = max(peak, rss_mb(server.pid))
+                    yield block
+
+        answer = http.put("/api/v1/files/bench/big.bin", content=chunks(),
+                          params={"overwrite": "true"})
+        upload = time.perf_counter() - start
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"upload: {answer.status_code} {answer.text[:200]}")
+        target = folder / "down.bin"
+        start = time.perf_counter()
+        with http.stream("GET", "/api/v1/files/bench/big.bin") as response, \
+                open(target, "wb") as out:
+            for block in response.iter_bytes(4 << 20):
+                out.write(block)
+                peak = max(peak, rss_mb(server.pid))
+        download = time.perf_counter() - start
+    if target.stat().st_size != source.stat().st_size:
+        raise RuntimeError("the downloaded file differs in size")
+    target.unlink()
+    return cp_seconds, upload, download, peak - before, float(plan.file_mb)
+
+
+# -- the run --------------------------------------------------------------------------------
+def measure(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
+    results = Results()
+    plan = make_plan(args)
+    base = Path(args.dir or tempfile.gettempdir())
+    with tempfile.TemporaryDirectory(prefix="lakeport-bench-server-", dir=base) as tmp:
+        folder = Path(tmp)
+        stores = [("SQLite", contextlib.nullcontext(f"sqlite:///{folder / 'store.db'}"))]
+        if not args.skip_postgresql:
+            stores.append(("PostgreSQL", postgres_database()))
+        rates: dict[str, float] = {}
+        for label, store_cm in stores:
+            key = f"ingest_obs_per_s_{label.lower()}"
+            try:
+                with store_cm as store_url, ServerProcess(folder / label, store_url) as server:
+                    say(f"{label}: batch ingest of {plan.ingest_rows:,} observations")
+                    rate = ingest_rate(server, plan, "ingest-sensor")
+                    say(f"{label}: one observation per request")
+                    naive = naive_rate(server, plan, "naive-sensor")
+            except Exception as exc:
+                results.rows.append(Row(f"{label} · batch ingest over HTTP", "n/a",
+                                        notes=f"n/a ({one_line(exc)})"))
+                results.figures[key] = None
+                results.problems.append(f"{label} ingest: {one_line(exc)}")
+                continue
+            rates[label] = rate
+            results.figures[key] = round(rate)
+            results.rows.append(Row(
+                f"{label} · batch ingest over HTTP", f"{rate:,.0f} obs/s", "",
+                f"{mark(rate >= TARGETS['ingest'])} ≥ {TARGETS['ingest']:,}",
+                f"{plan.ingest_rows:,} observations, {plan.batch:,} per POST "
+                f"/observations/batch, {plan.concurrency} requests in flight"))
+            results.rows.append(Row(
+                f"{label} · one observation per request", f"{naive:,.0f} obs/s",
+                f"{rate / naive:,.0f}x slower", "",
+                f"{plan.naive_requests:,} POST /observations one after another"))
+        try:
+            with ServerProcess(folder / "latest", f"sqlite:///{folder / 'latest.db'}") as server:
+                p50, p99 = latest_latency(server, plan, say)
+                say("a day of one sensor to a DataFrame")
+                day_s, day_rows = day_to_dataframe(server, plan)
+                say(f"file transfer of {plan.file_mb:,} MB")
+                cp_s, up_s, down_s, growth, size = transfer_ratios(server, folder, plan)
+        except Exception as exc:
+            results.problems.append(f"queries and files: {one_line(exc)}")
+            results.rows.append(Row("queries and files", "n/a", notes=f"n/a ({one_line(exc)})"))
+            for name in ("latest_p99_ms", "day_to_dataframe_s", "upload_vs_cp_ratio",
+                         "download_vs_cp_ratio"):
+                results.figures.setdefault(name, None)
+            return results
+        results.figures.update(
+            latest_p99_ms=round(p99, 2), latest_p50_ms=round(p50, 2),
+            day_to_dataframe_s=round(day_s, 3), upload_vs_cp_ratio=round(up_s / cp_s, 2),
+            download_vs_cp_ratio=round(down_s / cp_s, 2), transfer_rss_growth_mb=round(growth))
+        results.rows += [
+            Row("latest value, 1 of 1,000 sensors", f"p99 {p99:.2f} ms · p50 {p50:.2f} ms", "",
+                f"{mark(p99 <= TARGETS['latest_p99_ms'])} p99 ≤ 10 ms",
+                f"{plan.latest_stored:,} observations stored (SQLite), {plan.latest_requests:,} "
+                "GET /observations/latest one after another, keep-alive"),
+            Row("a day at 1 Hz → DataFrame (client)", f"{day_s:.3f} s", "",
+                f"{mark(day_s <= TARGETS['day_s'])} ≤ 1 s",
+                f"{day_rows:,} rows, lakeport.client SyncClient, format='dataframe', best of 3"),
+            Row(f"upload {size:,.0f} MB", f"{size / up_s:,.0f} MB/s",
+                f"{up_s / cp_s:.2f}x of cp", f"{mark(up_s / cp_s <= 2)} ≤ 2x cp",
+                f"PUT /files streamed from disk; cp took {cp_s:.2f} s; server RSS grew "
+                f"{growth:,.0f} MB at most during both transfers"),
+            Row(f"download {size:,.0f} MB", f"{size / down_s:,.0f} MB/s",
+                f"{down_s / cp_s:.2f}x of cp", f"{mark(down_s / cp_s <= 2)} ≤ 2x cp",
+                "GET /files streamed to disk"),
+        ]
+    return results
+
+
+def render(console: Console, results: Results, args: argparse.Namespace, elapsed: float) -> None:
+    print_rows(
+        console, results.rows,
+        title="lakeport server: ingest, queries and files, side by side",
+        caption=(f"All rows measured in this run against `lakeport serve` processes on "
+                 f"127.0.0.1. {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} "
+                 f"at the end), Python {platform.python_version()}; "
+                 f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."),
+        ratio_header="vs batch", ratio_width=14,
+    )
+    for problem in results.problems:
+        console.print(f"[red]check failed:[/red] {problem}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller data (1,000,000 stored, 256 MB file): under a minute")
+    parser.add_argument("--json", action="store_true",
+                        help="also print one JSON object with the key figures at the end")
+    parser.add_argument("--stored", type=int, default=None, metavar="N",
+                        help="observations stored for the latest-value row (default 10,000,000)")
+    parser.add_argument("--file-mb", type=int, default=None, metavar="MB",
+                        help="size of the transferred file (default 1,024)")
+    parser.add_argument("--skip-postgresql", action="store_true",
+                        help="leave out the PostgreSQL ingest row")
+    parser.add_argument("--dir", default=None,
+                        help="folder for the temporary data (default: the system temp folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Console() if sys.stdout.isatty() else Console(width=160)
+    err = Console(stderr=True)
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        err.print(f"[{time.perf_counter() - started:6.1f}s] {text}", highlight=False)
+
+    if shutil.which("cp") is None:
+        err.print("cp not found: the transfer rows compare with cp")
+        return 1
+    results = measure(args, say)
+    elapsed = time.perf_counter() - started
+    results.figures["elapsed_s"] = round(elapsed, 1)
+    render(out, results, args, elapsed)
+    if args.json:
+        print(orjson.dumps(results.figures).decode())
+    return 1 if results.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Run the server inside another asyncio program (``lakeport demo``), which keeps its own
+signal handling, until an event is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+
+from lakeport.errors import Unavailable
+from lakeport.server.app import create_app
+from lakeport.server.settings import ServerSettings
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the host program handles signals
+
+
+async def serve_until(settings: ServerSettings, stop: asyncio.Event,
+                      started: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set; ``started`` is set once requests are accepted.
+    Unavailable when the port is taken."""
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level="error", lifespan="on", ws="websockets-sansio")
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()  # an error in the lifespan surfaces here
+                raise Unavailable(f"the server could not listen on {settings.host}:"
+                                  f"{settings.port} (is the port taken? use --port)")
+            await asyncio.sleep(0.02)
+        if started is not None:
+            started.set()
+        stop_waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, SystemExit):
+            await serving
+
+
+__all__ = ["serve_until"]

@@ -1,0 +1,38 @@
+"""Schemathesis against the server's OpenAPI document: no request it generates gets a 5xx.
+
+A bounded number of examples per operation (``LAKEPORT_FUZZ_EXAMPLES``, default 15) keeps
+the suite quick; a deterministic seed makes a failure reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server_fixtures import Platform
+
+EXAMPLES = int(os.environ.get("LAKEPORT_FUZZ_EXAMPLES", "15"))
+MIN_OPERATIONS = 2  # health and /me; every service adds its routes
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_no_generated_request_gets_a_server_error(platform: Platform, tmp_path: Path) -> None:
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "run", f"{platform.url}/openapi.json",
+        "--checks", "not_a_server_error", "--max-examples", str(EXAMPLES), "--seed", "20261129",
+        "--header", f"x-api-key: {platform.api_key}", "--request-timeout", "30",
+        "--workers", "1", "--exclude-path-regex", "consume$",
+        "--report", "junit", "--report-dir", str(tmp_path / "report"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=570,
+                          env={**os.environ, "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    tested = re.search(r"Tested:\s+(\d+)", done.stdout)
+    assert tested and int(tested.group(1)) >= MIN_OPERATIONS, done.stdout[-3000:]
