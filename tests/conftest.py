@@ -24,7 +24,7 @@ import pytest
 from lakeport.streams import Engine, open_engine
 
 MACHINE_NATS = ("127.0.0.1", 4222)
-ENGINES = ("memory", "file", "nats")
+ENGINES = ("memory", "file", "nats", "http")
 
 
 def require_service(name: str, reason: str) -> NoReturn:
@@ -130,16 +130,35 @@ def topic(topic_names: TopicNames) -> str:
         pytest.param("memory", id="memory"),
         pytest.param("file", id="file"),
         pytest.param("nats", id="nats", marks=pytest.mark.nats),
+        pytest.param("http", id="http"),
     ]
 )
-def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of each engine in turn; engines opened twice on it see the same topics."""
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of each engine in turn; engines opened twice on it see the same topics.
+
+    ``http`` is a platform server (SQLite store, embedded topics) shared by the session's
+    tests (topic names are unique per test); its URL carries alice's API key (``?api_key=``).
+    """
     kind = request.param
     if kind == "memory":
-        return f"memory://{uuid.uuid4().hex}"
-    if kind == "file":
-        return tmp_path.as_uri() + "/streams"
-    return request.getfixturevalue("nats_url")
+        yield f"memory://{uuid.uuid4().hex}"
+    elif kind == "file":
+        yield tmp_path.as_uri() + "/streams"
+    elif kind == "nats":
+        yield request.getfixturevalue("nats_url")
+    else:
+        url = getattr(request.config, "_lakeport_http_engine_url", None)
+        if url is None:
+            from server_fixtures import platform_settings, running_platform
+
+            root = request.getfixturevalue("tmp_path_factory").mktemp("http-engine")
+            settings = platform_settings(f"sqlite:///{root / 'store' / 'lakeport.db'}", root)
+            stack = contextlib.ExitStack()
+            request.config.add_cleanup(stack.close)
+            platform = stack.enter_context(running_platform(settings))
+            url = f"{platform.url}/?api_key={platform.api_key}"
+            request.config._lakeport_http_engine_url = url  # type: ignore[attr-defined]
+        yield url
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ embedded topic engine of the test's own, and hands out API keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -61,7 +62,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield from postgres_database()
 
 
-class _ServerThread:
+class ServerThread:
     """uvicorn serving ``app`` in a thread with its own event loop."""
 
     def __init__(self, app: Any) -> None:
@@ -75,7 +76,7 @@ class _ServerThread:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> _ServerThread:
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -117,17 +118,32 @@ class Platform:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **options)
 
 
-@pytest.fixture
-def platform(store_url: str, tmp_path: Path) -> Iterator[Platform]:
-    """A lakeport server on a fresh store, lake folder and embedded topic engine."""
-    from lakeport.server import ServerSettings, create_app
+def platform_settings(store_url: str, folder: Path, **options: Any) -> Any:
+    """Server settings on ``store_url`` with a lake folder and topics of their own."""
+    from lakeport.server import ServerSettings
 
-    settings = ServerSettings(store_url=store_url, lake_url=(tmp_path / "lake").as_uri(),
-                              streams_url=(tmp_path / "streams").as_uri(), port=0)
-    with _ServerThread(create_app(settings)) as server:
+    options.setdefault("lake_url", (folder / "lake").as_uri())
+    return ServerSettings(store_url=store_url, streams_url=(folder / "streams").as_uri(),
+                          port=0, **options)
+
+
+@contextlib.contextmanager
+def running_platform(settings: Any) -> Iterator[Platform]:
+    """A server for ``settings`` on a free port, with an API key for alice."""
+    from lakeport.server import create_app
+
+    with ServerThread(create_app(settings)) as server:
         platform = Platform(f"http://127.0.0.1:{server.port}", settings, "")
         platform.api_key = platform.key_for("alice")
         yield platform
 
 
-__all__ = ["STORES", "Platform", "platform", "postgres_database", "store_url"]
+@pytest.fixture
+def platform(store_url: str, tmp_path: Path) -> Iterator[Platform]:
+    """A lakeport server on a fresh store, lake folder and embedded topic engine."""
+    with running_platform(platform_settings(store_url, tmp_path)) as started:
+        yield started
+
+
+__all__ = ["STORES", "Platform", "ServerThread", "platform", "platform_settings",
+           "postgres_database", "running_platform", "store_url"]

@@ -8,11 +8,13 @@ arrow_uses_system_allocator()  # before anything imports pyarrow
 from lakeport.errors import (  # noqa: E402
     Closed,
     Conflict,
+    Forbidden,
     Invalid,
     LakeportError,
     NotFound,
     Terminal,
     Transient,
+    Unauthorized,
     Unavailable,
 )
 from lakeport.streams import (  # noqa: E402
@@ -35,6 +37,7 @@ from lakeport.streams import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "Closed",
     "Conflict",
     "Consumer",
@@ -42,6 +45,7 @@ __all__ = [
     "EndOfTopic",
     "Engine",
     "Filters",
+    "Forbidden",
     "Format",
     "Invalid",
     "LakeportError",
@@ -51,11 +55,22 @@ __all__ = [
     "Persistence",
     "Position",
     "Producer",
+    "SyncClient",
     "Terminal",
     "TopicInfo",
     "TopicOptions",
     "Transient",
+    "Unauthorized",
     "Unavailable",
     "__version__",
     "open_engine",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The platform client is imported on first use (``lakeport.Client``)."""
+    if name in ("Client", "SyncClient"):
+        import lakeport.client
+
+        return getattr(lakeport.client, name)
+    raise AttributeError(f"module 'lakeport' has no attribute {name!r}")

@@ -16,7 +16,7 @@ import typer
 
 from lakeport import __version__
 from lakeport.cli import app as apps
-from lakeport.cli import export, flow, keys, secret, topics
+from lakeport.cli import export, files, flow, keys, observations, secret, sensors, topics
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
 from lakeport.cli.serve import serve
@@ -47,6 +47,11 @@ app.add_typer(apps.app, name="app")
 app.add_typer(secret.app, name="secret")
 app.add_typer(export.app, name="export")
 app.add_typer(keys.app, name="keys")
+app.add_typer(sensors.app, name="sensors")
+app.add_typer(sensors.features_app, name="features")
+app.add_typer(sensors.properties_app, name="properties")
+app.add_typer(observations.app, name="observations")
+app.add_typer(files.app, name="files")
 app.command()(demo)
 app.command()(serve)
 

@@ -10,31 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from lakeport.errors import (
-    Conflict,
-    Forbidden,
-    Invalid,
-    LakeportError,
-    NotFound,
-    Transient,
-    Unauthorized,
-)
+from lakeport.errors import LakeportError, wire_code
 from lakeport.server.responses import JSONResponse
 
 log = logging.getLogger("lakeport.server")
 
-STATUS: list[tuple[type[LakeportError], int, str]] = [
-    (Unauthorized, 401, "unauthorized"),
-    (Forbidden, 403, "forbidden"),
-    (NotFound, 404, "not_found"),
-    (Conflict, 409, "conflict"),
-    (Invalid, 422, "invalid"),
-    (Transient, 503, "unavailable"),
-]
-"""Error class → HTTP status and code (first match wins)."""
-
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large",
+          405: "method_not_allowed", 409: "conflict", 410: "closed", 413: "too_large",
           416: "range_not_satisfiable", 422: "invalid", 503: "unavailable"}
 
 
@@ -51,10 +33,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def status_of(exc: LakeportError) -> tuple[int, str]:
-    for kind, status, code in STATUS:
-        if isinstance(exc, kind):
-            return status, code
-    return 400, "bad_request"
+    """HTTP status and error code of ``exc``."""
+    code, status = wire_code(exc)
+    return status, code
 
 
 def install(app: FastAPI) -> None:
@@ -87,4 +68,4 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error"), 500)
 
 
-__all__ = ["STATUS", "ApiError", "error_body", "install", "status_of"]
+__all__ = ["ApiError", "error_body", "install", "status_of"]

@@ -8,6 +8,7 @@ objects when a single message is needed (a dead letter, say).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,11 @@ BLOCK_SCHEMA = pa.schema(
         pa.field("key", pa.string()),
     ]
 )
-_NEWLINE = pa.scalar(b"\n", pa.binary())
+
+
+@functools.cache
+def _newline() -> pa.Scalar:
+    return pa.scalar(b"\n", pa.binary())  # made on first use: pa.scalar imports pandas
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +154,7 @@ class MessageBlock:
         """The payloads joined by newlines (for line-oriented parsers), in one C call."""
         data = self.data.combine_chunks()
         lists = pa.ListArray.from_arrays(pa.array([0, len(data)], pa.int32()), data)
-        return pc.binary_join(lists, _NEWLINE)[0].as_buffer()
+        return pc.binary_join(lists, _newline())[0].as_buffer()
 
     def slice(self, offset: int, length: int | None = None) -> MessageBlock:
         return MessageBlock(self.table.slice(offset, length), self.format)

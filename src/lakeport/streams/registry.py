@@ -19,6 +19,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "file": ("lakeport.streams.embedded:EmbeddedEngine", None),
     "memory": ("lakeport.streams.memory:MemoryEngine", None),
     "nats": ("lakeport.streams.jetstream:JetStreamEngine", "nats"),
+    "http": ("lakeport.streams.remote:RemoteEngine", None),
+    "https": ("lakeport.streams.remote:RemoteEngine", None),
 }
 _REGISTERED: dict[str, type[Engine]] = {}
 

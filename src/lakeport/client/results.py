@@ -1,0 +1,153 @@
+"""Results in the shape a caller asks for: ``json`` (Python objects), ``table`` (an ASCII table
+as a string) or ``dataframe`` (pandas, imported only when asked for)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from lakeport.errors import Invalid
+
+ResultFormat = Literal["json", "table", "dataframe"]
+FORMATS = ("json", "table", "dataframe")
+TIME_COLUMNS = frozenset({"time", "bucket", "created", "modified"})
+
+
+@dataclass
+class Page:
+    """One page of a list: its ``items`` and the cursor of the next page (None: the last)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Invalid(f"bad format {fmt!r}: use json, table or dataframe")
+    return fmt
+
+
+def require_pandas() -> Any:
+    """The pandas module, or Invalid saying how to install it."""
+    try:
+        import pandas
+    except ImportError:
+        raise Invalid("format='dataframe' needs pandas: pip install pandas") from None
+    return pandas
+
+
+def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every key of ``rows`` in the order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def cell(value: Any) -> str:
+    """A value as table text: nothing for None, compact JSON for lists and objects."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def to_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+             title: str | None = None) -> Table:
+    """A rich table of ``rows`` (a column per key)."""
+    names = list(columns) if columns is not None else columns_of(rows)
+    table = Table(*names, title=title, box=box.ASCII, header_style="bold")
+    for row in rows:
+        table.add_row(*(cell(row.get(name)) for name in names))
+    return table
+
+
+def record_table(record: Mapping[str, Any]) -> Table:
+    """A two-column table (field, value) of one record."""
+    table = Table("field", "value", box=box.ASCII, header_style="bold")
+    for key, value in record.items():
+        table.add_row(key, cell(value))
+    return table
+
+
+def render(table: Table) -> str:
+    """A rich table as plain text (no colour), wide enough not to wrap most values."""
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None, force_terminal=False,
+            highlight=False).print(table)
+    return out.getvalue()
+
+
+def dataframe(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Any:
+    """A pandas DataFrame of ``rows``; time columns become UTC timestamps."""
+    pd = require_pandas()
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns) if columns else None)
+    for name in TIME_COLUMNS.intersection(frame.columns):
+        if frame[name].dtype == object:
+            try:
+                frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+            except (ValueError, TypeError):
+                pass
+    return frame
+
+
+def shape(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str,
+          columns: Sequence[str] | None = None) -> Any:
+    """``data`` (a list of records, or one record) in format ``fmt``."""
+    check_format(fmt)
+    if fmt == "json":
+        return data
+    if isinstance(data, Mapping):
+        return render(record_table(data)) if fmt == "table" else dataframe([data], columns)
+    if fmt == "table":
+        return render(to_table(data, columns))
+    return dataframe(data, columns)
+
+
+def arrow_to(table: Any, fmt: str) -> Any:
+    """A pyarrow table in format ``fmt`` (json: a list of records with ISO times)."""
+    check_format(fmt)
+    if fmt == "dataframe":
+        require_pandas()
+        return table.to_pandas()
+    rows = table.to_pylist()
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, datetime):
+                row[key] = value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rows if fmt == "json" else render(to_table(rows, table.column_names))
+
+
+__all__ = [
+    "FORMATS",
+    "Page",
+    "ResultFormat",
+    "arrow_to",
+    "cell",
+    "check_format",
+    "columns_of",
+    "dataframe",
+    "record_table",
+    "render",
+    "require_pandas",
+    "shape",
+    "to_table",
+]

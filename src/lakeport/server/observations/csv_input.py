@@ -1,0 +1,99 @@
+"""CSV uploads in wide form: a header row with ``time`` and one column per observed property,
+optionally ``sensor`` and ``feature`` columns that override the query parameters per row.
+
+Errors name the 1-based line of the file (the header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+from lakeport.errors import Invalid
+
+SPECIAL = ("time", "sensor", "feature")
+ErrorAt = Callable[[str, Any], Exception]
+
+
+def _text(body: bytes, error: ErrorAt) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise error(f"line {line}: the file is not UTF-8 ({exc.reason})",
+                    {"line": line, "column": None}) from None
+
+
+def read(body: bytes, sensor: str | None, feature: str | None, error: ErrorAt) -> list[Any]:
+    """The file's observations as parts (one per sensor and feature), in file order."""
+    from lakeport.server.observations.ingest import Part
+
+    text = _text(body, error)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise error(f"line {line}: the file contains a NUL character",
+                    {"line": line, "column": None})
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise error("line 1: the file is empty: a header row with time and observed "
+                        "properties is required", {"line": 1, "column": None})
+        header = [name.strip() for name in header]
+        _check_header(header, sensor, error)
+        at = {name: i for i, name in enumerate(header)}
+        props = [(name, i) for i, name in enumerate(header) if name not in SPECIAL]
+        t_at, s_at, f_at = at["time"], at.get("sensor"), at.get("feature")
+        parts: dict[tuple[str, str | None], Part] = {}
+        width = len(header)
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) != width:
+                raise error(f"line {line}: has {len(row)} fields, the header has {width}",
+                            {"line": line, "column": None})
+            row_sensor = (row[s_at] if s_at is not None else "") or sensor
+            if not row_sensor:
+                raise error(f"line {line}: no sensor (the sensor column is empty and no "
+                            "?sensor= was given)", {"line": line, "column": "sensor"})
+            row_feature = (row[f_at] if f_at is not None else "") or feature
+            key = (row_sensor, row_feature)
+            part = parts.get(key)
+            if part is None:
+                part = parts[key] = Part(row_sensor, row_feature,
+                                         columns={name: [] for name, _ in props})
+                part.located = s_at is not None or f_at is not None
+            part.rows.append(line)
+            part.times.append(row[t_at].strip())
+            for name, i in props:
+                part.columns[name].append(row[i])
+    except csv.Error as exc:
+        line = reader.line_num
+        raise error(f"line {line}: {exc}", {"line": line, "column": None}) from None
+    return list(parts.values())
+
+
+def _check_header(header: list[str], sensor: str | None, error: ErrorAt) -> None:
+    def bad(message: str, column: str | None = None) -> Exception:
+        return error(f"line 1: {message}", {"line": 1, "column": column})
+
+    if "time" not in header:
+        raise bad("the header has no time column (columns: time, one per observed property, "
+                  "optionally sensor and feature)")
+    seen: set[str] = set()
+    for name in header:
+        if not name:
+            raise bad("the header has an empty column name")
+        if name in seen:
+            raise bad(f"column {name!r} appears twice", name)
+        seen.add(name)
+    if len(header) == 1 or all(name in SPECIAL for name in header):
+        raise bad("the header names no observed property")
+    if sensor is None and "sensor" not in header:
+        raise Invalid("no sensor: pass ?sensor=NAME or add a sensor column")
+
+
+__all__ = ["SPECIAL", "read"]

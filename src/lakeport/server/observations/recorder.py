@@ -1,0 +1,186 @@
+"""The recorder: stores topics of sensor readings as observations.
+
+For each topic in ``record_topics`` a task reads with the durable exclusive consumer
+``recorder`` (position ``unread``) in blocks, maps each reading of the app message format
+(``{"asset", "datastream", "value", "unit", "time", "type"}``) to sensor = feature = asset and
+observed property = datastream (created on first sight, owned by ``recorder``, data type from
+the value, unit from ``unit``), inserts the block in one transaction and acks it after the
+commit. Readings that are not readings, or whose value does not fit the property's data type,
+are skipped and counted in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lakeport.export.rows import build_rows
+from lakeport.server.observations.catalog import ensure_datastreams
+from lakeport.server.observations.models import NAME_PATTERN
+from lakeport.server.observations.tables import features, properties, sensors
+from lakeport.server.observations.writer import Series, ServiceState, insert_series
+from lakeport.server.store import Store
+from lakeport.server.store.schema import now_ms
+from lakeport.streams import Engine
+
+log = logging.getLogger("lakeport.server.recorder")
+CONSUMER = "recorder"
+OWNER = "recorder"
+BLOCK = 50_000
+TYPES = ("number", "string", "boolean", "object")
+_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass
+class RecorderStats:
+    topic: str
+    stored: int = 0
+    skipped: int = 0
+
+
+async def _ensure(conn: AsyncConnection, dialect: str, table: sa.Table,
+                  rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Rows of ``table`` by name, creating the missing ones from ``rows``."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    names = sorted(rows)
+    found = {r.name: r for r in await conn.execute(sa.select(table)
+                                                   .where(table.c.name.in_(names)))}
+    missing = [rows[name] for name in names if name not in found]
+    if missing:
+        await conn.execute(insert(table).on_conflict_do_nothing(), missing)
+        found.update({r.name: r for r in await conn.execute(
+            sa.select(table).where(table.c.name.in_([m["name"] for m in missing])))})
+    return found
+
+
+def _groups(keys: pa.Array) -> Iterable[tuple[str, np.ndarray]]:
+    encoded = keys.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for part in np.split(order, bounds):
+        if part.size:
+            yield encoded.dictionary[int(codes[part[0]])].as_py(), part
+
+
+async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple[int, int]:
+    """Store reading rows (``lakeport.export.schema.ROW_SCHEMA``); (stored, skipped)."""
+    if not rows.num_rows:
+        return 0, 0
+    number, string = rows["value_number"].combine_chunks(), rows["value_string"].combine_chunks()
+    boolean, obj = rows["value_bool"].combine_chunks(), rows["value_object"].combine_chunks()
+    kind = np.select([number.is_valid().to_numpy(zero_copy_only=False),
+                      string.is_valid().to_numpy(zero_copy_only=False),
+                      boolean.is_valid().to_numpy(zero_copy_only=False)], [0, 1, 2], 3)
+    nul = pc.fill_null(pc.match_substring(string, "\x00"), False).to_numpy(zero_copy_only=False)
+    times = np.floor_divide(rows["time"].combine_chunks().cast(pa.int64())
+                            .to_numpy(zero_copy_only=False), 1000)
+    units = rows["unit"].combine_chunks()
+    keys = pc.binary_join_element_wise(rows["asset"].combine_chunks(),
+                                       rows["datastream"].combine_chunks(), "\x1f")
+    groups = [(key.split("\x1f", 1), index) for key, index in _groups(keys)]
+    skipped = 0
+    good = []
+    for (asset, stream), index in groups:
+        if _NAME.fullmatch(asset) and _NAME.fullmatch(stream):
+            good.append((asset, stream, index))
+        else:
+            skipped += len(index)
+    created = now_ms()
+    sensor_rows = {a: {"name": a, "description": "", "kind": "atomic", "components": "[]",
+                       "meta": "{}", "owner": OWNER, "created_ms": created}
+                   for a, _, _ in good}
+    feature_rows = {a: {"name": a, "description": "", "geometry": None, "parent_id": None,
+                        "properties": "{}", "owner": OWNER, "created_ms": created}
+                    for a, _, _ in good}
+    property_rows = {}
+    for _, stream, index in good:
+        unit = units[int(index[0])].as_py() or ""
+        property_rows.setdefault(stream, {
+            "name": stream, "unit": unit.replace("\x00", "")[:100],
+            "data_type": TYPES[int(kind[index[0]])], "description": "", "owner": OWNER,
+            "created_ms": created})
+    async with store.begin() as conn:
+        sensor_by = await _ensure(conn, store.dialect, sensors, sensor_rows)
+        feature_by = await _ensure(conn, store.dialect, features, feature_rows)
+        prop_by = await _ensure(conn, store.dialect, properties, property_rows)
+        planned = []
+        for asset, stream, index in good:
+            prop = prop_by[stream]
+            keep = index[(kind[index] == TYPES.index(prop.data_type)) & ~nul[index]]
+            skipped += len(index) - len(keep)
+            if keep.size:
+                planned.append(((sensor_by[asset].id, prop.id, feature_by[asset].id), prop, keep))
+        ids, fresh = await ensure_datastreams(conn, store.dialect, state.cache,
+                                              [t for t, _, _ in planned])
+        series = []
+        for triple, prop, keep in planned:
+            take = pa.array(keep)
+            if prop.data_type == "number":
+                series.append(Series(ids[triple], times[keep], number.take(take).to_pylist(),
+                                     None))
+                continue
+            column = {"string": string, "object": obj}.get(prop.data_type)
+            texts = column.take(take).to_pylist() if column is not None else [
+                "true" if v else "false" for v in boolean.take(take).to_pylist()]
+            series.append(Series(ids[triple], times[keep], None, texts))
+        stored = await insert_series(conn, store.dialect, series)
+    state.cache.remember(fresh)
+    return stored, skipped
+
+
+async def record(engine: Engine, store: Store, state: ServiceState, stats: RecorderStats
+                 ) -> None:
+    """Record ``stats.topic`` until cancelled (reopening the consumer after a failure)."""
+    failures = 0
+    while True:
+        try:
+            async with engine.consumer(CONSUMER, stats.topic, position="unread",
+                                       on_no_exists="wait") as consumer:
+                while True:
+                    try:
+                        block = await consumer.recv_block(BLOCK, timeout=1.0)
+                    except TimeoutError:
+                        continue
+                    if not len(block):
+                        continue
+                    rows, dead = build_rows(block)
+                    try:
+                        stored, skipped = await store_rows(store, state, rows)
+                    except Exception:
+                        failures += 1
+                        if failures < 3:
+                            raise
+                        log.exception("recorder %s: skipping seqnos %d-%d after 3 failed "
+                                      "attempts", stats.topic, block.first_seqno,
+                                      block.last_seqno)
+                        stored, skipped = 0, rows.num_rows
+                    failures = 0
+                    await consumer.ack(block.last_seqno)
+                    stats.stored += stored
+                    if dead or skipped:
+                        stats.skipped += len(dead) + skipped
+                        log.warning("recorder %s: skipped %d readings (%s)", stats.topic,
+                                    len(dead) + skipped,
+                                    dead[0][1] if dead else "bad names or data types")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recorder %s failed; retrying in 1 s", stats.topic)
+            await asyncio.sleep(1.0)
+
+
+__all__ = ["CONSUMER", "RecorderStats", "record", "store_rows"]

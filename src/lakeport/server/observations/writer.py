@@ -1,0 +1,152 @@
+"""Writing observations: bulk inserts into the store and publishing to topics.
+
+Rows go in with one statement per batch (SQLite ``executemany``; PostgreSQL ``COPY`` through
+asyncpg), and each datastream's count and time range is updated once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lakeport.allocator import collector_paused
+from lakeport.errors import Closed, Invalid, NotFound
+from lakeport.server.observations.catalog import DatastreamCache
+from lakeport.server.observations.tables import datastreams
+from lakeport.streams import Engine, Producer
+from lakeport.streams.types import validate_topic_name
+
+TOPIC_PREFIX = "observations."
+PRODUCER_NAME = "lakeport-observations"
+_COLUMNS = ["datastream_id", "time", "value_number", "value_text"]
+_SQLITE_INSERT = ("INSERT INTO observations (datastream_id, time, value_number, value_text) "
+                  "VALUES (?, ?, ?, ?)")
+
+
+@dataclass(slots=True)
+class Series:
+    """Observations of one datastream: times (int64 ms) and their values, either numbers or
+    texts (the other list is None)."""
+
+    datastream_id: int
+    times: np.ndarray
+    numbers: list[float] | None
+    texts: list[str] | None
+
+    def records(self) -> list[tuple[int, int, float | None, str | None]]:
+        count = len(self.times)
+        ids = [self.datastream_id] * count
+        nones = [None] * count
+        return list(zip(ids, self.times.tolist(), self.numbers or nones, self.texts or nones,
+                        strict=True))
+
+
+async def insert_series(conn: AsyncConnection, dialect: str, series: Sequence[Series]) -> int:
+    """Insert ``series`` in ``conn``'s transaction; the number of rows stored."""
+    series = [s for s in series if len(s.times)]
+    if not series:
+        return 0
+    stats = {}
+    for item in series:
+        count, first, last = stats.get(item.datastream_id, (0, None, None))
+        low, high = int(item.times.min()), int(item.times.max())
+        stats[item.datastream_id] = (count + len(item.times),
+                                     low if first is None else min(first, low),
+                                     high if last is None else max(last, high))
+    table = datastreams
+    await conn.execute(
+        table.update().where(table.c.id == sa.bindparam("ds"))
+        .values(count=table.c.count + sa.bindparam("n"),
+                first_ms=sa.case((sa.or_(table.c.first_ms.is_(None),
+                                         table.c.first_ms > sa.bindparam("lo")),
+                                  sa.bindparam("lo")), else_=table.c.first_ms),
+                last_ms=sa.case((sa.or_(table.c.last_ms.is_(None),
+                                        table.c.last_ms < sa.bindparam("hi")),
+                                 sa.bindparam("hi")), else_=table.c.last_ms)),
+        [{"ds": ds, "n": n, "lo": lo, "hi": hi} for ds, (n, lo, hi) in sorted(stats.items())])
+    records: list[tuple[int, int, float | None, str | None]] = []
+    with collector_paused():
+        for item in series:
+            records.extend(item.records())
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if dialect == "postgresql":
+        await driver.copy_records_to_table("observations", records=records, columns=_COLUMNS)
+    else:
+        await driver.executemany(_SQLITE_INSERT, records)
+    return len(records)
+
+
+def topic_for(sensor: str) -> str:
+    """The topic observations of ``sensor`` are published to."""
+    topic = TOPIC_PREFIX + sensor
+    try:
+        return validate_topic_name(topic)
+    except Invalid:
+        raise Invalid(f"sensor name {sensor!r} is too long for topic {topic[:40]!r}...: "
+                      "use routing=db") from None
+
+
+class Publisher:
+    """One producer per topic, kept open for the app's life."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.producers: dict[str, Producer] = {}
+        self.lock = asyncio.Lock()
+
+    async def _producer(self, topic: str) -> Producer:
+        producer = self.producers.get(topic)
+        if producer is None:
+            async with self.lock:
+                producer = self.producers.get(topic)
+                if producer is None:
+                    producer = self.engine.producer(PRODUCER_NAME, topic)
+                    await producer.open()
+                    self.producers[topic] = producer
+        return producer
+
+    async def publish(self, topic: str, payloads: list[dict[str, Any]]) -> int:
+        """Append ``payloads`` to ``topic`` (created when missing); how many were published."""
+        if not payloads:
+            return 0
+        for attempt in (1, 2):
+            producer = await self._producer(topic)
+            try:
+                await producer.produce_many(payloads)
+                return len(payloads)
+            except (Closed, NotFound):  # the topic was deleted: open a new producer
+                self.producers.pop(topic, None)
+                await producer.close()
+                if attempt == 2:
+                    raise
+        return 0
+
+    async def close(self) -> None:
+        producers, self.producers = list(self.producers.values()), {}
+        for producer in producers:
+            await producer.close()
+
+
+@dataclass
+class ServiceState:
+    """What the observation service keeps for the app's life."""
+
+    cache: DatastreamCache = field(default_factory=DatastreamCache)
+    publisher: Publisher | None = None
+    recorders: list[Any] = field(default_factory=list)
+
+
+def service_state(request: Request) -> ServiceState:
+    return request.app.state.observations
+
+
+__all__ = ["PRODUCER_NAME", "TOPIC_PREFIX", "Publisher", "Series", "ServiceState",
+           "insert_series", "service_state", "topic_for"]

@@ -1,0 +1,235 @@
+"""Topic admin and produce over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from lakeport.errors import Conflict, Invalid
+from lakeport.server.auth import current_user
+from lakeport.server.deps import get_engine
+from lakeport.server.responses import JSONResponse
+from lakeport.server.store.users import User
+from lakeport.server.topics.producers import Producers
+from lakeport.streams import Engine, Format, Producer, TopicOptions
+from lakeport.streams.remote.wire import info_to_json, payload_from_wire
+from lakeport.streams.types import encode_payloads, validate_topic_name
+
+router = APIRouter(tags=["topics"])
+TopicName = Annotated[str, Path(description="topic name: 1-200 of A-Z a-z 0-9 + _ = : @ . -",
+                                json_schema_extra={"pattern": r"^[0-9A-Za-z+_=:@.-]{1,200}$"})]
+
+_NAME_SCHEMA = {"type": "string", "pattern": r"^[0-9A-Za-z+_=:@.-]{1,200}$",
+                "description": "producer name (default: the user)"}
+_HEADERS_SCHEMA = {"type": "object", "additionalProperties": {"type": "string"}}
+_ONE_SCHEMA = {
+    "type": "object", "required": ["payload"],
+    "properties": {
+        "payload": {"description": "any JSON value (json topics); text or "
+                                   "{\"base64\": ...} (string and bytes topics)"},
+        "headers": _HEADERS_SCHEMA, "key": {"type": "string"}, "msg_id": {"type": "string"},
+        "producer": _NAME_SCHEMA,
+    },
+}
+_BATCH_SCHEMA = {
+    "type": "object", "required": ["payloads"],
+    "properties": {
+        "payloads": {"type": "array", "items": {}},
+        "msg_ids": {"type": "array", "items": {"type": ["string", "null"]}},
+        "headers": {"type": "array", "items": {"oneOf": [_HEADERS_SCHEMA, {"type": "null"}]}},
+        "keys": {"type": "array", "items": {"type": ["string", "null"]}},
+        "producer": _NAME_SCHEMA,
+    },
+}
+
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}}}}
+_TOPIC = {"description": "a topic", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"name": {"type": "string"},
+                                     "last_seqno": {"type": "integer"}}}}}}
+
+
+def _answers(ok: int, what: dict[str, Any], *errors: int) -> dict[int | str, Any]:
+    return {ok: what, 401: _ERROR, 422: _ERROR, **{code: _ERROR for code in errors}}
+
+
+def _json(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+def producers_of(request: Request) -> Producers:
+    return request.app.state.topic_producers
+
+
+def _topic(topic: str) -> str:
+    return validate_topic_name(topic)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Invalid("body must be a JSON object")
+    return body
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise Invalid(f"{where}: must be a string")
+
+
+def _headers(value: Any, where: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise Invalid(f"{where}: must be an object of strings")
+    return value or None
+
+
+def _column(body: dict[str, Any], name: str, n: int) -> list[Any] | None:
+    values = body.get(name)
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != n:
+        raise Invalid(f"{name}: must be a list with one entry per payload ({n})")
+    return values
+
+
+def _producer_name(body: dict[str, Any], user: User) -> str:
+    name = body.get("producer")
+    if name is None:
+        return user.name
+    if not isinstance(name, str):
+        raise Invalid("producer: must be a string")
+    return validate_topic_name(name)
+
+
+# -- admin --------------------------------------------------------------------------------
+@router.get("/topics", summary="List topics", response_model=None,
+            responses=_answers(200, _json("{\"items\": [topic, ...]}")))
+async def list_topics(_: User = Depends(current_user),
+                      engine: Engine = Depends(get_engine)) -> JSONResponse:
+    return JSONResponse({"items": [info_to_json(info) for info in await engine.list_topics()]})
+
+
+@router.put("/topics/{topic}", summary="Create a topic", status_code=201, response_model=None,
+            responses={**_answers(201, _TOPIC, 409), 200: _TOPIC})
+async def create_topic(
+    topic: TopicName,
+    options: TopicOptions | None = Body(default=None),
+    if_exists: Literal["same", "ok", "fail"] = Query(
+        "same", description="an existing topic: same = 200 if its options are these (else "
+                            "409), ok = 200 whatever its options, fail = 409"),
+    _: User = Depends(current_user),
+    engine: Engine = Depends(get_engine),
+) -> JSONResponse:
+    _topic(topic)
+    options = options or TopicOptions()
+    try:
+        return JSONResponse(info_to_json(await engine.create_topic(topic, options)), 201)
+    except Conflict:
+        if if_exists == "fail":
+            raise
+    info = await engine.topic_info(topic)
+    if if_exists == "same" and info.options != options:
+        raise Conflict(f"topic {topic!r} exists with other options: "
+                       f"{info.options.model_dump_json()}")
+    return JSONResponse(info_to_json(info))
+
+
+@router.get("/topics/{topic}", summary="Show a topic", response_model=None,
+            responses=_answers(200, _TOPIC, 404))
+async def topic_info(topic: TopicName, _: User = Depends(current_user),
+                     engine: Engine = Depends(get_engine)) -> JSONResponse:
+    return JSONResponse(info_to_json(await engine.topic_info(_topic(topic))))
+
+
+@router.delete("/topics/{topic}", summary="Delete a topic and its data", status_code=204,
+               response_model=None,
+               responses=_answers(204, {"description": "deleted"}, 404))
+async def delete_topic(topic: TopicName, request: Request, _: User = Depends(current_user),
+                       engine: Engine = Depends(get_engine)) -> Response:
+    await engine.delete_topic(_topic(topic))
+    await producers_of(request).forget(topic)
+    return Response(status_code=204)
+
+
+# -- produce ------------------------------------------------------------------------------
+@router.post("/topics/{topic}/messages", summary="Produce one message", response_model=None,
+             openapi_extra=_body_schema(_ONE_SCHEMA),
+             responses=_answers(200, _json("{\"seqno\": n}"), 404, 410))
+async def produce_one(topic: TopicName, request: Request,
+                      user: User = Depends(current_user)) -> JSONResponse:
+    _topic(topic)
+    body = await _json_object(request)
+    if "payload" not in body:
+        raise Invalid("payload: required")
+    headers = _headers(body.get("headers"), "headers")
+    key = _opt_str(body.get("key"), "key")
+    msg_id = _opt_str(body.get("msg_id"), "msg_id")
+    name = _producer_name(body, user)
+
+    async def call(producer: Producer) -> int:
+        payload = payload_from_wire(body["payload"], producer.format)
+        return await producer.produce(payload, headers=headers, key=key, msg_id=msg_id)
+
+    seqno = await producers_of(request).run(topic, name, call)  # Closed: 410
+    return JSONResponse({"seqno": seqno})
+
+
+@router.post("/topics/{topic}/messages/batch", summary="Produce a batch in one commit",
+             response_model=None, openapi_extra=_body_schema(_BATCH_SCHEMA),
+             responses=_answers(200, _json("{\"seqnos\": [n, ...]}"), 404, 410))
+async def produce_batch(topic: TopicName, request: Request,
+                        user: User = Depends(current_user)) -> JSONResponse:
+    _topic(topic)
+    body = await _json_object(request)
+    payloads = body.get("payloads")
+    if not isinstance(payloads, list):
+        raise Invalid("payloads: must be a list")
+    n = len(payloads)
+    msg_ids = _column(body, "msg_ids", n)
+    headers = _column(body, "headers", n)
+    keys = _column(body, "keys", n)
+    for i in range(n):
+        if msg_ids is not None:
+            _opt_str(msg_ids[i], f"msg_ids[{i}]")
+        if headers is not None:
+            headers[i] = _headers(headers[i], f"headers[{i}]")
+        if keys is not None:
+            _opt_str(keys[i], f"keys[{i}]")
+    name = _producer_name(body, user)
+
+    async def call(producer: Producer) -> list[int]:
+        fmt = producer.format
+        values = payloads if fmt is Format.JSON else [payload_from_wire(v, fmt) for v in payloads]
+        if headers is None and keys is None and \
+                (msg_ids is None or all(isinstance(m, str) for m in msg_ids)):
+            return await producer.produce_many(values, msg_ids=msg_ids)
+        encode_payloads(values, fmt)  # every payload fits, or nothing is stored
+        none = [None] * n
+        pending = [producer.produce(value, headers=h, key=k, msg_id=m) for value, h, k, m
+                   in zip(values, headers or none, keys or none, msg_ids or none, strict=True)]
+        return list(await asyncio.gather(*pending))
+
+    seqnos = await producers_of(request).run(topic, name, call)  # Closed: 410
+    return JSONResponse({"seqnos": seqnos})
+
+
+__all__ = ["producers_of", "router"]

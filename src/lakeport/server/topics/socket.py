@@ -1,0 +1,216 @@
+"""``WS /topics/{topic}/consume``: a consumer on the server's engine per WebSocket.
+
+The first client frame opens the consumer (``{"id", "op": "open", "name", "mode", "position",
+"ack_timeout", "ephemeral", "on_no_exists", "options"}``); then each request frame ``{"id",
+"op", ...}`` gets one answer ``{"id", "ok": true, ...}`` or ``{"id", "ok": false, "error":
+{"code", "message"}}``. A fetch waits in the background, so acks are answered meanwhile.
+Closing the socket closes the consumer and frees what it held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from lakeport.errors import Invalid, LakeportError
+from lakeport.server.auth import websocket_user
+from lakeport.streams import Consumer, Engine, TopicOptions
+from lakeport.streams.remote.wire import block_to_json, error_code, position_from_json
+
+router = APIRouter(tags=["topics"])
+log = logging.getLogger("lakeport.server")
+
+MAX_FETCH = 100_000
+MAX_WAIT = 30.0
+OPS = "fetch, ack, rewind, last_seqno, lag, info or close"
+
+
+def _number(frame: dict[str, Any], name: str, low: float, high: float,
+            default: float | None = None) -> float | None:
+    value = frame.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise Invalid(f"{name}: must be a number >= {low}")
+    return min(value, high)
+
+
+def _seqno(frame: dict[str, Any]) -> int:
+    seqno = frame.get("seqno")
+    if isinstance(seqno, bool) or not isinstance(seqno, int) or seqno < 0:
+        raise Invalid("seqno: must be an integer >= 0")
+    return seqno
+
+
+class Session:
+    """One consuming WebSocket."""
+
+    def __init__(self, websocket: WebSocket, topic: str) -> None:
+        self.ws = websocket
+        self.topic = topic
+        self.engine: Engine = websocket.app.state.engine
+        self.consumer: Consumer | None = None
+        self.fetching: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+
+    # -- frames ----------------------------------------------------------------------------
+    async def send(self, frame: dict[str, Any]) -> None:
+        text = orjson.dumps(frame).decode()
+        async with self._send_lock:
+            await self.ws.send_text(text)
+
+    async def reply(self, request_id: Any, **fields: Any) -> None:
+        await self.send({"id": request_id, "ok": True, **fields})
+
+    async def fail(self, request_id: Any, exc: LakeportError) -> None:
+        await self.send({"id": request_id, "ok": False,
+                         "error": {"code": error_code(exc), "message": str(exc)}})
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next request frame; None once the client hung up."""
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            raw = message.get("text") or message.get("bytes") or b""
+            try:
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                await self.fail(None, Invalid(f"frame is not valid JSON: {exc}"))
+                continue
+            if isinstance(frame, dict):
+                return frame
+            await self.fail(None, Invalid("a frame must be a JSON object"))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await websocket_user(self.ws)
+        except LakeportError as exc:
+            await self.fail(0, exc)
+            await self.ws.close(1008)
+            return
+        try:
+            first = await self.receive()
+            if first is None:
+                return
+            try:
+                consumer = await self.open(first)
+            except LakeportError as exc:
+                await self.fail(first.get("id", 0), exc)
+                await self.ws.close(1000)
+                return
+            await self.reply(first.get("id", 0), acked=consumer.acked,
+                             read_upto=consumer.position - 1, format=consumer.format.value)
+            while (frame := await self.receive()) is not None:
+                if not await self.handle(frame):
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.shutdown()
+
+    async def open(self, spec: dict[str, Any]) -> Consumer:
+        options = spec.get("options")
+        try:
+            topic_options = None if options is None else TopicOptions.model_validate(options)
+        except ValidationError as exc:
+            raise Invalid(f"options: {exc.errors()[0]['msg']}") from None
+        ephemeral = spec.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            raise Invalid("ephemeral: must be true or false")
+        consumer = self.engine.consumer(
+            spec.get("name"),  # type: ignore[arg-type]
+            self.topic,
+            mode=spec.get("mode", "exclusive"),
+            position=position_from_json(spec.get("position", "unread")),
+            ack_timeout=_number(spec, "ack_timeout", 0.001, 1e9),
+            on_no_exists=spec.get("on_no_exists", "fail"),
+            options=topic_options,
+            ephemeral=ephemeral,
+        )
+        await consumer.open()
+        self.consumer = consumer
+        return consumer
+
+    async def shutdown(self) -> None:
+        fetching, self.fetching = self.fetching, None
+        if fetching is not None:
+            fetching.cancel()
+            with contextlib.suppress(BaseException):
+                await fetching
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            try:
+                await consumer.close()
+            except Exception:
+                log.exception("closing the consumer of a WebSocket failed")
+
+    # -- requests --------------------------------------------------------------------------
+    async def handle(self, frame: dict[str, Any]) -> bool:
+        """Answer one request; False once the client asked to close."""
+        consumer = self.consumer
+        assert consumer is not None
+        op, request_id = frame.get("op"), frame.get("id")
+        try:
+            if op == "fetch":
+                if self.fetching is not None and not self.fetching.done():
+                    raise Invalid("a fetch is already running on this consumer")
+                max_n = int(_number(frame, "max_n", 1, MAX_FETCH, 1000) or 1000)
+                timeout = _number(frame, "timeout", 0, MAX_WAIT, MAX_WAIT)
+                self.fetching = asyncio.create_task(self.fetch(request_id, max_n, timeout))
+            elif op == "ack":
+                await consumer.ack(_seqno(frame))
+                await self.reply(request_id, acked=consumer.acked)
+            elif op == "rewind":
+                seqno = _seqno(frame)
+                if self.fetching is not None:
+                    with contextlib.suppress(BaseException):
+                        await self.fetching
+                await consumer._rewind(seqno)
+                await self.reply(request_id)
+            elif op == "last_seqno":
+                await self.reply(request_id, seqno=await consumer._last_seqno())
+            elif op == "lag":
+                await self.reply(request_id, lag=await consumer.lag())
+            elif op == "info":
+                await self.reply(request_id, info=vars(await consumer.info()))
+            elif op == "close":
+                await self.shutdown()
+                await self.reply(request_id)
+                await self.ws.close(1000)
+                return False
+            else:
+                raise Invalid(f"unknown op {op!r}: use {OPS}")
+        except LakeportError as exc:
+            await self.fail(request_id, exc)
+        return True
+
+    async def fetch(self, request_id: Any, max_n: int, timeout: float | None) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        try:
+            block = await consumer._fetch_block(max_n, timeout)
+            await self.reply(request_id, acked=consumer.acked, messages=block_to_json(block))
+        except LakeportError as exc:
+            await self.fail(request_id, exc)
+        except Exception as exc:
+            log.exception("fetch on topic %r failed", self.topic, exc_info=exc)
+            await self.send({"id": request_id, "ok": False,
+                             "error": {"code": "internal", "message": "internal server error"}})
+
+
+@router.websocket("/topics/{topic}/consume")
+async def consume(websocket: WebSocket, topic: str) -> None:
+    """Consume a topic: see docs/server/topics.md for the frames."""
+    await websocket.accept()
+    await Session(websocket, topic).run()
+
+
+__all__ = ["Session", "router"]

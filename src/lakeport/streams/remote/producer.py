@@ -1,0 +1,146 @@
+"""Producers of the ``http(s)://`` engine.
+
+Payloads are checked and encoded on the caller's side, so a bad payload fails its own
+``produce`` call only. Concurrent ``produce`` calls are coalesced: while one request is on
+the wire, new messages queue up and leave together in the next batch request, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from lakeport.errors import Closed, Invalid
+from lakeport.streams.base import Producer
+from lakeport.streams.remote.wire import payload_to_wire
+from lakeport.streams.types import encode_payload, encode_payloads
+
+if TYPE_CHECKING:
+    from lakeport.streams.remote.engine import RemoteEngine
+
+MAX_BATCH = 10_000  # messages in one coalesced request
+MAX_BATCH_BYTES = 8 << 20
+
+
+@dataclass(slots=True)
+class _One:
+    wire: bytes
+    headers: dict[str, str] | None
+    key: str | None
+    msg_id: str | None
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Many:
+    wires: list[bytes]
+    msg_ids: list[str] | None
+    future: asyncio.Future[list[int]]
+
+
+def batch_body(producer: str, wires: Sequence[bytes], *, msg_ids: Sequence[Any] | None = None,
+               headers: Sequence[Any] | None = None, keys: Sequence[Any] | None = None) -> bytes:
+    """The JSON body of ``POST /topics/{topic}/messages/batch``, payloads spliced in as is."""
+    parts = [b'{"producer":', orjson.dumps(producer), b',"payloads":[', b",".join(wires), b"]"]
+    for name, values in (("msg_ids", msg_ids), ("headers", headers), ("keys", keys)):
+        if values is not None and any(v is not None for v in values):
+            parts += [b',"', name.encode(), b'":', orjson.dumps(list(values))]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+class RemoteProducer(Producer):
+    engine: RemoteEngine
+
+    async def _open_producer(self) -> None:
+        self._path = self.engine.path(self.topic, "/messages/batch")
+        self._queue: deque[_One | _Many] = deque()
+        self._sender: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            sender = self._sender
+            if sender is not None:
+                await asyncio.shield(sender)
+
+    def produce(self, payload: Any, *, headers: dict[str, str] | None = None,
+                key: str | None = None, msg_id: str | None = None) -> Awaitable[int]:
+        if not self._open:
+            self._check_open()
+        wire = payload_to_wire(encode_payload(payload, self.format), self.format)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_One(wire, dict(headers) if headers else None, key, msg_id, future))
+        self._kick()
+        return future
+
+    async def produce_many(self, payloads: Sequence[Any], *,
+                           msg_ids: Sequence[str] | None = None) -> list[int]:
+        self._check_open()
+        data = encode_payloads(payloads, self.format)
+        if msg_ids is not None and len(msg_ids) != len(data):
+            raise Invalid("produce_many: msg_ids must have one id per payload")
+        if not data:
+            return []
+        fmt = self.format
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Many([payload_to_wire(d, fmt) for d in data],
+                                 list(msg_ids) if msg_ids is not None else None, future))
+        self._kick()
+        return await future
+
+    def _kick(self) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        queue = self._queue
+        while queue:
+            if isinstance(queue[0], _Many):
+                many = queue.popleft()
+                assert isinstance(many, _Many)
+                await self._send(self._many_body(many), [many])
+                continue
+            ones: list[_One] = []
+            size = 0
+            while queue and isinstance(queue[0], _One) and len(ones) < MAX_BATCH \
+                    and size < MAX_BATCH_BYTES:
+                one = queue.popleft()
+                assert isinstance(one, _One)
+                ones.append(one)
+                size += len(one.wire)
+            body = batch_body(self.name, [o.wire for o in ones],
+                              msg_ids=[o.msg_id for o in ones],
+                              headers=[o.headers for o in ones], keys=[o.key for o in ones])
+            await self._send(body, ones)
+
+    def _many_body(self, many: _Many) -> bytes:
+        return batch_body(self.name, many.wires, msg_ids=many.msg_ids)
+
+    async def _send(self, body: bytes, items: Sequence[_One | _Many]) -> None:
+        try:
+            answer = await self.engine.request("POST", self._path, content=body)
+            seqnos = answer["seqnos"]
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else Closed("producer was cancelled")
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if len(items) == 1 and isinstance(items[0], _Many):
+            if not items[0].future.done():
+                items[0].future.set_result(seqnos)
+            return
+        for item, seqno in zip(items, seqnos, strict=True):
+            if not item.future.done():
+                item.future.set_result(seqno)
+
+
+__all__ = ["RemoteProducer", "batch_body"]

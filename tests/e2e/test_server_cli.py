@@ -1,0 +1,155 @@
+"""The issue's "done when" flow as a user runs it: ``lakeport serve`` in the background, API keys
+from ``lakeport keys create``, then sensors, a CSV of 100,000 observations, a DataFrame through
+the client, a CSV download, and a file put, found by tag and shared with one user but not
+another."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lakeport.client import SyncClient
+from servers import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+_SCRIPT = Path(sys.executable).parent / "lakeport"
+LAKEPORT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lakeport.cli"]
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
+ROWS = 100_000
+
+
+def lakeport(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LAKEPORT, *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """One line ``error: ...`` on stderr, exit code 1, no traceback; return the line."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def key_for(user: str) -> str:
+    """A key made as a user makes it: ``lakeport keys create``."""
+    result = lakeport("keys", "create", "--user", user)
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("lpk_")
+    return key
+
+
+def quick_key(user: str) -> str:
+    """A key made in this process (saves starting a command for each user)."""
+    import asyncio
+
+    from lakeport.server.settings import default_store_url
+    from lakeport.server.store import Store
+    from lakeport.server.store.users import create_key
+
+    async def make() -> str:
+        async with Store(default_store_url()) as store:
+            return await create_key(store, user)
+
+    return asyncio.run(make())
+
+
+@pytest.fixture
+def server(lakeport_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``lakeport serve`` on a free port with everything under the test's lakeport home."""
+    for name in ("LAKEPORT_STORE", "LAKEPORT_LAKE", "LAKEPORT_URL", "LAKEPORT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()
+    process = subprocess.Popen([*LAKEPORT, "serve", "--port", str(port)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"lakeport serve did not start: {process.stderr.read()}"
+                                     if process.poll() is not None else "no /health in 60 s")
+            time.sleep(0.1)
+        monkeypatch.setenv("LAKEPORT_URL", url)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ok(*args: str) -> subprocess.CompletedProcess[str]:
+    result = lakeport(*args)
+    assert result.returncode == 0, (args, result.stderr)
+    return result
+
+
+def test_the_done_when_flow(server: str, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob, carol = key_for("alice"), quick_key("bob"), quick_key("carol")
+    monkeypatch.setenv("LAKEPORT_API_KEY", alice)
+
+    ok("properties", "create", "temp", "--unit", "degC")
+    ok("sensors", "create", "pump-1", "--description", "inlet pump")
+
+    data = tmp_path / "readings.csv"
+    with data.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["time", "temp"])
+        writer.writerows([T0 + i * 1000, 20 + (i % 100) / 10] for i in range(ROWS))
+    uploaded = ok("observations", "upload", str(data), "--sensor", "pump-1", "--json")
+    assert '"stored": 100000' in uploaded.stdout
+
+    with SyncClient.from_env() as client:
+        frame = client.observations.query("pump-1", "temp", format="dataframe")
+    assert len(frame) == ROWS
+    assert frame["time"].iloc[-1].value // 1_000_000 == T0 + (ROWS - 1) * 1000
+
+    saved = tmp_path / "range.csv"
+    ok("observations", "download", str(saved), "--sensor", "pump-1", "--property", "temp",
+       "--start", str(T0), "--end", str(T0 + ROWS * 1000))
+    with saved.open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == ROWS
+    assert rows[0]["sensor"] == "pump-1" and float(rows[1]["value"]) == 20.1
+
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(os.urandom(300_000))
+    ok("files", "put", str(blob), "models/model.bin", "--tag", "model", "--meta", "stage=test")
+    got = tmp_path / "got.bin"
+    ok("files", "get", "models/model.bin", str(got))
+    assert got.read_bytes() == blob.read_bytes()
+    assert "models/model.bin" in ok("files", "search", "--tag", "model").stdout
+
+    ok("files", "share", "models/model.bin", "bob")
+    shared = subprocess.run([*LAKEPORT, "files", "get", "models/model.bin", "-",
+                             "--api-key", bob], capture_output=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout == blob.read_bytes()
+    assert_user_error(lakeport("files", "get", "models/model.bin", str(tmp_path / "no.bin"),
+                               "--api-key", carol))
+    assert not (tmp_path / "no.bin").exists()

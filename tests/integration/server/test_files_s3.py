@@ -1,0 +1,72 @@
+"""The file service with its bytes in S3 (moto's S3 server, a real HTTP server)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from _moto import MOTO_KEY, MOTO_REGION, MOTO_SECRET, moto_server
+
+from server_fixtures import Platform, platform_settings, running_platform
+
+API = "/api/v1"
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_platform(endpoint: str, store_url: str, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Platform, str]]:
+    """A server whose lake is ``s3://<new bucket>/lake``; yields it and the bucket."""
+    for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", MOTO_KEY),
+                        ("AWS_SECRET_ACCESS_KEY", MOTO_SECRET),
+                        ("AWS_DEFAULT_REGION", MOTO_REGION)):
+        monkeypatch.setenv(name, value)
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name=MOTO_REGION).create_bucket(
+        Bucket=bucket)
+    settings = platform_settings(store_url, tmp_path, lake_url=f"s3://{bucket}/lake")
+    with running_platform(settings) as platform:
+        yield platform, bucket
+
+
+def objects(endpoint: str, bucket: str) -> list[str]:
+    listing = boto3.client("s3", endpoint_url=endpoint, region_name=MOTO_REGION) \
+        .list_objects_v2(Bucket=bucket)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_files_live_in_s3(s3_platform: tuple[Platform, str], endpoint: str) -> None:
+    platform, bucket = s3_platform
+    body = bytes(range(256)) * (11 * 4096)  # 11 MB: a multipart upload of several parts
+    with platform.client() as http:
+        created = http.put(f"{API}/files/plant/big.bin", content=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["checksum"] == "sha256:" + hashlib.sha256(body).hexdigest()
+        stored = objects(endpoint, bucket)
+        assert len(stored) == 1 and stored[0].startswith("lake/objects/")
+
+        assert http.get(f"{API}/files/plant/big.bin").content == body
+        part = http.get(f"{API}/files/plant/big.bin", headers={"Range": "bytes=5000000-5000009"})
+        assert part.status_code == 206 and part.content == body[5_000_000:5_000_010]
+
+        http.put(f"{API}/files/plant/big.bin", content=b"small",
+                 params={"overwrite": "true"}).raise_for_status()
+        http.post(f"{API}/files/plant/big.bin", content=b"+more",
+                  params={"op": "append"}).raise_for_status()
+        assert http.get(f"{API}/files/plant/big.bin").content == b"small+more"
+        assert len(objects(endpoint, bucket)) == 1
+
+        http.put(f"{API}/files/plant/t.csv", content=b"a,b\n1,2\n").raise_for_status()
+        assert http.get(f"{API}/table/plant/t.csv").json()["rows"] == [[1, 2]]
+
+        assert http.delete(f"{API}/dirs/plant", params={"recursive": "true"}).status_code == 204
+    assert objects(endpoint, bucket) == []

@@ -1,0 +1,69 @@
+"""The recorder stores a topic of sensor readings as observations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakeport.apps.messages import Number, String
+from server_fixtures import Platform, platform_settings, running_platform
+
+API = "/api/v1"
+TOPIC = "asset-data"
+
+
+@pytest.fixture
+def recording(store_url: str, tmp_path: Path) -> Iterator[Platform]:
+    """A server recording the topic ``asset-data`` of its embedded engine."""
+    settings = platform_settings(store_url, tmp_path, record_topics=[TOPIC])
+    asyncio.run(produce(settings.streams_url, readings(0, 500)))
+    with running_platform(settings) as platform:
+        yield platform
+
+
+def readings(first: int, count: int) -> list[object]:
+    out: list[object] = []
+    for i in range(first, first + count):
+        out.append(Number(asset="pump-1", datastream="pressure", value=i, unit="bar",
+                          time=f"2026-01-15T08:00:00.{i % 1000:03d}Z").to_payload())
+        if i % 100 == 0:
+            out.append(String(asset="pump-1", datastream="mode", value="auto").to_payload())
+            out.append({"asset": "pump-1", "datastream": "pressure", "value": "high"})
+            out.append(["not", "a", "reading"])
+    return out
+
+
+async def produce(url: str, payloads: list[object]) -> None:
+    from lakeport.streams import open_engine
+
+    async with open_engine(url) as engine, engine.producer("plc", TOPIC) as producer:
+        await producer.produce_many(payloads)
+
+
+def wait_for_count(http, expected: int) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 30
+    while True:
+        counts = http.get(f"{API}/counts").json()
+        if counts["observations"] >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
+def test_readings_become_observations_and_bad_ones_are_skipped(recording: Platform) -> None:
+    with recording.client() as http:
+        counts = wait_for_count(http, 505)
+        assert counts == {"features": 1, "sensors": 1, "properties": 2, "datastreams": 2,
+                          "observations": 505}
+        prop = http.get(f"{API}/properties/pressure").json()
+        assert (prop["unit"], prop["data_type"], prop["owner"]) == ("bar", "number", "recorder")
+        assert http.get(f"{API}/properties/mode").json()["data_type"] == "string"
+        latest = http.get(f"{API}/observations/latest",
+                          params={"sensor": "pump-1", "property": "pressure"}).json()["items"]
+        assert latest == [{"sensor": "pump-1", "feature": "pump-1", "property": "pressure",
+                           "time": "2026-01-15T08:00:00.499Z", "value": 499.0}]
+        asyncio.run(produce(recording.settings.streams_url, readings(500, 100)))
+        assert wait_for_count(http, 606)["observations"] == 606  # resumes after its acks

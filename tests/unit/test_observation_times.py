@@ -1,0 +1,106 @@
+"""Observation times: ISO 8601, epoch ms and dd-MMM-yyyy HH:mm:ss[.SSS] [zone] to UTC ms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lakeport.errors import Invalid
+from lakeport.server.observations.times import (
+    BadTime,
+    format_time,
+    format_times,
+    parse_time,
+    parse_times,
+    time_param,
+)
+
+
+def ms(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)
+
+
+BASE = ms(2026, 1, 15, 8, 0, 0)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-01-15T08:00:00Z", BASE),
+    ("2026-01-15T08:00:00.123Z", BASE + 123),
+    ("2026-01-15T08:00:00.123456Z", BASE + 123),  # sub-ms digits are cut, not rounded
+    ("2026-01-15T08:00:00.999999+00:00", BASE + 999),
+    ("2026-01-15T13:30:00+05:30", BASE),
+    ("2026-01-15T00:00:00-08:00", BASE),
+    ("2026-01-15T08:00:00", BASE),  # naive = UTC
+    ("2026-01-15 08:00:00", BASE),
+    ("2026-01-15", ms(2026, 1, 15)),
+    ("20260115T080000Z", BASE),
+])
+def test_iso_8601(text: str, expected: int) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (BASE, BASE), (str(BASE), BASE), (f" {BASE} ", BASE), (0, 0), ("0", 0),
+    (-1000, -1000), (BASE + 0.9, BASE),
+])
+def test_epoch_milliseconds(value: object, expected: int) -> None:
+    assert parse_time(value) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("15-Jul-2019 12:35:56", ms(2019, 7, 15, 12, 35, 56)),
+    ("15-Jul-2019 12:35:56.789", ms(2019, 7, 15, 12, 35, 56) + 789),
+    ("15-Jul-2019 12:35:56.7", ms(2019, 7, 15, 12, 35, 56) + 700),
+    ("15-jul-2019 12:35:56.789 UTC", ms(2019, 7, 15, 12, 35, 56) + 789),
+    ("15-Jul-2019 12:35:56.789 Z", ms(2019, 7, 15, 12, 35, 56) + 789),
+    ("15-Jul-2019 12:35:56.789 IST", ms(2019, 7, 15, 7, 5, 56) + 789),
+    ("15-Jul-2019 12:35:56.789 +05:30", ms(2019, 7, 15, 7, 5, 56) + 789),
+    ("15-Jul-2019 12:35:56 -0800", ms(2019, 7, 15, 20, 35, 56)),
+    ("15-Jul-2019 12:35:56.789 Asia/Kolkata", ms(2019, 7, 15, 7, 5, 56) + 789),
+    ("15-Jan-2019 12:00:00 Europe/Berlin", ms(2019, 1, 15, 11)),  # winter: +01:00
+    ("15-Jul-2019 12:00:00 Europe/Berlin", ms(2019, 7, 15, 10)),  # summer: +02:00
+    ("01-Feb-2020 00:00:00 PST", ms(2020, 2, 1, 8)),
+    ("1-Feb-2020 00:00:00", ms(2020, 2, 1)),
+])
+def test_day_month_year_form(text: str, expected: int) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "", "yesterday", "15-Foo-2019 12:35:56", "15-Jul-2019 12:35:56 Mars/Olympus",
+    "15-Jul-2019 12:35:56 +25:00", "31-Feb-2019 00:00:00", "2026-13-01T00:00:00Z",
+    None, True, [], {}, float("nan"), float("inf"), 10**20, "99999999999999999999",
+])
+def test_bad_times_say_which_forms_are_accepted(value: object) -> None:
+    with pytest.raises(BadTime) as caught:
+        parse_time(value)
+    assert repr(value)[:20] in str(caught.value) or "out of range" in str(caught.value)
+
+
+def test_a_column_is_converted_at_once_and_reports_its_first_bad_value() -> None:
+    iso = [f"2026-01-15T08:00:{s:02d}.5Z" for s in range(60)]
+    times, bad, _ = parse_times(iso)
+    assert bad is None and list(times[:2]) == [BASE + 500, BASE + 1500]
+    epoch, bad, _ = parse_times([BASE, BASE + 1])
+    assert bad is None and list(epoch) == [BASE, BASE + 1]
+    mixed, bad, _ = parse_times(["2026-01-15T08:00:00Z", BASE, "15-Jul-2019 12:35:56 IST"])
+    assert bad is None and list(mixed[:2]) == [BASE, BASE]
+    _, bad, message = parse_times(["2026-01-15T08:00:00Z", "2026-01-15T08:00:01Z", "nope"])
+    assert bad == 2 and "'nope'" in message
+    _, bad, message = parse_times([BASE, 10**19])
+    assert bad == 1 and "out of range" in message
+
+
+def test_times_are_formatted_as_iso_with_milliseconds_and_z() -> None:
+    assert format_time(BASE + 7) == "2026-01-15T08:00:00.007Z"
+    assert format_time(0) == "1970-01-01T00:00:00.000Z"
+    assert format_times([BASE, BASE + 123]).to_pylist() == [
+        "2026-01-15T08:00:00.000Z", "2026-01-15T08:00:00.123Z"]
+
+
+def test_query_parameters_name_themselves() -> None:
+    assert time_param(None, "start") is None
+    assert time_param("2026-01-15T08:00:00Z", "start") == BASE
+    with pytest.raises(Invalid, match=r"^end: "):
+        time_param("soon", "end")
