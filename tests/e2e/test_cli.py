@@ -288,6 +288,37 @@ def test_demo_runs_the_pipeline_into_the_lake_and_ends_with_a_summary(tmp_path: 
     assert payload["processed"] is True and payload["asset"] == "pump-01"
 
 
+def test_the_demo_data_can_be_queried_on_the_server_while_the_demo_runs(
+        tmp_path: Path, lakeport_home: Path) -> None:
+    import httpx
+
+    from servers import free_port
+
+    port = free_port()
+    demo = Running("demo", "--duration", "60s", "--rate", "200", "--assets", "2",
+                   "--port", str(port), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + WAIT
+        latest: list = []
+        while not latest and time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                settings = json.loads((lakeport_home / "client.json").read_text())
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/observations/latest",
+                                   params={"sensor": "pump-01"},
+                                   headers={"x-api-key": settings["api_key"]}, timeout=5)
+            except (OSError, ValueError, KeyError, httpx.HTTPError):
+                continue
+            if answer.status_code == 200:
+                latest = answer.json()["items"]
+        assert settings["url"] == f"http://127.0.0.1:{port}"
+        assert {item["property"] for item in latest} == {"temperature", "pressure", "vibration"}
+        code, stderr = demo.stop(signal.SIGINT)
+        assert code == 0, stderr
+    finally:
+        demo.kill()
+
+
 def test_help_teaches_with_examples_and_version_prints():
     helped = lakeport("topics", "consume", "--help")
     assert helped.returncode == 0
