@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
@@ -150,9 +151,9 @@ async def put_file(request: Request, path: str, overwrite: bool = False,
     except BaseException:
         await lake.delete(stored.key)
         raise
-    if old_key:
-        await lake.delete(old_key)
-    return JSONResponse(info, 200 if old_key else 201)
+    # the replaced object goes after the answer (an orphan if the server dies meanwhile)
+    return JSONResponse(info, 200 if old_key else 201,
+                        background=BackgroundTask(lake.delete, old_key) if old_key else None)
 
 
 @router.post("/files/{path:path}", openapi_extra=BINARY_BODY,
