@@ -360,7 +360,7 @@ def _summary(state: DemoState, url: str | None) -> None:
             f"The platform server ran on {state.server_url} and recorded {TRANSFORMED_TOPIC} as "
             "observations (client settings in LAKEPORT_HOME/client.json). Start it again with:",
             f"  {command} serve --record {TRANSFORMED_TOPIC}"
-            + (f" --url {url}" if url else ""),
+            + (f" --streams {url}" if url else ""),
             f"  {command} observations latest --sensor pump-01",
         ]
     if not state.url.startswith("memory:"):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lakeport.cli.common import UrlOption, stderr
+from lakeport.cli.common import stderr
 
 StoreOption = Annotated[str | None, typer.Option(
     "--store", envvar="LAKEPORT_STORE", show_envvar=True, show_default=False,
@@ -24,7 +24,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,
     store: StoreOption = None,
     lake: LakeOption = None,
-    url: UrlOption = None,
+    streams: Annotated[str | None, typer.Option(
+        "--streams", "--url", envvar="LAKEPORT_STREAMS", show_envvar=True, show_default=False,
+        help="Topic engine behind the topic gateway and the recorder: file:///path (embedded, "
+        "the default under LAKEPORT_HOME), memory://, nats://host:4222.")] = None,
     record: Annotated[list[str] | None, typer.Option(
         "--record", help="Store this topic's sensor readings as observations (repeatable), "
         "e.g. --record transformed-data.", show_default=False)] = None,
@@ -40,7 +43,7 @@ def serve(
     from lakeport.server import ServerSettings, create_app
 
     options: dict[str, object] = {"host": host, "port": port, "record_topics": record or []}
-    for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", url)):
+    for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams)):
         if value:
             options[key] = value
     settings = ServerSettings(**options)
