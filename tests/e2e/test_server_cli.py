@@ -153,3 +153,14 @@ def test_the_done_when_flow(server: str, tmp_path: Path,
     assert_user_error(lakeport("files", "get", "models/model.bin", str(tmp_path / "no.bin"),
                                "--api-key", carol))
     assert not (tmp_path / "no.bin").exists()
+
+
+def test_serve_on_a_taken_port_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = lakeport("serve", "--port", str(port))
+    assert_user_error(result, f"127.0.0.1:{port}", "--port")

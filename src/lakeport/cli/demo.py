@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lakeport.cli.common import UrlOption, duration, run, stdout, stop_on_signals
-from lakeport.errors import Invalid
+from lakeport.errors import Invalid, Unavailable
 from lakeport.streams import open_engine
 from lakeport.streams.base import Engine
 from lakeport.streams.flow import StepStats, batches, run_step, step
@@ -156,6 +156,7 @@ class DemoState:
     lake_stats: StageStats = field(default_factory=StageStats)
     lake: Path | None = None
     server_url: str | None = None
+    server_note: str | None = None
 
     async def refresh_lag(self, engine: Engine) -> None:
         for topic, name, stats in ((RAW_TOPIC, mark_processed.name, self.step_row),
@@ -234,7 +235,12 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int,
             if state.exporter is not None:
                 tasks.append(asyncio.create_task(state.exporter.run(pipeline_stop)))
             if port is not None:
-                state.server_url = await _start_server(engine.url, port, pipeline_stop, tasks)
+                try:
+                    state.server_url = await _start_server(engine.url, port, pipeline_stop,
+                                                           tasks)
+                except Unavailable as exc:
+                    state.server_note = f"{exc}; the demo runs without its server"
+                    stdout.print(f"[yellow]note:[/] {state.server_note}", highlight=False)
             try:
                 with Live(state.render(limit), console=stdout, refresh_per_second=4) as live:
                     await _watch(state, engine, tasks, interrupted, limit, live)

@@ -41,12 +41,14 @@ def serve(
     import uvicorn
 
     from lakeport.server import ServerSettings, create_app
+    from lakeport.server.runner import check_port
 
     options: dict[str, object] = {"host": host, "port": port, "record_topics": record or []}
     for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams)):
         if value:
             options[key] = value
     settings = ServerSettings(**options)
+    check_port(host, port)
     stderr.print(f"lakeport server on http://{host}:{port} (store {settings.store_url}, "
                  f"lake {settings.lake_url}); API docs at /docs", markup=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -12,6 +13,17 @@ import uvicorn
 from lakeport.errors import Unavailable
 from lakeport.server.app import create_app
 from lakeport.server.settings import ServerSettings
+
+
+def check_port(host: str, port: int) -> None:
+    """Unavailable, naming the address, when ``host:port`` cannot be listened on."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                              "(another server there? use --port)") from None
 
 
 class _Server(uvicorn.Server):
@@ -24,10 +36,19 @@ async def serve_until(settings: ServerSettings, stop: asyncio.Event,
                       started: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set; ``started`` is set once requests are accepted.
     Unavailable when the port is taken."""
+    check_port(settings.host, settings.port)
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level="error", lifespan="on", ws="websockets-sansio")
     server = _Server(config)
-    serving = asyncio.create_task(server.serve())
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind or start
+            raise Unavailable(f"the server could not start on {settings.host}:"
+                              f"{settings.port}") from None
+
+    serving = asyncio.create_task(serve())
     try:
         while not server.started:
             if serving.done():
@@ -46,4 +67,4 @@ async def serve_until(settings: ServerSettings, stop: asyncio.Event,
             await serving
 
 
-__all__ = ["serve_until"]
+__all__ = ["check_port", "serve_until"]
