@@ -70,3 +70,29 @@ def test_files_live_in_s3(s3_platform: tuple[Platform, str], endpoint: str) -> N
 
         assert http.delete(f"{API}/dirs/plant", params={"recursive": "true"}).status_code == 204
     assert objects(endpoint, bucket) == []
+
+
+def test_the_orphan_sweep_lists_and_deletes_in_s3(s3_platform: tuple[Platform, str],
+                                                 endpoint: str) -> None:
+    import asyncio
+
+    from lakeport.server.files.lake import Lake
+    from lakeport.server.files.sweep import sweep_orphans
+    from lakeport.server.store import Store
+
+    platform, bucket = s3_platform
+    with platform.client() as http:
+        http.put(f"{API}/files/kept.bin", content=b"kept").raise_for_status()
+    boto3.client("s3", endpoint_url=endpoint, region_name=MOTO_REGION).put_object(
+        Bucket=bucket, Key="lake/objects/ab/orphan", Body=b"cut short")
+
+    async def sweep() -> int:
+        lake = await Lake(platform.settings.lake_url).open()
+        async with Store(platform.settings.store_url) as store:
+            return await sweep_orphans(lake, store, older_than=0)
+
+    assert asyncio.run(sweep()) == 1
+    remaining = objects(endpoint, bucket)
+    assert len(remaining) == 1 and "orphan" not in remaining[0]
+    with platform.client() as http:
+        assert http.get(f"{API}/files/kept.bin").content == b"kept"
