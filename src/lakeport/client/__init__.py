@@ -7,9 +7,9 @@
 
 :class:`Client` is the async core (``async with Client(url, key) as client: ...``);
 :class:`SyncClient` runs it on a private event loop for plain code. Query methods take
-``format="json" | "table" | "dataframe"``. Errors are :class:`ClientError` and the matching
-:mod:`lakeport.errors` class (``NotFound``, ``Unauthorized``, ``Forbidden``, ``Conflict``,
-``Invalid`` with ``.details``, ``Unavailable``).
+``format="json" | "table" | "dataframe" | "polars"``. Errors are :class:`ClientError` and
+the matching :mod:`lakeport.errors` class (``NotFound``, ``Unauthorized``, ``Forbidden``,
+``Conflict``, ``Invalid`` with ``.details``, ``Unavailable``).
 """
 
 from lakeport.client.config import ClientConfig

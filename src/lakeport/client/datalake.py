@@ -10,6 +10,7 @@ from typing import Any, Literal
 from lakeport.client import paging
 from lakeport.client.http import Http, as_time
 from lakeport.client.results import (
+    FRAME_FORMATS,
     Page,
     ResultFormat,
     arrow_to,
@@ -225,7 +226,7 @@ class Datalake:
         ``{"columns", "rows", "total_rows"}``; a DataFrame travels as Parquet."""
         check_format(format)
         url = f"/table/{quote_path(path)}"
-        if format == "dataframe":
+        if format in FRAME_FORMATS:
             import pyarrow.parquet as pq
 
             response = await self._http.request("GET", url,

@@ -11,7 +11,14 @@ from typing import Any, Literal
 from lakeport.client import paging
 from lakeport.client.http import Http, as_time
 from lakeport.client.resources import Features, Properties, Sensors
-from lakeport.client.results import Page, ResultFormat, arrow_to, check_format, shape
+from lakeport.client.results import (
+    FRAME_FORMATS,
+    Page,
+    ResultFormat,
+    arrow_to,
+    check_format,
+    shape,
+)
 from lakeport.client.transfer import BodySource, Dest, Source, write_response
 from lakeport.errors import Invalid
 
@@ -115,7 +122,7 @@ class Observations:
         A DataFrame travels as Parquet (``time`` as UTC timestamps), fast for big ranges.
         """
         check_format(format)
-        if format == "dataframe":
+        if format in FRAME_FORMATS:
             table = await self.arrow(sensor, property, feature, start, end, order=order)
             if limit is not None:
                 table = table.slice(0, limit)

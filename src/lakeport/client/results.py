@@ -1,5 +1,6 @@
 """Results in the shape a caller asks for: ``json`` (Python objects), ``table`` (an ASCII table
-as a string) or ``dataframe`` (pandas, imported only when asked for)."""
+as a string), ``dataframe`` (pandas) or ``polars`` (a polars DataFrame); the frame libraries
+are imported only when asked for."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from rich.table import Table
 
 from lakeport.errors import Invalid
 
-ResultFormat = Literal["json", "table", "dataframe"]
-FORMATS = ("json", "table", "dataframe")
+ResultFormat = Literal["json", "table", "dataframe", "polars"]
+FORMATS = ("json", "table", "dataframe", "polars")
+FRAME_FORMATS = frozenset({"dataframe", "polars"})
+"""Formats whose results travel as Parquet where the server offers it."""
 TIME_COLUMNS = frozenset({"time", "bucket", "created", "modified"})
 
 
@@ -31,7 +34,7 @@ class Page:
 
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise Invalid(f"bad format {fmt!r}: use json, table or dataframe")
+        raise Invalid(f"bad format {fmt!r}: use json, table, dataframe or polars")
     return fmt
 
 
@@ -42,6 +45,15 @@ def require_pandas() -> Any:
     except ImportError:
         raise Invalid("format='dataframe' needs pandas: pip install pandas") from None
     return pandas
+
+
+def require_polars() -> Any:
+    """The polars module, or Invalid saying how to install it."""
+    try:
+        import polars
+    except ImportError:
+        raise Invalid("format='polars' needs polars: pip install polars") from None
+    return polars
 
 
 def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -109,6 +121,22 @@ def dataframe(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None =
     return frame
 
 
+def polars_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+                 ) -> Any:
+    """A polars DataFrame of ``rows``; time columns become UTC datetimes."""
+    pl = require_polars()
+    frame = pl.from_dicts(list(rows), infer_schema_length=None)
+    if columns:
+        frame = frame.select([name for name in columns if name in frame.columns])
+    for name in TIME_COLUMNS.intersection(frame.columns):
+        if frame.schema[name] == pl.String:
+            try:
+                frame = frame.with_columns(pl.col(name).str.to_datetime(time_zone="UTC"))
+            except pl.exceptions.PolarsError:
+                pass
+    return frame
+
+
 def shape(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str,
           columns: Sequence[str] | None = None) -> Any:
     """``data`` (a list of records, or one record) in format ``fmt``."""
@@ -116,10 +144,12 @@ def shape(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str,
     if fmt == "json":
         return data
     if isinstance(data, Mapping):
-        return render(record_table(data)) if fmt == "table" else dataframe([data], columns)
-    if fmt == "table":
+        if fmt == "table":
+            return render(record_table(data))
+        data = [data]
+    elif fmt == "table":
         return render(to_table(data, columns))
-    return dataframe(data, columns)
+    return polars_frame(data, columns) if fmt == "polars" else dataframe(data, columns)
 
 
 def arrow_to(table: Any, fmt: str) -> Any:
@@ -128,6 +158,8 @@ def arrow_to(table: Any, fmt: str) -> Any:
     if fmt == "dataframe":
         require_pandas()
         return table.to_pandas()
+    if fmt == "polars":
+        return require_polars().from_arrow(table)
     rows = table.to_pylist()
     for row in rows:
         for key, value in row.items():
@@ -138,6 +170,7 @@ def arrow_to(table: Any, fmt: str) -> Any:
 
 __all__ = [
     "FORMATS",
+    "FRAME_FORMATS",
     "Page",
     "ResultFormat",
     "arrow_to",
@@ -145,9 +178,11 @@ __all__ = [
     "check_format",
     "columns_of",
     "dataframe",
+    "polars_frame",
     "record_table",
     "render",
     "require_pandas",
+    "require_polars",
     "shape",
     "to_table",
 ]

@@ -230,3 +230,20 @@ def test_sync_client_queries_a_dataframe(platform: Platform) -> None:
                               "temp": [float(i) for i in range(50)]})
         assert client.observations.insert_dataframe("s1", frame)["stored"] == 50
         assert client.observations.count("s1", start="2026-02-01T00:00:10Z") == 40
+
+
+def test_results_as_polars_frames(platform: Platform) -> None:
+    import polars as pl
+
+    with SyncClient(platform.url, platform.api_key) as client:
+        client.observations.properties.create("temp")
+        client.observations.sensors.create("s1")
+        client.observations.insert_batch("s1", ["time", "temp"],
+                                         [[T0 + i * 1000, float(i)] for i in range(10)])
+        frame = client.observations.query("s1", format="polars")
+        assert isinstance(frame, pl.DataFrame) and frame.height == 10
+        assert frame["value"].sum() == sum(range(10))
+        assert frame.schema["time"] == pl.Datetime("ms", "UTC")
+        latest = client.observations.latest(sensor="s1", format="polars")
+        assert latest["value"].to_list() == [9.0]
+        assert latest.schema["time"] == pl.Datetime("us", "UTC")

@@ -216,5 +216,5 @@ async def test_a_dataframe_without_pandas_says_how_to_install_it(
     async with script.client() as client:
         with pytest.raises(Invalid, match="pip install pandas"):
             await client.observations.counts(format="dataframe")
-        with pytest.raises(Invalid, match="use json, table or dataframe"):
+        with pytest.raises(Invalid, match="use json, table, dataframe or polars"):
             await client.observations.counts(format="excel")  # type: ignore[arg-type]
