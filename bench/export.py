@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from _export_inprocess import drain_in_process, in_process_available
 from _export_naive import naive_in_rate, naive_out_rate, pandas_version, prefill, row_of
 from _export_runner import count_rows, export_command, lake_files, run_exporter
 from lakeport.streams.registry import open_engine
-from topics import Row, filesystem_of, one_line, print_rows
+from topics import Row, bench_parser, filesystem_of, machine_text, one_line, print_rows
 
 TARGETS = {"export": 1_000_000, "rss_mb": 300}
 QUICK_SECONDS = 50.0  # --quick stops the backlog row here so the whole run stays under 60 s
@@ -285,23 +284,15 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
             "All rows measured in this run. Readings in the app message format, 100 assets x "
             "10 datastreams, float values, ~117-byte JSON; the embedded engine and the lake "
             f"folder on {results.filesystem}. Exporter throughput: best of several runs, as the "
-            f"machine is noisy. {os.cpu_count()} cores (load average "
-            f"{os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}; "
-            f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."
+            "machine is noisy. " + machine_text(args.quick, elapsed)
         ),
-        ratio_header="Exporter vs", ratio_width=14,
+        ratio_header="Exporter vs", ratio_width=14, problems=results.problems,
     )
-    for problem in results.problems:
-        console.print(f"[red]check failed:[/red] {problem}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller data (2,000,000-row backlog): the run takes under a minute")
-    parser.add_argument("--json", action="store_true",
-                        help="also print one JSON object with the key figures at the end")
+    parser = bench_parser(__doc__,
+                          "smaller data (2,000,000-row backlog): the run takes under a minute")
     parser.add_argument("--rows", type=int, default=None, metavar="N",
                         help="readings for the throughput row (default 1,000,000)")
     parser.add_argument("--backlog", type=int, default=None, metavar="N",
@@ -311,8 +302,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-rows", type=int, default=None, metavar="N",
                         help="--batch-rows of the exporter (default: the exporter's own)")
     parser.add_argument("--skip-rss", action="store_true", help="leave out the backlog row")
-    parser.add_argument("--dir", default=None,
-                        help="folder for the temporary data (default: the system temp folder)")
     args = parser.parse_args(argv)
     for name in ("rows", "backlog", "repeats", "batch_rows"):
         value = getattr(args, name)

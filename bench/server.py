@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -29,7 +28,7 @@ import orjson
 from rich.console import Console
 
 from _server_runner import ServerProcess, postgres_database, rss_mb
-from topics import Row, one_line, print_rows
+from topics import Row, bench_parser, machine_text, one_line, print_rows
 
 TARGETS = {"ingest": 100_000, "latest_p99_ms": 10.0, "day_s": 1.0, "transfer_ratio": 2.0}
 PROPERTY = "temperature"
@@ -372,30 +371,21 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
     print_rows(
         console, results.rows,
         title="lakeport server: ingest, queries and files, side by side",
-        caption=(f"All rows measured in this run against `lakeport serve` processes on "
-                 f"127.0.0.1. {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} "
-                 f"at the end), Python {platform.python_version()}; "
-                 f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."),
-        ratio_header="vs batch", ratio_width=14,
+        caption=("All rows measured in this run against `lakeport serve` processes on "
+                 "127.0.0.1. " + machine_text(args.quick, elapsed)),
+        ratio_header="vs batch", ratio_width=14, problems=results.problems,
     )
-    for problem in results.problems:
-        console.print(f"[red]check failed:[/red] {problem}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller data (1,000,000 stored, 256 MB file): under a minute")
-    parser.add_argument("--json", action="store_true",
-                        help="also print one JSON object with the key figures at the end")
+    parser = bench_parser(__doc__,
+                          "smaller data (1,000,000 stored, 256 MB file): under a minute")
     parser.add_argument("--stored", type=int, default=None, metavar="N",
                         help="observations stored for the latest-value row (default 10,000,000)")
     parser.add_argument("--file-mb", type=int, default=None, metavar="MB",
                         help="size of the transferred file (default 1,024)")
     parser.add_argument("--skip-postgresql", action="store_true",
                         help="leave out the PostgreSQL ingest row")
-    parser.add_argument("--dir", default=None,
-                        help="folder for the temporary data (default: the system temp folder)")
     return parser.parse_args(argv)
 
 

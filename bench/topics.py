@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -444,9 +444,28 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
     return results
 
 
+def bench_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """A parser with the options every bench takes: --quick, --json and --dir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true",
+                        help="also print one JSON object with the key figures at the end")
+    parser.add_argument("--dir", default=None,
+                        help="folder for the temporary data (default: the system temp folder)")
+    return parser
+
+
+def machine_text(quick: bool, elapsed: float) -> str:
+    """The machine and the run's length, for the end of a table caption."""
+    return (f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end), "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+            f"{'--quick, ' if quick else ''}whole run {elapsed:.1f} s.")
+
+
 def print_rows(console: Console, rows: list[Row], title: str, caption: str,
-               ratio_header: str, ratio_width: int) -> None:
-    """The result table every bench prints: workload, result, ratio, target, how."""
+               ratio_header: str, ratio_width: int, problems: Sequence[str] = ()) -> None:
+    """The result table every bench prints (workload, result, ratio, target, how), then the
+    checks that failed."""
     table = Table(title=title, caption=caption, caption_justify="left")
     table.add_column("Workload", no_wrap=True)
     table.add_column("Result", justify="right", no_wrap=True)
@@ -456,6 +475,8 @@ def print_rows(console: Console, rows: list[Row], title: str, caption: str,
     for row in rows:
         table.add_row(row.workload, row.result, row.ratio, row.target, row.notes)
     console.print(table)
+    for problem in problems:
+        console.print(f"[red]check failed:[/red] {problem}")
 
 
 def render(console: Console, results: Results, args: argparse.Namespace, elapsed: float) -> None:
@@ -468,28 +489,20 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
             f"commit; data on {results.filesystem}). Embedded and SQLite WAL throughput: best "
             "of several runs, as the machine is noisy. NATS JetStream acks once its server "
             "has written the message and fsyncs on its own schedule (sync_interval). "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}; "
-            f"{'--quick, ' if args.quick else ''}whole run {elapsed:.1f} s."
+            + machine_text(args.quick, elapsed)
         ),
         ratio_header="Ratio to embedded", ratio_width=24,
     )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer messages: the whole run takes under a minute")
-    parser.add_argument("--json", action="store_true",
-                        help="also print one JSON object with the key figures at the end")
+    parser = bench_parser(__doc__, "fewer messages: the whole run takes under a minute")
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222",
                         help="NATS server for the JetStream rows (default: %(default)s)")
     parser.add_argument("--messages", type=int, default=None, metavar="N",
                         help="messages per embedded produce_many run (produce() uses N/2)")
     parser.add_argument("--repeats", type=int, default=None, metavar="R",
                         help="runs of each embedded and SQLite WAL throughput row (default 3)")
-    parser.add_argument("--dir", default=None,
-                        help="folder for the temporary data (default: the system temp folder)")
     args = parser.parse_args(argv)
     if args.messages is not None and args.messages < BATCH:
         parser.error(f"--messages must be at least {BATCH:,}")

@@ -43,3 +43,40 @@ def running(process: subprocess.Popen, port: int, service: str, what: str,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def lakeport_server(command: list[str], env: dict[str, str] | None = None,
+                    start_timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``command`` (a ``lakeport serve``) with ``--port`` on a free port, once ``/health``
+    answers: its URL and process. Stopped afterwards (SIGTERM, then SIGKILL)."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen([*command, "--port", str(port)], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError(f"lakeport serve exited: {process.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"lakeport serve did not answer /health in "
+                                     f"{start_timeout:g} s")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -9,15 +9,13 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lakeport.client import SyncClient
-from servers import free_port
+from servers import lakeport_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -73,32 +71,9 @@ def server(lakeport_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     """``lakeport serve`` on a free port with everything under the test's lakeport home."""
     for name in ("LAKEPORT_STORE", "LAKEPORT_LAKE", "LAKEPORT_URL", "LAKEPORT_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    port = free_port()
-    process = subprocess.Popen([*LAKEPORT, "serve", "--port", str(port)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"lakeport serve did not start: {process.stderr.read()}"
-                                     if process.poll() is not None else "no /health in 60 s")
-            time.sleep(0.1)
+    with lakeport_server([*LAKEPORT, "serve"]) as (url, _):
         monkeypatch.setenv("LAKEPORT_URL", url)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def ok(*args: str) -> subprocess.CompletedProcess[str]:

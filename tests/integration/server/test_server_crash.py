@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from servers import free_port
+from servers import lakeport_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -27,31 +27,11 @@ BATCH = 1_000
 T0 = 1_767_225_600_000
 
 
-@contextmanager
-def serving(home: Path, store_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serving(home: Path, store_url: str
+            ) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
     """``lakeport serve`` as its own process (so it can be killed) on a free port."""
-    port = free_port()
     env = {**os.environ, "LAKEPORT_HOME": str(home), "LAKEPORT_STORE": store_url}
-    process = subprocess.Popen([sys.executable, "-m", "lakeport.cli", "serve", "--port",
-                                str(port)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "lakeport serve did not answer /health"
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    return lakeport_server([sys.executable, "-m", "lakeport.cli", "serve"], env=env)
 
 
 def key(home: Path, store_url: str) -> str:
