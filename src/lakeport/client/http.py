@@ -133,7 +133,8 @@ class Http:
                 response = await self.client.send(request, stream=stream)
             except _NOT_SENT as exc:
                 failure: ClientError = ApiUnavailable(
-                    f"cannot reach the lakeport server at {self.url}: {_reason(exc)}",
+                    f"cannot reach the lakeport server at {self.url}: {_reason(exc)} (is "
+                    "lakeport serve running there? --url or LAKEPORT_URL names another)",
                     status=0, code="unavailable")
                 cause: Exception = exc
                 can_retry = True
