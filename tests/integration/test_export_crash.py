@@ -109,6 +109,8 @@ def test_parquet_folder_holds_exactly_one_copy_of_every_reading(tmp_path: Path) 
     lake = tmp_path / "lake"
     export_through_crashes(tmp_path, lake.as_uri(), lake)
     assert count_readings(f"{lake}/**/*.parquet") == (ROWS, ROWS, ASSETS)
+    leftovers = [p.name for p in lake.rglob(".*.tmp-*")]
+    assert not leftovers, f"temporary files of killed writers stayed: {leftovers}"
 
 
 def test_delta_table_holds_exactly_one_copy_of_every_reading(tmp_path: Path) -> None:

@@ -20,6 +20,25 @@ _TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk qu
                     errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _drop_stale_temps(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that died (a killed exporter's batch,
+    written again under the same name after its restart)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -79,6 +98,7 @@ class LocalSink(Sink):
             temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _drop_stale_temps(path)
                 write_table(table, temp, fmt)
                 fd = os.open(temp, os.O_RDONLY)
                 try:
