@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from lakeport.errors import Invalid, Terminal, Transient
 from lakeport.export.formats import EXTENSIONS, check_format, write_table
 from lakeport.export.sinks.base import Batch, Sink
+from lakeport.processes import pid_alive
 
 _TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                     errno.EACCES: "permission denied", errno.EPERM: "permission denied",
@@ -20,22 +21,12 @@ _TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk qu
                     errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def _drop_stale_temps(path: Path) -> None:
     """Delete temporary files of ``path`` left by writers that died (a killed exporter's batch,
     written again under the same name after its restart)."""
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         pid = stale.name.rpartition("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
 
 

@@ -25,20 +25,11 @@ from pathlib import Path
 
 import orjson
 
+from lakeport.processes import pid_alive
 from lakeport.streams.shared import SharedGroup
 from lakeport.streams.types import ConsumerInfo
 
 _ACK = struct.Struct("<QI")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ConsumerDir:
@@ -84,7 +75,7 @@ class ConsumerDir:
 
     def set_owner(self, name: str, mode: str, pid: int, ephemeral: bool = False) -> None:
         owner = self.owner(name)
-        pids = [p for p in owner.get("pids", []) if p != pid and _pid_alive(p)]
+        pids = [p for p in owner.get("pids", []) if p != pid and pid_alive(p)]
         if owner.get("mode") != mode:
             pids = []
         self._write_owner(name, {"mode": mode, "pids": [*pids, pid], "ephemeral": ephemeral})
@@ -97,7 +88,7 @@ class ConsumerDir:
     def forget_if_unused(self, name: str) -> None:
         """Delete the state of an ephemeral consumer name once no live process holds it."""
         owner = self.owner(name)
-        if any(_pid_alive(pid) for pid in owner.get("pids", [])):
+        if any(pid_alive(pid) for pid in owner.get("pids", [])):
             return
         for suffix in (".ack", ".lock", ".owner", ".shared.json", ".shlock"):
             self.file(name, suffix).unlink(missing_ok=True)
@@ -105,7 +96,7 @@ class ConsumerDir:
     def drop_owner(self, name: str, pid: int) -> None:
         owner = self.owner(name)
         if pid in owner.get("pids", []):
-            owner["pids"] = [p for p in owner["pids"] if p != pid and _pid_alive(p)]
+            owner["pids"] = [p for p in owner["pids"] if p != pid and pid_alive(p)]
             self._write_owner(name, owner)
 
     # -- shared claims -----------------------------------------------------------------
@@ -164,7 +155,7 @@ class ConsumerDir:
             finally:
                 os.close(fd)
             owner = self.owner(name)
-            active = sum(1 for pid in owner.get("pids", []) if _pid_alive(pid))
+            active = sum(1 for pid in owner.get("pids", []) if pid_alive(pid))
             if owner.get("ephemeral") and not active:
                 self.forget_if_unused(name)  # left behind by a killed throwaway reader
                 continue
