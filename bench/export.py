@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import sys
@@ -28,7 +27,15 @@ from _export_inprocess import drain_in_process, in_process_available
 from _export_naive import naive_in_rate, naive_out_rate, pandas_version, prefill, row_of
 from _export_runner import count_rows, export_command, lake_files, run_exporter
 from lakeport.streams.registry import open_engine
-from topics import Row, bench_parser, filesystem_of, machine_text, one_line, print_rows
+from topics import (
+    Row,
+    bench_main,
+    bench_parser,
+    filesystem_of,
+    machine_text,
+    one_line,
+    print_rows,
+)
 
 TARGETS = {"export": 1_000_000, "rss_mb": 300}
 QUICK_SECONDS = 50.0  # --quick stops the backlog row here so the whole run stays under 60 s
@@ -311,28 +318,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Console() if sys.stdout.isatty() else Console(width=160)
-    err = Console(stderr=True)
-    started = time.perf_counter()
-    with err.status("starting") if err.is_terminal else contextlib.nullcontext() as status:
-        def say(text: str) -> None:
-            if status is not None:
-                status.update(text)
-            else:  # not a terminal: one line per step, e.g. in CI logs
-                err.print(f"[{time.perf_counter() - started:6.1f}s] {text}", highlight=False)
-
-        try:
-            results = asyncio.run(run(args, say))
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            return 1
-    elapsed = time.perf_counter() - started
-    results.figures["elapsed_s"] = round(elapsed, 1)
-    render(out, results, args, elapsed)
-    if args.json:
-        print(orjson.dumps(results.figures).decode())
-    return 1 if results.problems else 0
+    return bench_main(parse_args(argv), lambda args, say: asyncio.run(run(args, say)), render)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import orjson
 from rich.console import Console
 
 from _server_runner import ServerProcess, postgres_database, rss_mb
-from topics import Row, bench_parser, machine_text, one_line, print_rows
+from topics import Row, bench_main, bench_parser, machine_text, one_line, print_rows
 
 TARGETS = {"ingest": 100_000, "latest_p99_ms": 10.0, "day_s": 1.0, "transfer_ratio": 2.0}
 PROPERTY = "temperature"
@@ -390,24 +390,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Console() if sys.stdout.isatty() else Console(width=160)
-    err = Console(stderr=True)
-    started = time.perf_counter()
-
-    def say(text: str) -> None:
-        err.print(f"[{time.perf_counter() - started:6.1f}s] {text}", highlight=False)
-
     if shutil.which("cp") is None:
-        err.print("cp not found: the transfer rows compare with cp")
+        print("cp not found: the transfer rows compare with cp", file=sys.stderr)
         return 1
-    results = measure(args, say)
-    elapsed = time.perf_counter() - started
-    results.figures["elapsed_s"] = round(elapsed, 1)
-    render(out, results, args, elapsed)
-    if args.json:
-        print(orjson.dumps(results.figures).decode())
-    return 1 if results.problems else 0
+    return bench_main(parse_args(argv), measure, render)
 
 
 if __name__ == "__main__":

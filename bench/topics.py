@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import platform
@@ -511,25 +512,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def bench_main(args: argparse.Namespace,
+               measure: Callable[[argparse.Namespace, Callable[[str], None]], Any],
+               render: Callable[[Console, Any, argparse.Namespace, float], None]) -> int:
+    """Run a bench: progress on stderr (one live line in a terminal, timed lines otherwise),
+    the table on stdout, the ``--json`` figures last; exit 1 when a check failed."""
     out = Console() if sys.stdout.isatty() else Console(width=160)
     err = Console(stderr=True)
     started = time.perf_counter()
-    with err.status("starting") as status:
+    with err.status("starting") if err.is_terminal else contextlib.nullcontext() as status:
         def say(text: str) -> None:
-            status.update(text)
+            if status is not None:
+                status.update(text)
+            else:  # not a terminal: one line per step, e.g. in CI logs
+                err.print(f"[{time.perf_counter() - started:6.1f}s] {text}", highlight=False)
 
         try:
-            results = asyncio.run(run(args, say))
+            results = measure(args, say)
         except KeyboardInterrupt:
             err.print("interrupted")
             return 1
     elapsed = time.perf_counter() - started
+    results.figures["elapsed_s"] = round(elapsed, 1)
     render(out, results, args, elapsed)
     if args.json:
         print(orjson.dumps(results.figures).decode())
-    return 0
+    return 1 if getattr(results, "problems", None) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(parse_args(argv), lambda args, say: asyncio.run(run(args, say)), render)
 
 
 if __name__ == "__main__":
