@@ -6,32 +6,22 @@ import json
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from e2e._cli import LAKEPORT, assert_user_error
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
-_SCRIPT = Path(sys.executable).parent / "lakeport"
-LAKEPORT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lakeport.cli"]
 SECRET_VALUE = "Sup3r-s3cret-value"
 
 
 def lakeport(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAKEPORT, *args], input=stdin, capture_output=True, text=True,
                           timeout=60, stdin=None if stdin is not None else subprocess.DEVNULL)
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture
@@ -174,12 +164,12 @@ def test_secret_commands_round_trip(lakeport_home: Path):
 ], ids=["bad-name", "no-value", "update-missing", "delete-missing"])
 def test_secret_mistakes_are_one_line(args: list[str], fragments: list[str]):
     result = lakeport(*args)
-    assert_one_error_line(result, *fragments)
+    assert_user_error(result, *fragments)
     assert SECRET_VALUE not in result.stdout + result.stderr
 
 
 def test_creating_an_existing_secret_is_one_line():
     assert lakeport("secret", "create", "azure-key", "--value", "a").returncode == 0
     result = lakeport("secret", "create", "azure-key", "--value", SECRET_VALUE)
-    assert_one_error_line(result, "already exists", "lakeport secret update azure-key")
+    assert_user_error(result, "already exists", "lakeport secret update azure-key")
     assert SECRET_VALUE not in result.stderr

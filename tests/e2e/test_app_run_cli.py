@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e._cli import LAKEPORT
 from lakeport.apps.secrets import SecretStore
 from lakeport.errors import NotFound
 from lakeport.home import default_streams_url
@@ -28,8 +29,6 @@ from lakeport.streams import open_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-_SCRIPT = Path(sys.executable).parent / "lakeport"
-LAKEPORT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lakeport.cli"]
 WAIT = 30.0  # seconds to wait for something that must happen
 SENT = re.compile(r"^sent (\d+) messages? to (.+)$")
 

@@ -11,7 +11,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from e2e._cli import LAKEPORT, assert_user_error
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 REPO = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).parent / "lakeport"
-LAKEPORT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lakeport.cli"]
 WAIT = 20.0  # seconds to wait for something that must happen
 
 
@@ -32,18 +31,6 @@ def lakeport(*args: str, stdin: str | None = None, cwd: Path | None = None,
     return subprocess.run([*LAKEPORT, *args], input=stdin, capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, stdin=None if stdin is not None
                           else subprocess.DEVNULL)
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """One line ``error: ...`` on stderr, exit code 1, no traceback; return the line."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 class Running:

@@ -8,19 +8,17 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from e2e._cli import LAKEPORT, assert_user_error
 from lakeport.client import SyncClient
 from servers import lakeport_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-_SCRIPT = Path(sys.executable).parent / "lakeport"
-LAKEPORT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lakeport.cli"]
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
 ROWS = 100_000
@@ -29,17 +27,6 @@ ROWS = 100_000
 def lakeport(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAKEPORT, *args], capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
-
-
-def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """One line ``error: ...`` on stderr, exit code 1, no traceback; return the line."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 def key_for(user: str) -> str:
