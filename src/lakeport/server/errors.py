@@ -10,14 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from lakeport.errors import LakeportError, wire_code
+from lakeport.errors import WIRE_CODES, LakeportError, wire_code
 from lakeport.server.responses import JSONResponse
 
 log = logging.getLogger("lakeport.server")
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 410: "closed", 413: "too_large",
-          416: "range_not_satisfiable", 422: "invalid", 503: "unavailable"}
+_CODES = {status: code for _, code, status in WIRE_CODES} | {
+    400: "bad_request", 405: "method_not_allowed", 413: "too_large",
+    416: "range_not_satisfiable"}
 
 
 class ApiError(LakeportError):

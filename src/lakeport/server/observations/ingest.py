@@ -172,6 +172,18 @@ async def _json_body(request: Request) -> Any:
         raise Invalid(f"the body is not JSON: {exc}") from None
 
 
+async def _object_body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON body as an object holding no key but ``fields``."""
+    body = await _json_body(request)
+    names = ", ".join(fields)
+    if not isinstance(body, dict):
+        raise Invalid(f"the body must be an object with {names}")
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise Invalid(f"unknown field {sorted(unknown)[0]!r}: use {names}")
+    return body
+
+
 def _name(value: Any, what: str, optional: bool = False) -> Any:
     if value is None and optional:
         return None
@@ -206,13 +218,7 @@ def _body_doc(schema: dict[str, Any], media: str = "application/json") -> dict[s
 async def insert_one(request: Request, routing: RoutingParam = "db",
                      _: User = Depends(current_user), store: Store = Depends(get_store)
                      ) -> dict[str, int]:
-    body = await _json_body(request)
-    if not isinstance(body, dict):
-        raise Invalid("the body must be an object with sensor, property, feature, time, value")
-    unknown = set(body) - {"sensor", "property", "feature", "time", "value"}
-    if unknown:
-        raise Invalid(f"unknown field {sorted(unknown)[0]!r}: use sensor, property, feature, "
-                      "time, value")
+    body = await _object_body(request, ("sensor", "property", "feature", "time", "value"))
     if body.get("value") is None:
         raise Invalid("value is missing or null")
     prop = _name(body.get("property"), "property")
@@ -241,13 +247,7 @@ async def insert_one(request: Request, routing: RoutingParam = "db",
 async def insert_batch(request: Request, routing: RoutingParam = "db",
                        _: User = Depends(current_user), store: Store = Depends(get_store)
                        ) -> dict[str, int]:
-    body = await _json_body(request)
-    if not isinstance(body, dict):
-        raise Invalid("the body must be an object with sensor, feature, components, dataArray")
-    unknown = set(body) - {"sensor", "feature", "components", "dataArray"}
-    if unknown:
-        raise Invalid(f"unknown field {sorted(unknown)[0]!r}: use sensor, feature, components, "
-                      "dataArray")
+    body = await _object_body(request, ("sensor", "feature", "components", "dataArray"))
     sensor = _name(body.get("sensor"), "sensor")
     feature = _name(body.get("feature"), "feature", optional=True)
     components = body.get("components")
