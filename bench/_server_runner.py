@@ -43,6 +43,22 @@ def lakeport(*args: str, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
+def wait_healthy(process: subprocess.Popen[bytes], url: str, name: str,
+                 stop: Any, seconds: float = 60) -> None:
+    """Wait until ``url/health`` answers 200; when the process ends or time runs out, call
+    ``stop`` and raise with the end of its stderr."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            err = process.stderr.read().decode() if process.stderr else ""
+            stop()
+            raise RuntimeError(f"{name} did not start: {err.strip()[-300:]}")
+        time.sleep(0.1)
+
+
 class ServerProcess:
     """``lakeport serve`` on ``store_url`` with its own home, lake and streams under ``folder``."""
 
@@ -66,16 +82,8 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lakeport.cli", "serve", "--port", str(self.port)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                self.__exit__()
-                raise RuntimeError(f"lakeport serve did not start: {err.strip()[-300:]}")
-            time.sleep(0.1)
+        wait_healthy(self.process, self.url, "lakeport serve", self.__exit__)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from lakeport.durable import fsync_path
 from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.home import lakeport_home
 
@@ -157,7 +158,8 @@ class SecretStore:
                 temporary.unlink()
             raise
         os.chmod(path, FILE_MODE)
-        _fsync_folder(path.parent)
+        with contextlib.suppress(OSError):
+            fsync_path(path.parent)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -180,15 +182,6 @@ def _check_value(value: str) -> None:
         raise Invalid("a secret value must be text")
     if value == "":
         raise Invalid("a secret value must not be empty")
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def secret_refs(text: str) -> list[str]:

@@ -127,14 +127,40 @@ async def write_response(response: httpx.Response, dest: Dest,
     return await _copy(response, dest, progress)
 
 
+def _write_chunks(file: IO[bytes], chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        file.write(chunk)
+
+
 async def _copy(response: httpx.Response, file: IO[bytes],
                 progress: Callable[[int], Any] | None) -> int:
+    """Write the body in blocks of about ``CHUNK`` bytes, each in a worker thread while the
+    next block arrives."""
     written = 0
-    async for chunk in response.aiter_bytes():
-        file.write(chunk)
-        written += len(chunk)
+    block: list[bytes] = []
+    block_size = 0
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for chunk in response.aiter_bytes():
+            block.append(chunk)
+            block_size += len(chunk)
+            if block_size < CHUNK:
+                continue
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(asyncio.to_thread(_write_chunks, file, block))
+            written += block_size
+            if progress is not None:
+                progress(block_size)
+            block, block_size = [], 0
+    finally:
+        if pending is not None:
+            await pending
+    if block:
+        await asyncio.to_thread(_write_chunks, file, block)
+        written += block_size
         if progress is not None:
-            progress(len(chunk))
+            progress(block_size)
     return written
 
 

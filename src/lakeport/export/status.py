@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from lakeport.durable import fsync_path
 from lakeport.errors import NotFound
 from lakeport.home import lakeport_home
 
@@ -32,15 +33,7 @@ def write_json_atomic(path: Path, value: Any, *, durable: bool = True) -> None:
             os.fsync(out.fileno())
     os.replace(temp, path)
     if durable:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_path(path.parent)
 
 
 @dataclass

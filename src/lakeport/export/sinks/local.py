@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from lakeport.durable import fsync_path
 from lakeport.errors import Invalid, Terminal, Transient
 from lakeport.export.formats import EXTENSIONS, check_format, write_table
 from lakeport.export.sinks.base import Batch, Sink
@@ -28,14 +29,6 @@ def _drop_stale_temps(path: Path) -> None:
         pid = stale.name.rpartition("-")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalSink(Sink):
@@ -91,11 +84,7 @@ class LocalSink(Sink):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _drop_stale_temps(path)
                 write_table(table, temp, fmt)
-                fd = os.open(temp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_path(temp)
                 os.replace(temp, path)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
@@ -104,7 +93,7 @@ class LocalSink(Sink):
             written.append(str(path))
         try:
             for folder in folders:
-                _fsync_dir(folder)
+                fsync_path(folder)
         except OSError as exc:
             raise self._error(exc, "sync the folder") from exc
         return written

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from lakeport.durable import fsync_path
 from lakeport.errors import Invalid, Unavailable
 
 CHUNK = 4 * 1024 * 1024
@@ -83,9 +84,24 @@ class Lake:
     def open_write(self, key: str) -> BinaryIO:
         if self.root is not None:
             path = self.root / key
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fsync_path(path.parent.parent)
             return open(path, "wb", buffering=0)
         return self.fs.open(self.location(key), "wb", block_size=REMOTE_BLOCK)
+
+    def finish_write(self, handle: BinaryIO, key: str) -> None:
+        """Complete a write before its metadata is saved: on a local folder the object and
+        its folder entry are on the disk (fsync), so an acknowledged upload survives a power
+        loss; on S3 or Azure, closing commits the upload."""
+        if self.root is None:
+            handle.close()
+            return
+        try:
+            os.fsync(handle.fileno())
+        finally:
+            handle.close()
+        fsync_path((self.root / key).parent)
 
     def abort_write(self, handle: BinaryIO, key: str) -> None:
         """Drop a write that did not finish: nothing of it stays in the lake."""
@@ -111,21 +127,11 @@ class Lake:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.location(key))
 
-    def move_now(self, source: str, target: str) -> None:
-        if self.root is not None:
-            (self.root / target).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.root / source, self.root / target)
-        else:
-            self.fs.mv(self.location(source), self.location(target))
-
     # -- async API -------------------------------------------------------------------------
     async def delete(self, *keys: str) -> None:
         """Delete objects (missing ones are fine)."""
         for key in keys:
             await asyncio.to_thread(self.delete_now, key)
-
-    async def move(self, source: str, target: str) -> None:
-        await asyncio.to_thread(self.move_now, source, target)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The bytes ``start`` ≤ i < ``end`` of an object, in chunks (opened before returning,
@@ -137,16 +143,29 @@ class Lake:
 
 
 async def _chunks(handle: BinaryIO, start: int, end: int | None) -> AsyncIterator[bytes]:
+    """Read ahead: the next chunk is read in a worker thread while this one is sent."""
+
+    def read(position: int) -> asyncio.Future[bytes] | None:
+        if end is not None and position >= end:
+            return None
+        size = CHUNK if end is None else min(CHUNK, end - position)
+        return asyncio.ensure_future(asyncio.to_thread(handle.read, size))
+
+    reading = read(start)
     try:
         position = start
-        while end is None or position < end:
-            size = CHUNK if end is None else min(CHUNK, end - position)
-            data = await asyncio.to_thread(handle.read, size)
+        while reading is not None:
+            data = await reading
+            reading = None
             if not data:
                 break
             position += len(data)
+            reading = read(position)
             yield data
     finally:
+        if reading is not None:
+            with contextlib.suppress(Exception):
+                await reading
         await asyncio.to_thread(handle.close)
 
 

@@ -30,6 +30,16 @@ def _write_all(handle: Any, data: bytes | bytearray) -> None:
         view = view[written:]
 
 
+def _write_block(handle: Any, block: list[bytes]) -> None:
+    for chunk in block:
+        _write_all(handle, chunk)
+
+
+def _hash_block(digest: Any, block: list[bytes]) -> None:
+    for chunk in block:
+        digest.update(chunk)
+
+
 def _copy(lake: Lake, key: str, handle: Any, digest: Any) -> int:
     """Copy the object ``key`` into ``handle`` (hashing it); its size."""
     size = 0
@@ -45,7 +55,8 @@ async def store_stream(lake: Lake, body: AsyncIterator[bytes], *,
                        prepend: str | None = None) -> Stored:
     """Write ``body`` (after the object ``prepend``, when given) to a new object.
 
-    Hashing and writing of one block run in parallel threads while the next block arrives.
+    Hashing and writing of one block (the chunks received, about ``CHUNK`` bytes, never
+    copied) run in parallel threads while the next block arrives.
     When the body fails midway (the client went away), the partial object is deleted.
     """
     key = new_key()
@@ -56,24 +67,26 @@ async def store_stream(lake: Lake, body: AsyncIterator[bytes], *,
     try:
         if prepend is not None:
             size = await asyncio.to_thread(_copy, lake, prepend, handle, digest)
-        buffer = bytearray()
+        block: list[bytes] = []
+        block_size = 0
         async for chunk in body:
-            buffer += chunk
-            if len(buffer) >= CHUNK:
+            block.append(chunk)
+            block_size += len(chunk)
+            if block_size >= CHUNK:
                 if pending is not None:
                     await pending
-                size += len(buffer)
-                pending = asyncio.gather(asyncio.to_thread(digest.update, buffer),
-                                         asyncio.to_thread(_write_all, handle, buffer))
-                buffer = bytearray()
+                size += block_size
+                pending = asyncio.gather(asyncio.to_thread(_hash_block, digest, block),
+                                         asyncio.to_thread(_write_block, handle, block))
+                block, block_size = [], 0
         if pending is not None:
             await pending
             pending = None
-        if buffer:
-            size += len(buffer)
-            digest.update(buffer)
-            await asyncio.to_thread(_write_all, handle, buffer)
-        await asyncio.to_thread(handle.close)
+        if block:
+            size += block_size
+            _hash_block(digest, block)
+            await asyncio.to_thread(_write_block, handle, block)
+        await asyncio.to_thread(lake.finish_write, handle, key)
     except BaseException:
         if pending is not None:
             with contextlib.suppress(BaseException):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakeport.durable import fsync_path
 from lakeport.errors import Closed, Transient
 from lakeport.streams.embedded import log
 from lakeport.streams.types import TopicOptions
@@ -138,11 +139,7 @@ class TopicWriter:
         created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if created and self.durable:
-            dir_fd = os.open(self.data_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_path(self.data_dir)
         self._segment = base
         self._offset = 0
 
