@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
 
 import orjson
 import pytest
 from websockets.sync.client import connect
 
-from lakeport.errors import Conflict, Unauthorized
+from lakeport.errors import Conflict, Unauthorized, Unavailable
 from lakeport.streams import open_engine
 from server_fixtures import Platform
 
@@ -131,11 +132,21 @@ def test_requests_without_a_key_get_401(platform: Platform) -> None:
     assert answer["ok"] is False and answer["error"]["code"] == "unauthorized"
 
     async def with_a_bad_key() -> None:
-        async with open_engine(f"{platform.url}?api_key=lpk_0_wrong") as engine:
-            await engine.list_topics()
+        async with open_engine(f"{platform.url}?api_key=lpk_0_wrong"):
+            pytest.fail("an engine with a wrong key opened")
 
     with pytest.raises(Unauthorized, match="API key"):
         asyncio.run(with_a_bad_key())
+
+    async def without_a_server() -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            async with open_engine(f"{url}?api_key={platform.api_key}"):
+                pytest.fail("an engine without a server opened")
+
+    with pytest.raises(Unavailable, match="cannot reach the lakeport server at http://127"):
+        asyncio.run(without_a_server())
 
 
 def test_unknown_topic_is_404_and_bad_input_is_422(platform: Platform) -> None:

@@ -59,7 +59,13 @@ class RemoteEngine(Engine):
         return self._http
 
     async def connect(self) -> None:
-        self.http()
+        """Check the server and the key now, so a wrong URL or key fails on opening the
+        engine rather than at its first use."""
+        try:
+            await self.request("GET", "/me")
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._http is not None:
