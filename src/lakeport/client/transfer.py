@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from lakeport.errors import Invalid, NotFound
+from lakeport.overlap import overlapped_blocks
 
 CHUNK = 4 << 20
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
@@ -134,34 +135,14 @@ def _write_chunks(file: IO[bytes], chunks: list[bytes]) -> None:
 
 async def _copy(response: httpx.Response, file: IO[bytes],
                 progress: Callable[[int], Any] | None) -> int:
-    """Write the body in blocks of about ``CHUNK`` bytes, each in a worker thread while the
-    next block arrives."""
-    written = 0
-    block: list[bytes] = []
-    block_size = 0
-    pending: asyncio.Future[None] | None = None
-    try:
-        async for chunk in response.aiter_bytes():
-            block.append(chunk)
-            block_size += len(chunk)
-            if block_size < CHUNK:
-                continue
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(asyncio.to_thread(_write_chunks, file, block))
-            written += block_size
-            if progress is not None:
-                progress(block_size)
-            block, block_size = [], 0
-    finally:
-        if pending is not None:
-            await pending
-    if block:
+    """Write the body block by block, each in a worker thread while the next arrives."""
+
+    async def write(block: list[bytes]) -> None:
         await asyncio.to_thread(_write_chunks, file, block)
-        written += block_size
         if progress is not None:
-            progress(block_size)
-    return written
+            progress(sum(map(len, block)))
+
+    return await overlapped_blocks(response.aiter_bytes(), write)
 
 
 __all__ = ["CHUNK", "BodySource", "Dest", "Source", "quote_path", "quote_segment",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from lakeport.overlap import overlapped_blocks
 from lakeport.server.files.lake import CHUNK, Lake, new_key
 
 
@@ -55,42 +55,24 @@ async def store_stream(lake: Lake, body: AsyncIterator[bytes], *,
                        prepend: str | None = None) -> Stored:
     """Write ``body`` (after the object ``prepend``, when given) to a new object.
 
-    Hashing and writing of one block (the chunks received, about ``CHUNK`` bytes, never
-    copied) run in parallel threads while the next block arrives.
+    Hashing and writing of one block run in parallel threads while the next block arrives.
     When the body fails midway (the client went away), the partial object is deleted.
     """
     key = new_key()
     digest = hashlib.sha256()
     handle = await asyncio.to_thread(lake.open_write, key)
-    pending: asyncio.Future[Any] | None = None
+
+    async def keep(block: list[bytes]) -> None:
+        await asyncio.gather(asyncio.to_thread(_hash_block, digest, block),
+                             asyncio.to_thread(_write_block, handle, block))
+
     size = 0
     try:
         if prepend is not None:
             size = await asyncio.to_thread(_copy, lake, prepend, handle, digest)
-        block: list[bytes] = []
-        block_size = 0
-        async for chunk in body:
-            block.append(chunk)
-            block_size += len(chunk)
-            if block_size >= CHUNK:
-                if pending is not None:
-                    await pending
-                size += block_size
-                pending = asyncio.gather(asyncio.to_thread(_hash_block, digest, block),
-                                         asyncio.to_thread(_write_block, handle, block))
-                block, block_size = [], 0
-        if pending is not None:
-            await pending
-            pending = None
-        if block:
-            size += block_size
-            _hash_block(digest, block)
-            await asyncio.to_thread(_write_block, handle, block)
+        size += await overlapped_blocks(body, keep)
         await asyncio.to_thread(lake.finish_write, handle, key)
     except BaseException:
-        if pending is not None:
-            with contextlib.suppress(BaseException):
-                await pending
         await asyncio.to_thread(lake.abort_write, handle, key)
         raise
     return Stored(key, size, digest.hexdigest())
