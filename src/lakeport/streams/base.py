@@ -448,7 +448,7 @@ class Consumer(_AsyncResource, ABC):
                 continue
             self._end_marked = False
             if isinstance(fetched, MessageBlock):
-                return await self._deliver_block(fetched)
+                return self._deliver_block(fetched)
             self._deliver(fetched)
             # only once the kept messages are in flight, or they would be acked unseen
             await self._ack_skipped()
@@ -470,14 +470,14 @@ class Consumer(_AsyncResource, ABC):
                                 else [m.seqno for m in messages])
         self._buffer.extend(messages)
 
-    async def _deliver_block(self, block: MessageBlock) -> MessageBlock:
+    def _deliver_block(self, block: MessageBlock) -> MessageBlock:
+        """The block path runs without filters, so it never skips a message to ack."""
         self._read_upto = max(self._read_upto, block.last_seqno)
         if self._stop_at is not None:
             block = block.upto(self._stop_at)
         if len(block):
             self._in_flight.add(range(block.first_seqno, block.last_seqno + 1) if block.contiguous
                                 else block.table.column(0).to_pylist())
-        await self._ack_skipped()
         return block
 
     def _wait_slice(self, remaining: float | None) -> float:

@@ -164,10 +164,6 @@ class MessageBlock:
         cut = int(np.searchsorted(self.table.column(0).to_numpy(), seqno, side="right"))
         return self if cut == len(self) else self.slice(0, cut)
 
-    def message(self, index: int) -> Message:
-        row = self.table.slice(index, 1).to_pylist()[0]
-        return _message(row, self.format)
-
     def messages(self) -> list[Message]:
         fmt = self.format
         return [_message(row, fmt) for row in self.table.to_pylist()]

@@ -113,12 +113,12 @@ class Body:
     payloads: memoryview  # every payload, back to back
     extras: list | None
 
-    def payload_list(self, start: int = 0, stop: int | None = None) -> list[bytes]:
-        """Payloads ``start`` to ``stop`` as bytes objects (sliced in C)."""
+    def payload_list(self) -> list[bytes]:
+        """The payloads as bytes objects (sliced in C)."""
         ends = np.cumsum(self.lengths, dtype=np.int64)
-        starts = (ends - self.lengths)[start:stop].tolist()
         raw = bytes(self.payloads)
-        return list(map(raw.__getitem__, map(slice, starts, ends[start:stop].tolist())))
+        return list(map(raw.__getitem__, map(slice, (ends - self.lengths).tolist(),
+                                             ends.tolist())))
 
 
 def decode_body(header: BatchHeader, body: bytes | memoryview) -> Body:

@@ -27,13 +27,14 @@ _new_tuple = tuple.__new__  # builds Messages without a Python-level __init__
 class _Decoded:
     """A decoded log batch whose messages from ``start`` on are not handed out yet."""
 
-    __slots__ = ("_messages", "base", "body", "count", "start", "time_ns")
+    __slots__ = ("_messages", "_payloads", "base", "body", "count", "start", "time_ns")
 
     def __init__(self, header: log.BatchHeader, body: log.Body, start: int) -> None:
         self.base, self.count, self.time_ns = header.base_seqno, header.count, header.time_ns
         self.body = body
         self.start = start
         self._messages: list[Message] | None = None
+        self._payloads: pa.BinaryArray | None = None
 
     def messages(self, fmt: Format) -> list[Message]:
         """Every message of the batch (built once, in one C call when there are no extras)."""
@@ -57,13 +58,15 @@ class _Decoded:
         return self._messages
 
     def run(self, start: int, stop: int) -> Run:
-        """Messages ``start`` to ``stop`` as a :class:`Run` (payloads not copied)."""
-        body = self.body
-        offsets = np.zeros(self.count + 1, dtype=np.int32)
-        np.cumsum(body.lengths, out=offsets[1:])
-        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(body.payloads)]
-        data = pa.BinaryArray.from_buffers(pa.binary(), self.count, buffers)
-        return Run(self.base + start, self.time_ns, body.producer, data.slice(start, stop - start))
+        """Messages ``start`` to ``stop`` as a :class:`Run` (payloads not copied; the batch's
+        payload array is built once, however many runs it is read in)."""
+        if self._payloads is None:
+            offsets = np.zeros(self.count + 1, dtype=np.int32)
+            np.cumsum(self.body.lengths, out=offsets[1:])
+            buffers = [None, pa.py_buffer(offsets), pa.py_buffer(self.body.payloads)]
+            self._payloads = pa.BinaryArray.from_buffers(pa.binary(), self.count, buffers)
+        return Run(self.base + start, self.time_ns, self.body.producer,
+                   self._payloads.slice(start, stop - start))
 
 
 class LogReader:
