@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lakeport.errors import Invalid
-from lakeport.server.observations.times import (
+from lakeport.server.times import (
     BadTime,
     format_time,
     format_times,

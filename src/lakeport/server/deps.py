@@ -1,10 +1,9 @@
-"""FastAPI dependencies the services share: the store, the topic engine, the settings."""
+"""FastAPI dependencies the services share: the store and the topic engine."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from lakeport.server.settings import ServerSettings
 from lakeport.server.store import Store
 from lakeport.streams import Engine
 
@@ -17,8 +16,4 @@ def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_settings(request: Request) -> ServerSettings:
-    return request.app.state.settings
-
-
-__all__ = ["get_engine", "get_settings", "get_store"]
+__all__ = ["get_engine", "get_store"]

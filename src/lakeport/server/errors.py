@@ -20,22 +20,8 @@ _CODES = {status: code for _, code, status in WIRE_CODES} | {
     416: "range_not_satisfiable"}
 
 
-class ApiError(LakeportError):
-    """An error with details for the JSON body (``details`` is any JSON value)."""
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.details = details
-
-
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
-
-
-def status_of(exc: LakeportError) -> tuple[int, str]:
-    """HTTP status and error code of ``exc``."""
-    code, status = wire_code(exc)
-    return status, code
 
 
 def install(app: FastAPI) -> None:
@@ -43,7 +29,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LakeportError)
     async def lakeport_error(_: Request, exc: LakeportError) -> JSONResponse:
-        status, code = status_of(exc)
+        code, status = wire_code(exc)
         details = getattr(exc, "details", None)
         headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
         return JSONResponse(error_body(code, str(exc), details), status, headers=headers)
@@ -68,4 +54,4 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error"), 500)
 
 
-__all__ = ["ApiError", "error_body", "install", "status_of"]
+__all__ = ["error_body", "install"]

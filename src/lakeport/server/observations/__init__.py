@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from lakeport.errors import Closed, NotFound
 from lakeport.server.observations import ingest, query, resources
-from lakeport.server.observations.recorder import RecorderStats, record
-from lakeport.server.observations.writer import Publisher, ServiceState
+from lakeport.server.observations.recorder import record
+from lakeport.server.observations.writer import ServiceState
+from lakeport.server.topics.producers import Producers
 
 router = APIRouter(tags=["observations"])
 router.include_router(resources.router)
@@ -24,15 +26,12 @@ router.include_router(query.router)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Keep the datastream cache and the producers; run a recorder per ``record_topics``."""
-    state = ServiceState(publisher=Publisher(app.state.engine))
+    state = ServiceState(Producers(app.state.engine, on_no_exists="create",
+                                   retry_on=(Closed, NotFound)))
     app.state.observations = state
-    tasks = []
-    for topic in app.state.settings.record_topics:
-        stats = RecorderStats(topic)
-        state.recorders.append(stats)
-        tasks.append(asyncio.create_task(
-            record(app.state.engine, app.state.store, state, stats),
-            name=f"recorder:{topic}"))
+    tasks = [asyncio.create_task(record(app.state.engine, app.state.store, state, topic),
+                                 name=f"recorder:{topic}")
+             for topic in app.state.settings.record_topics]
     try:
         yield
     finally:
@@ -41,8 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        assert state.publisher is not None
-        await state.publisher.close()
+        await state.producers.close()
 
 
 __all__ = ["lifespan", "router"]

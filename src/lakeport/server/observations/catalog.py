@@ -23,6 +23,7 @@ from lakeport.server.observations.tables import (
     properties,
     sensors,
 )
+from lakeport.server.store import insert_ignore
 from lakeport.server.store.schema import now_ms
 
 Triple = tuple[int, int, int]
@@ -82,17 +83,6 @@ async def property_map(conn: AsyncConnection, names: Iterable[str]) -> dict[str,
     return {r.name: Prop(r.id, r.name, r.unit, r.data_type) for r in rows}
 
 
-async def require_properties(conn: AsyncConnection, names: Iterable[str]) -> dict[str, Prop]:
-    """Like :func:`property_map`; Invalid naming the first unknown property."""
-    names = list(names)
-    found = await property_map(conn, names)
-    for name in names:
-        if name not in found:
-            raise Invalid(f"unknown observed property {name!r}: create it first "
-                          "(POST /api/v1/properties)", )
-    return found
-
-
 async def ensure_datastreams(conn: AsyncConnection, dialect: str, cache: DatastreamCache,
                              triples: Iterable[Triple]) -> tuple[dict[Triple, int],
                                                                  dict[Triple, int]]:
@@ -108,12 +98,8 @@ async def ensure_datastreams(conn: AsyncConnection, dialect: str, cache: Datastr
             result[triple] = cached
     if not missing:
         return result, {}
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     created = now_ms()
-    await conn.execute(insert(datastreams).on_conflict_do_nothing(), [
+    await conn.execute(insert_ignore(dialect, datastreams), [
         {"sensor_id": s, "property_id": p, "feature_id": f, "count": 0, "created_ms": created}
         for s, p, f in sorted(missing)])
     fresh: dict[Triple, int] = {}
@@ -149,4 +135,4 @@ def text_value(number: float | None, text: str | None) -> str:
 
 
 __all__ = ["DatastreamCache", "Prop", "Triple", "decode_value", "ensure_datastreams",
-           "feature_id", "property_map", "require_properties", "sensor_id", "text_value"]
+           "feature_id", "property_map", "sensor_id", "text_value"]

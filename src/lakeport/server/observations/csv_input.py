@@ -8,41 +8,53 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from typing import Any
 
-from lakeport.errors import Invalid
+from lakeport.errors import Invalid, NotFound
 
 SPECIAL = ("time", "sensor", "feature")
-ErrorAt = Callable[[str, Any], Exception]
 
 
-def _text(body: bytes, error: ErrorAt) -> str:
+class InvalidAt(Invalid):
+    """Invalid input at a place the ``details`` name."""
+
+    def __init__(self, message: str, details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class NotFoundAt(NotFound):
+    def __init__(self, message: str, details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _text(body: bytes) -> str:
     try:
         return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = body.count(b"\n", 0, exc.start) + 1
-        raise error(f"line {line}: the file is not UTF-8 ({exc.reason})",
-                    {"line": line, "column": None}) from None
+        raise InvalidAt(f"line {line}: the file is not UTF-8 ({exc.reason})",
+                        {"line": line, "column": None}) from None
 
 
-def read(body: bytes, sensor: str | None, feature: str | None, error: ErrorAt) -> list[Any]:
+def read(body: bytes, sensor: str | None, feature: str | None) -> list[Any]:
     """The file's observations as parts (one per sensor and feature), in file order."""
     from lakeport.server.observations.ingest import Part
 
-    text = _text(body, error)
+    text = _text(body)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise error(f"line {line}: the file contains a NUL character",
-                    {"line": line, "column": None})
+        raise InvalidAt(f"line {line}: the file contains a NUL character",
+                        {"line": line, "column": None})
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:
-            raise error("line 1: the file is empty: a header row with time and observed "
-                        "properties is required", {"line": 1, "column": None})
+            raise InvalidAt("line 1: the file is empty: a header row with time and observed "
+                            "properties is required", {"line": 1, "column": None})
         header = [name.strip() for name in header]
-        _check_header(header, sensor, error)
+        _check_header(header, sensor)
         at = {name: i for i, name in enumerate(header)}
         props = [(name, i) for i, name in enumerate(header) if name not in SPECIAL]
         t_at, s_at, f_at = at["time"], at.get("sensor"), at.get("feature")
@@ -53,12 +65,12 @@ def read(body: bytes, sensor: str | None, feature: str | None, error: ErrorAt) -
             if not row:
                 continue
             if len(row) != width:
-                raise error(f"line {line}: has {len(row)} fields, the header has {width}",
-                            {"line": line, "column": None})
+                raise InvalidAt(f"line {line}: has {len(row)} fields, the header has {width}",
+                                {"line": line, "column": None})
             row_sensor = (row[s_at] if s_at is not None else "") or sensor
             if not row_sensor:
-                raise error(f"line {line}: no sensor (the sensor column is empty and no "
-                            "?sensor= was given)", {"line": line, "column": "sensor"})
+                raise InvalidAt(f"line {line}: no sensor (the sensor column is empty and no "
+                                "?sensor= was given)", {"line": line, "column": "sensor"})
             row_feature = (row[f_at] if f_at is not None else "") or feature
             key = (row_sensor, row_feature)
             part = parts.get(key)
@@ -72,13 +84,13 @@ def read(body: bytes, sensor: str | None, feature: str | None, error: ErrorAt) -
                 part.columns[name].append(row[i])
     except csv.Error as exc:
         line = reader.line_num
-        raise error(f"line {line}: {exc}", {"line": line, "column": None}) from None
+        raise InvalidAt(f"line {line}: {exc}", {"line": line, "column": None}) from None
     return list(parts.values())
 
 
-def _check_header(header: list[str], sensor: str | None, error: ErrorAt) -> None:
+def _check_header(header: list[str], sensor: str | None) -> None:
     def bad(message: str, column: str | None = None) -> Exception:
-        return error(f"line 1: {message}", {"line": 1, "column": column})
+        return InvalidAt(f"line 1: {message}", {"line": 1, "column": column})
 
     if "time" not in header:
         raise bad("the header has no time column (columns: time, one per observed property, "
@@ -96,4 +108,4 @@ def _check_header(header: list[str], sensor: str | None, error: ErrorAt) -> None
         raise Invalid("no sensor: pass ?sensor=NAME or add a sensor column")
 
 
-__all__ = ["SPECIAL", "read"]
+__all__ = ["SPECIAL", "InvalidAt", "NotFoundAt", "read"]

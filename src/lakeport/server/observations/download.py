@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from fastapi.responses import StreamingResponse
 
 from lakeport.allocator import collector_paused
-from lakeport.server.observations.select import Stream
+from lakeport.server.observations.catalog import text_value
+from lakeport.server.observations.select import Stream, in_range
 from lakeport.server.observations.tables import observations
-from lakeport.server.observations.times import format_times
 from lakeport.server.store import Store
+from lakeport.server.times import format_times
 
 CHUNK = 50_000
 PARQUET = "application/vnd.apache.parquet"
@@ -51,12 +52,8 @@ async def _chunks(store: Store, streams: Sequence[Stream], low: int | None, high
     index = {s.id: i for i, s in enumerate(streams)}
     names = [pa.array([getattr(s, key) for s in streams], pa.string())
              for key in ("sensor", "feature", "property")]
-    query = sa.select(obs.datastream_id, obs.time, obs.value_number, obs.value_text).where(
-        obs.datastream_id.in_(list(index)))
-    if low is not None:
-        query = query.where(obs.time >= low)
-    if high is not None:
-        query = query.where(obs.time < high)
+    query = in_range(sa.select(obs.datastream_id, obs.time, obs.value_number, obs.value_text),
+                     index, low, high)
     keys = [obs.time, obs.datastream_id]
     query = query.order_by(*(k.desc() if order == "desc" else k for k in keys))
     async with store.connect() as conn:
@@ -76,11 +73,8 @@ async def _chunks(store: Store, streams: Sequence[Stream], low: int | None, high
 
 
 def _text_values(table: pa.Table) -> list[str]:
-    out = []
-    for number, text in zip(table["number"].to_pylist(), table["text"].to_pylist(),
-                            strict=True):
-        out.append(text if text is not None else "" if number is None else repr(number))
-    return out
+    return [text_value(number, text) for number, text
+            in zip(table["number"].to_pylist(), table["text"].to_pylist(), strict=True)]
 
 
 async def _csv(chunks: AsyncIterator[pa.Table]) -> AsyncIterator[bytes]:

@@ -21,23 +21,26 @@ from lakeport.server.deps import get_store
 from lakeport.server.observations import csv_input
 from lakeport.server.observations.catalog import (
     Prop,
+    decode_value,
     ensure_datastreams,
     feature_id,
     property_map,
     sensor_id,
 )
-from lakeport.server.observations.times import BadTime, format_times, parse_time, parse_times
+from lakeport.server.observations.csv_input import InvalidAt, NotFoundAt
 from lakeport.server.observations.values import BadValue, encode_column
 from lakeport.server.observations.writer import (
     Series,
     ServiceState,
     insert_series,
+    publish,
     service_state,
     topic_for,
 )
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User
+from lakeport.server.times import BadTime, format_times, parse_time, parse_times
 
 router = APIRouter()
 Routing = Literal["db", "stream", "both"]
@@ -46,20 +49,6 @@ RoutingParam = Annotated[Routing, Query(
                 "publish")]
 Where = Callable[[int | None, str, str], Exception]
 """Builds the error for (row position or None for the whole request, column, problem)."""
-
-
-class InvalidAt(Invalid):
-    """Invalid input at a place the ``details`` name."""
-
-    def __init__(self, message: str, details: Any) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class NotFoundAt(NotFound):
-    def __init__(self, message: str, details: Any) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 @dataclass
@@ -139,9 +128,8 @@ async def ingest(request: Request, store: Store, parts: list[Part], routing: Rou
     if routing != "stream":
         state.cache.remember(fresh)
     if routing != "db":
-        assert state.publisher is not None
         for part in checked:
-            published += await state.publisher.publish(topic_for(part.sensor), _payloads(part))
+            published += await publish(state.producers, topic_for(part.sensor), _payloads(part))
     return {"stored": stored, "published": published}
 
 
@@ -149,14 +137,8 @@ def _payloads(part: Checked) -> list[dict[str, Any]]:
     payloads: list[dict[str, Any]] = []
     for prop, times, numbers, texts in part.series:
         stamps = format_times(times).to_pylist()
-        if numbers is not None:
-            values: list[Any] = numbers
-        elif prop.data_type == "boolean":
-            values = [t == "true" for t in texts or ()]
-        elif prop.data_type == "object":
-            values = [orjson.loads(t) for t in texts or ()]
-        else:
-            values = list(texts or ())
+        values = numbers if numbers is not None else [
+            decode_value(None, t, prop.data_type) for t in texts or ()]
         payloads.extend({"sensor": part.sensor, "feature": part.feature, "property": prop.name,
                          "time": stamp, "value": value, "unit": prop.unit}
                         for stamp, value in zip(stamps, values, strict=True))
@@ -293,7 +275,7 @@ async def insert_csv(request: Request, sensor: str | None = None, feature: str |
                      store: Store = Depends(get_store)) -> dict[str, int]:
     body = await request.body()
     with collector_paused():
-        parts = csv_input.read(body, sensor, feature or None, InvalidAt)
+        parts = csv_input.read(body, sensor, feature or None)
 
     def where(line: int | None, column: str, problem: str) -> Exception:
         kind = NotFoundAt if column in ("sensor", "feature") else InvalidAt
@@ -305,4 +287,4 @@ async def insert_csv(request: Request, sensor: str | None = None, feature: str |
     return await ingest(request, store, parts, routing, True, where)
 
 
-__all__ = ["InvalidAt", "Part", "ingest", "router"]
+__all__ = ["Part", "ingest", "router"]

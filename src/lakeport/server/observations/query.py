@@ -14,11 +14,11 @@ from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.observations import download
 from lakeport.server.observations.catalog import decode_value
-from lakeport.server.observations.paging import Cursor, Limit, decode_cursor, encode_cursor
 from lakeport.server.observations.select import (
     Stream,
     check_names,
     filtered,
+    in_range,
     matching,
     stream_query,
 )
@@ -29,9 +29,10 @@ from lakeport.server.observations.tables import (
     properties,
     sensors,
 )
-from lakeport.server.observations.times import format_time, format_times, time_param
+from lakeport.server.paging import Cursor, Limit, decode_cursor, encode_cursor
 from lakeport.server.store import Store
 from lakeport.server.store.users import User
+from lakeport.server.times import format_time, format_times, time_param
 
 router = APIRouter()
 obs = observations.c
@@ -47,16 +48,6 @@ def time_range(start: str | None, end: str | None) -> tuple[int | None, int | No
     if low is not None and high is not None and low > high:
         raise Invalid(f"start {start} is after end {end}")
     return low, high
-
-
-def in_range(query: sa.Select, ids: Sequence[int], low: int | None, high: int | None
-             ) -> sa.Select:
-    query = query.where(obs.datastream_id.in_(list(ids)))
-    if low is not None:
-        query = query.where(obs.time >= low)
-    if high is not None:
-        query = query.where(obs.time < high)
-    return query
 
 
 def _after(query: sa.Select, cursor: Any, descending: bool) -> tuple[sa.Select, int]:

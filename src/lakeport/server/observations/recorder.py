@@ -15,7 +15,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from lakeport.server.observations.catalog import ensure_datastreams
 from lakeport.server.observations.models import NAME_PATTERN
 from lakeport.server.observations.tables import features, properties, sensors
 from lakeport.server.observations.writer import Series, ServiceState, insert_series
-from lakeport.server.store import Store
+from lakeport.server.store import Store, insert_ignore
 from lakeport.server.store.schema import now_ms
 from lakeport.streams import Engine
 
@@ -41,26 +40,15 @@ TYPES = ("number", "string", "boolean", "object")
 _NAME = re.compile(NAME_PATTERN)
 
 
-@dataclass
-class RecorderStats:
-    topic: str
-    stored: int = 0
-    skipped: int = 0
-
-
 async def _ensure(conn: AsyncConnection, dialect: str, table: sa.Table,
                   rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Rows of ``table`` by name, creating the missing ones from ``rows``."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     names = sorted(rows)
     found = {r.name: r for r in await conn.execute(sa.select(table)
                                                    .where(table.c.name.in_(names)))}
     missing = [rows[name] for name in names if name not in found]
     if missing:
-        await conn.execute(insert(table).on_conflict_do_nothing(), missing)
+        await conn.execute(insert_ignore(dialect, table), missing)
         found.update({r.name: r for r in await conn.execute(
             sa.select(table).where(table.c.name.in_([m["name"] for m in missing])))})
     return found
@@ -142,13 +130,12 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
     return stored, skipped
 
 
-async def record(engine: Engine, store: Store, state: ServiceState, stats: RecorderStats
-                 ) -> None:
-    """Record ``stats.topic`` until cancelled (reopening the consumer after a failure)."""
+async def record(engine: Engine, store: Store, state: ServiceState, topic: str) -> None:
+    """Record ``topic`` until cancelled (reopening the consumer after a failure)."""
     failures = 0
     while True:
         try:
-            async with engine.consumer(CONSUMER, stats.topic, position="unread",
+            async with engine.consumer(CONSUMER, topic, position="unread",
                                        on_no_exists="wait") as consumer:
                 while True:
                     try:
@@ -159,28 +146,25 @@ async def record(engine: Engine, store: Store, state: ServiceState, stats: Recor
                         continue
                     rows, dead = build_rows(block)
                     try:
-                        stored, skipped = await store_rows(store, state, rows)
+                        _, skipped = await store_rows(store, state, rows)
                     except Exception:
                         failures += 1
                         if failures < 3:
                             raise
                         log.exception("recorder %s: skipping seqnos %d-%d after 3 failed "
-                                      "attempts", stats.topic, block.first_seqno,
-                                      block.last_seqno)
-                        stored, skipped = 0, rows.num_rows
+                                      "attempts", topic, block.first_seqno, block.last_seqno)
+                        skipped = rows.num_rows
                     failures = 0
                     await consumer.ack(block.last_seqno)
-                    stats.stored += stored
                     if dead or skipped:
-                        stats.skipped += len(dead) + skipped
-                        log.warning("recorder %s: skipped %d readings (%s)", stats.topic,
+                        log.warning("recorder %s: skipped %d readings (%s)", topic,
                                     len(dead) + skipped,
                                     dead[0][1] if dead else "bad names or data types")
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("recorder %s failed; retrying in 1 s", stats.topic)
+            log.exception("recorder %s failed; retrying in 1 s", topic)
             await asyncio.sleep(1.0)
 
 
-__all__ = ["CONSUMER", "RecorderStats", "record", "store_rows"]
+__all__ = ["CONSUMER", "record", "store_rows"]

@@ -25,18 +25,18 @@ from lakeport.server.observations.models import (
     SensorIn,
     SensorPatch,
 )
-from lakeport.server.observations.paging import (
+from lakeport.server.observations.tables import datastreams, features, properties, sensors
+from lakeport.server.paging import (
     Cursor,
     Limit,
     decode_cursor,
     dump_json,
     encode_cursor,
 )
-from lakeport.server.observations.tables import datastreams, features, properties, sensors
-from lakeport.server.observations.times import format_time
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User
+from lakeport.server.times import format_time
 
 router = APIRouter()
 _parent = features.alias("parent")

@@ -1,14 +1,22 @@
-"""Which datastreams a query means: filters by sensor, property and feature name."""
+"""Which datastreams a query means: filters by sensor, property and feature name, and the
+observations of datastreams in a time range."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.errors import NotFound
-from lakeport.server.observations.tables import datastreams, features, properties, sensors
+from lakeport.server.observations.tables import (
+    datastreams,
+    features,
+    observations,
+    properties,
+    sensors,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +79,17 @@ async def matching(conn: AsyncConnection, sensor: str | None, property: str | No
     return [Stream(*row) for row in rows]
 
 
-__all__ = ["Stream", "check_names", "filtered", "matching", "stream_query"]
+def in_range(query: sa.Select, ids: Iterable[int], low: int | None, high: int | None
+             ) -> sa.Select:
+    """``query`` limited to observations of datastreams ``ids`` with ``low <= time < high``
+    (None: open)."""
+    obs = observations.c
+    query = query.where(obs.datastream_id.in_(list(ids)))
+    if low is not None:
+        query = query.where(obs.time >= low)
+    if high is not None:
+        query = query.where(obs.time < high)
+    return query
+
+
+__all__ = ["Stream", "check_names", "filtered", "in_range", "matching", "stream_query"]

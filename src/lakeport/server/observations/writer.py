@@ -6,7 +6,6 @@ asyncpg), and each datastream's count and time range is updated once per batch.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +16,11 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.allocator import collector_paused
-from lakeport.errors import Closed, Invalid, NotFound
+from lakeport.errors import Invalid
 from lakeport.server.observations.catalog import DatastreamCache
 from lakeport.server.observations.tables import datastreams
-from lakeport.streams import Engine, Producer
+from lakeport.server.topics.producers import Producers
+from lakeport.streams import Producer
 from lakeport.streams.types import validate_topic_name
 
 TOPIC_PREFIX = "observations."
@@ -94,59 +94,31 @@ def topic_for(sensor: str) -> str:
                       "use routing=db") from None
 
 
-class Publisher:
-    """One producer per topic, kept open for the app's life."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.producers: dict[str, Producer] = {}
-        self.lock = asyncio.Lock()
-
-    async def _producer(self, topic: str) -> Producer:
-        producer = self.producers.get(topic)
-        if producer is None:
-            async with self.lock:
-                producer = self.producers.get(topic)
-                if producer is None:
-                    producer = self.engine.producer(PRODUCER_NAME, topic)
-                    await producer.open()
-                    self.producers[topic] = producer
-        return producer
-
-    async def publish(self, topic: str, payloads: list[dict[str, Any]]) -> int:
-        """Append ``payloads`` to ``topic`` (created when missing); how many were published."""
-        if not payloads:
-            return 0
-        for attempt in (1, 2):
-            producer = await self._producer(topic)
-            try:
-                await producer.produce_many(payloads)
-                return len(payloads)
-            except (Closed, NotFound):  # the topic was deleted: open a new producer
-                self.producers.pop(topic, None)
-                await producer.close()
-                if attempt == 2:
-                    raise
+async def publish(producers: Producers, topic: str, payloads: list[dict[str, Any]]) -> int:
+    """Append ``payloads`` to ``topic`` (created when missing); how many were published."""
+    if not payloads:
         return 0
 
-    async def close(self) -> None:
-        producers, self.producers = list(self.producers.values()), {}
-        for producer in producers:
-            await producer.close()
+    async def call(producer: Producer) -> list[int]:
+        return await producer.produce_many(payloads)
+
+    await producers.run(topic, PRODUCER_NAME, call)
+    return len(payloads)
 
 
 @dataclass
 class ServiceState:
     """What the observation service keeps for the app's life."""
 
+    producers: Producers
+    """Publishing producers: topics are created on demand; a call is retried once with a fresh
+    producer when its topic was deleted (Closed, NotFound)."""
     cache: DatastreamCache = field(default_factory=DatastreamCache)
-    publisher: Publisher | None = None
-    recorders: list[Any] = field(default_factory=list)
 
 
 def service_state(request: Request) -> ServiceState:
     return request.app.state.observations
 
 
-__all__ = ["PRODUCER_NAME", "TOPIC_PREFIX", "Publisher", "Series", "ServiceState",
-           "insert_series", "service_state", "topic_for"]
+__all__ = ["PRODUCER_NAME", "TOPIC_PREFIX", "Series", "ServiceState", "insert_series",
+           "publish", "service_state", "topic_for"]

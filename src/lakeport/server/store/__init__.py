@@ -109,9 +109,13 @@ def _upgrade(connection: Any) -> None:
     command.upgrade(config, "head")
 
 
-async def open_store(url: str) -> Store:
-    """Open (and migrate) the store at ``url``."""
-    return await Store(url).open()
+def insert_ignore(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose unique key exists (``dialect``: ``Store.dialect``)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
 
 
-__all__ = ["MIGRATIONS", "Store", "async_url", "open_store"]
+__all__ = ["MIGRATIONS", "Store", "async_url", "insert_ignore"]
