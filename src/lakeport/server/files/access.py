@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lakeport.errors import Forbidden, NotFound
+from lakeport.errors import Conflict, Forbidden, NotFound
 from lakeport.server.files.paths import ancestors
 from lakeport.server.files.tables import entries, shares
 from lakeport.server.store.users import User
@@ -83,16 +83,31 @@ async def grant_roots(conn: AsyncConnection, user: User) -> list[str]:
     return roots
 
 
+def check_creatable(found: Access) -> None:
+    """Raise when a file lies above ``found.path``, or when the path does not exist and the
+    caller may not write the deepest directory above it."""
+    for above, row in found.above.items():
+        if row.kind == "file":
+            raise Conflict(f"cannot create '{found.path}': '{above}' is a file")
+    if found.row is None and found.nearest_dir() is not None and found.level < WRITE:
+        raise Forbidden(f"cannot create '{found.path}': directory "
+                        f"'{found.nearest_dir().path}' is not yours or shared with you for write")
+
+
+def below(path: str, column: Any = entries.c.path) -> Any:
+    """SQL: ``column`` lies below ``path``."""
+    return sa.func.substr(column, 1, len(path) + 1) == path + "/"
+
+
 def under(path: str, column: Any = entries.c.path) -> Any:
     """SQL: ``column`` is ``path`` or lies below it."""
-    return sa.or_(column == path,
-                  sa.func.substr(column, 1, len(path) + 1) == path + "/")
+    return sa.or_(column == path, below(path, column))
 
 
-def readable(user: User, roots: list[str]) -> Any:
-    """SQL: entries the caller may read."""
-    return sa.or_(entries.c.owner_id == user.id, *[under(root) for root in roots])
+def readable(user: User, roots: list[str], table: Any = entries) -> Any:
+    """SQL: rows of ``table`` (entries or an alias of it) the caller may read."""
+    return sa.or_(table.c.owner_id == user.id, *[under(root, table.c.path) for root in roots])
 
 
-__all__ = ["NONE", "OWNER", "PERMISSIONS", "READ", "WRITE", "Access", "access", "grant_roots",
-           "missing", "readable", "require", "under"]
+__all__ = ["NONE", "OWNER", "PERMISSIONS", "READ", "WRITE", "Access", "access", "below",
+           "check_creatable", "grant_roots", "missing", "readable", "require", "under"]

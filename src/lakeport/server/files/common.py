@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,9 +14,10 @@ from lakeport.errors import Invalid
 from lakeport.server.files.lake import Lake
 from lakeport.server.files.paths import name_of, parent_of
 from lakeport.server.files.tables import entries, meta, record, tags
+from lakeport.server.paging import decode_cursor, encode_cursor
+from lakeport.server.store import insert_ignore
 from lakeport.server.store.users import users
 
-MAX_LIMIT = 10_000
 _TAG = re.compile(r"[^\x00-\x1f\x7f,]{1,200}")
 _META_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 META_HEADER = "x-lakeport-meta-"
@@ -28,26 +27,14 @@ def get_lake(request: Request) -> Lake:
     return request.app.state.files_lake
 
 
-def check_limit(limit: int) -> int:
-    if limit < 1 or limit > MAX_LIMIT:
-        raise Invalid(f"bad limit {limit}: use 1 to {MAX_LIMIT}")
-    return limit
-
-
-def encode_cursor(path: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([path])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> str | None:
+def decode_path_cursor(cursor: str | None) -> str | None:
+    """The path inside a cursor made by :func:`page` (None when absent)."""
     if not cursor:
         return None
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-            return value[0]
-    except (ValueError, TypeError):
-        pass
-    raise Invalid(f"bad cursor {cursor[:40]!r}: pass next_cursor from the previous page")
+    value = decode_cursor(cursor)
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    raise Invalid(f"bad cursor {cursor[:50]!r}: pass next_cursor of the previous page unchanged")
 
 
 def check_tags(values: Iterable[Any]) -> list[str]:
@@ -86,15 +73,6 @@ def meta_from_headers(request: Request) -> dict[str, str | None] | None:
     found = {name[len(META_HEADER):]: value for name, value in request.headers.items()
              if name.startswith(META_HEADER)}
     return check_meta(found) if found else None
-
-
-def insert_ignore(dialect: str, table: sa.Table) -> Any:
-    """INSERT that skips rows whose unique key exists."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
 
 
 async def make_dirs(conn: AsyncConnection, dialect: str, paths: Sequence[str], owner_id: int,
@@ -159,9 +137,9 @@ async def one_record(conn: AsyncConnection, entry_id: int) -> dict[str, Any]:
 def page(items: list[Any], rows: Sequence[Any], limit: int) -> dict[str, Any]:
     """``{"items", "next_cursor"}`` of a query by path that fetched ``limit + 1`` ``rows``."""
     more = len(rows) > limit
-    return {"items": items, "next_cursor": encode_cursor(rows[limit - 1].path) if more else None}
+    return {"items": items,
+            "next_cursor": encode_cursor([rows[limit - 1].path]) if more else None}
 
 
-__all__ = ["MAX_LIMIT", "META_HEADER", "check_limit", "check_meta", "check_tags",
-           "decode_cursor", "encode_cursor", "get_lake", "insert_ignore", "make_dirs", "page",
-           "records", "set_meta", "set_tags", "split_tags", "with_owner"]
+__all__ = ["META_HEADER", "check_meta", "check_tags", "decode_path_cursor", "get_lake",
+           "make_dirs", "page", "records", "set_meta", "set_tags", "split_tags", "with_owner"]

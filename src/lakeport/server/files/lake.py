@@ -129,9 +129,13 @@ class Lake:
 
     # -- async API -------------------------------------------------------------------------
     async def delete(self, *keys: str) -> None:
-        """Delete objects (missing ones are fine)."""
-        for key in keys:
-            await asyncio.to_thread(self.delete_now, key)
+        """Delete objects (missing ones are fine), one after the other in a worker thread."""
+
+        def delete_all() -> None:
+            for key in keys:
+                self.delete_now(key)
+
+        await asyncio.to_thread(delete_all)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The bytes ``start`` ≤ i < ``end`` of an object, in chunks (opened before returning,

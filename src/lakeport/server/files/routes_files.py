@@ -16,10 +16,19 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
-from lakeport.errors import Conflict, Forbidden, Invalid
+from lakeport.errors import Conflict, Invalid
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
-from lakeport.server.files.access import OWNER, READ, WRITE, Access, access, missing, require
+from lakeport.server.files.access import (
+    OWNER,
+    READ,
+    WRITE,
+    Access,
+    access,
+    check_creatable,
+    missing,
+    require,
+)
 from lakeport.server.files.common import (
     check_meta,
     check_tags,
@@ -71,9 +80,7 @@ def content_type_of(given: str | None, header: str | None, path: str) -> str:
 
 def check_writable(found: Access, *, overwrite: bool) -> None:
     """Raise unless the caller may create (or, with ``overwrite``, replace) the file."""
-    for above, row in found.above.items():
-        if row.kind == "file":
-            raise Conflict(f"cannot create '{found.path}': '{above}' is a file")
+    check_creatable(found)
     row = found.row
     if row is not None:
         if found.level < READ:
@@ -83,9 +90,6 @@ def check_writable(found: Access, *, overwrite: bool) -> None:
         if not overwrite:
             raise Conflict(f"'{found.path}' exists: add ?overwrite=true to replace it")
         require(found, WRITE, "overwrite")
-    elif found.nearest_dir() is not None and found.level < WRITE:
-        raise Forbidden(f"cannot create '{found.path}': directory "
-                        f"'{found.nearest_dir().path}' is not yours or shared with you for write")
 
 
 async def _save(store: Store, user: User, path: str, stored: Stored, *, overwrite: bool,

@@ -16,16 +16,17 @@ from starlette.responses import Response
 from lakeport.errors import Conflict, Invalid
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
-from lakeport.server.files.access import READ, WRITE, access, grant_roots, require
+from lakeport.server.files.access import READ, WRITE, access, grant_roots, readable, require
 from lakeport.server.files.common import get_lake
 from lakeport.server.files.lake import Lake
 from lakeport.server.files.paths import check_path
-from lakeport.server.files.tables import entries, iso, relations
+from lakeport.server.files.tables import entries, relations
 from lakeport.server.files.tables_read import read_table, table_json, table_kind, table_parquet
 from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User
+from lakeport.server.times import format_time
 
 router = APIRouter(tags=["files"])
 DERIVED_FROM = "derived_from"
@@ -39,10 +40,6 @@ class RelationIn(BaseModel):
     source: str = Field(alias="from", description="the path the relation describes")
     to: str
     label: str = DERIVED_FROM
-
-
-def _can_read(user: User, roots: list[str], owner_id: int, path: str) -> bool:
-    return owner_id == user.id or any(path == r or path.startswith(r + "/") for r in roots)
 
 
 @router.post("/relations", status_code=201, summary="Relate two files (from → to, labelled)")
@@ -65,7 +62,7 @@ async def add_relation(relation: RelationIn, user: User = Depends(current_user),
         raise Conflict(f"'{source}' is already related to '{target}' as "
                        f"{relation.label!r}") from exc
     return JSONResponse({"from": source, "to": target, "label": relation.label,
-                         "created": iso(now)}, 201)
+                         "created": format_time(now)}, 201)
 
 
 @router.get("/relations", summary="Relations from and to a path")
@@ -77,15 +74,14 @@ async def list_relations(path: str, user: User = Depends(current_user),
         row = require(await access(conn, user, path), READ, "read")
         roots = await grant_roots(conn, user)
         rows = (await conn.execute(
-            sa.select(source.c.path, source.c.owner_id, target.c.path, target.c.owner_id,
-                      relations.c.label, relations.c.created_ms)
+            sa.select(source.c.path, target.c.path, relations.c.label, relations.c.created_ms)
             .select_from(relations.join(source, source.c.id == relations.c.from_id)
                          .join(target, target.c.id == relations.c.to_id))
-            .where(sa.or_(relations.c.from_id == row.id, relations.c.to_id == row.id))
+            .where(sa.or_(relations.c.from_id == row.id, relations.c.to_id == row.id),
+                   readable(user, roots, source), readable(user, roots, target))
             .order_by(relations.c.created_ms, relations.c.id))).all()
-    items = [{"from": a, "to": b, "label": label, "created": iso(created)}
-             for a, a_owner, b, b_owner, label, created in rows
-             if _can_read(user, roots, a_owner, a) and _can_read(user, roots, b_owner, b)]
+    items = [{"from": a, "to": b, "label": label, "created": format_time(created)}
+             for a, b, label, created in rows]
     return JSONResponse({"items": items, "next_cursor": None})
 
 
@@ -101,14 +97,13 @@ async def _lineage(conn: AsyncConnection, user: User, start: Any, up: bool,
         if not frontier:
             break
         found = (await conn.execute(
-            sa.select(near, far, entries.c.path, entries.c.owner_id)
+            sa.select(near, far, entries.c.path)
             .join(entries, entries.c.id == far)
-            .where(near.in_(frontier), relations.c.label == DERIVED_FROM)
+            .where(near.in_(frontier), relations.c.label == DERIVED_FROM,
+                   readable(user, roots))
             .order_by(entries.c.path))).all()
         frontier = []
-        for here, there, there_path, owner_id in found:
-            if not _can_read(user, roots, owner_id, there_path):
-                continue
+        for here, there, there_path in found:
             pair = (paths[here], there_path) if up else (there_path, paths[here])
             edges.append({"from": pair[0], "to": pair[1], "label": DERIVED_FROM})
             if there not in paths:

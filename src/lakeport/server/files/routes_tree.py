@@ -9,22 +9,21 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from lakeport.errors import Conflict, Forbidden, Invalid, NotFound
+from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.files.access import (
     OWNER,
     READ,
-    WRITE,
     access,
+    below,
+    check_creatable,
     grant_roots,
     readable,
     require,
 )
 from lakeport.server.files.common import (
-    MAX_LIMIT,
-    check_limit,
-    decode_cursor,
+    decode_path_cursor,
     get_lake,
     make_dirs,
     one_record,
@@ -34,14 +33,17 @@ from lakeport.server.files.common import (
 )
 from lakeport.server.files.lake import Lake
 from lakeport.server.files.paths import ancestors, check_path, glob_to_like
-from lakeport.server.files.tables import entries, iso, meta, shares, tags
+from lakeport.server.files.tables import entries, meta, shares, tags
+from lakeport.server.paging import Limit
 from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User, users
+from lakeport.server.times import format_time
 
 router = APIRouter(tags=["files"])
-LIMIT = Query(100, description=f"items per page (1-{MAX_LIMIT})")
+MAX_SHARES = 10_000
+"""Shares listed at most (the listing is one page)."""
 
 
 class ShareIn(BaseModel):
@@ -73,17 +75,12 @@ async def make_dir(path: str, user: User = Depends(current_user),
     path = check_path(path)
     async with store.begin() as conn:
         found = await access(conn, user, path)
-        for above, row in found.above.items():
-            if row.kind == "file":
-                raise Conflict(f"cannot create '{path}': '{above}' is a file")
+        check_creatable(found)
         if found.row is not None:
             if found.row.kind == "file":
                 require(found, READ, "read")
                 raise Conflict(f"'{path}' is a file")
             return JSONResponse(await one_record(conn, require(found, READ, "read").id), 200)
-        if found.nearest_dir() is not None and found.level < WRITE:
-            raise Forbidden(f"cannot create '{path}': directory '{found.nearest_dir().path}' "
-                            "is not yours or shared with you for write")
         await make_dirs(conn, store.dialect,
                         [p for p in [*ancestors(path), path] if p not in found.above],
                         user.id, now_ms())
@@ -100,14 +97,14 @@ async def delete_dir(path: str, recursive: bool = False, user: User = Depends(cu
         row = require(await access(conn, user, path), OWNER, "delete")
         if row.kind != "dir":
             raise Conflict(f"'{path}' is a file: delete it with DELETE /api/v1/files/{path}")
-        below = sa.func.substr(entries.c.path, 1, len(path) + 1) == path + "/"
+        inside = below(path)
         keys = (await conn.execute(sa.select(entries.c.object_key).where(
-            below, entries.c.kind == "file"))).scalars().all()
+            inside, entries.c.kind == "file"))).scalars().all()
         if not recursive:
-            child = (await conn.execute(sa.select(entries.c.id).where(below).limit(1))).first()
+            child = (await conn.execute(sa.select(entries.c.id).where(inside).limit(1))).first()
             if child is not None:
                 raise Conflict(f"directory '{path}' is not empty: add ?recursive=true")
-        await conn.execute(entries.delete().where(below))
+        await conn.execute(entries.delete().where(inside))
         await conn.execute(entries.delete().where(entries.c.id == row.id))
     await lake.delete(*keys)
     return Response(status_code=204)
@@ -115,14 +112,12 @@ async def delete_dir(path: str, recursive: bool = False, user: User = Depends(cu
 
 async def _list(path: str, limit: int, cursor: str | None, archived: bool, user: User,
                 store: Store) -> dict[str, Any]:
-    check_limit(limit)
-    after = decode_cursor(cursor)
+    after = decode_path_cursor(cursor)
     async with store.connect() as conn:
         if path:
             row = require(await access(conn, user, path), READ, "list")
             if row.kind == "file":
-                rows = (await conn.execute(with_owner().where(entries.c.id == row.id))).all()
-                return {"items": await records(conn, rows), "next_cursor": None}
+                return {"items": [await one_record(conn, row.id)], "next_cursor": None}
             where = entries.c.parent == path
         else:
             where = sa.and_(entries.c.parent == "", readable(user, await grant_roots(conn, user)))
@@ -137,14 +132,14 @@ async def _list(path: str, limit: int, cursor: str | None, archived: bool, user:
 
 
 @router.get("/ls", summary="List the lake's root")
-async def list_root(limit: int = LIMIT, cursor: str | None = None, archived: bool = False,
+async def list_root(limit: Limit = 100, cursor: str | None = None, archived: bool = False,
                     user: User = Depends(current_user),
                     store: Store = Depends(get_store)) -> JSONResponse:
     return JSONResponse(await _list("", limit, cursor, archived, user, store))
 
 
 @router.get("/ls/{path:path}", summary="List a directory")
-async def list_dir(path: str, limit: int = LIMIT, cursor: str | None = None,
+async def list_dir(path: str, limit: Limit = 100, cursor: str | None = None,
                    archived: bool = False, user: User = Depends(current_user),
                    store: Store = Depends(get_store)) -> JSONResponse:
     return JSONResponse(await _list(check_path(path, allow_root=True), limit, cursor, archived,
@@ -156,11 +151,10 @@ async def search(request: Request, name: str | None = Query(None, description="g
                  tag: list[str] = Query([]), after: str | None = None,
                  before: str | None = None, min_size: int | None = None,
                  max_size: int | None = None, under_dir: str | None = Query(None, alias="under"),
-                 archived: bool = False, limit: int = LIMIT, cursor: str | None = None,
+                 archived: bool = False, limit: Limit = 100, cursor: str | None = None,
                  user: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> JSONResponse:
-    check_limit(limit)
-    last = decode_cursor(cursor)
+    last = decode_path_cursor(cursor)
     query = with_owner().where(entries.c.kind == "file")
     if name:
         column = entries.c.path if "/" in name else entries.c.name
@@ -182,8 +176,7 @@ async def search(request: Request, name: str | None = Query(None, description="g
         query = query.where(entries.c.size <= max_size)
     if under_dir:
         directory = check_path(under_dir)
-        query = query.where(sa.func.substr(entries.c.path, 1, len(directory) + 1)
-                            == directory + "/")
+        query = query.where(below(directory))
     if not archived:
         query = query.where(entries.c.archived == sa.false())
     if last is not None:
@@ -196,7 +189,8 @@ async def search(request: Request, name: str | None = Query(None, description="g
 
 
 def _share(path: str, user: str, permission: str, created_ms: int) -> dict[str, Any]:
-    return {"path": path, "user": user, "permission": permission, "created": iso(created_ms)}
+    return {"path": path, "user": user, "permission": permission,
+            "created": format_time(created_ms)}
 
 
 @router.post("/shares", status_code=201, summary="Share a file or directory with a user")
@@ -237,7 +231,7 @@ async def list_shares(path: str | None = None, user: User = Depends(current_user
             query = query.where(sa.or_(entries.c.owner_id == user.id,
                                        shares.c.user_id == user.id))
         rows = (await conn.execute(query.order_by(entries.c.path, users.c.name)
-                                   .limit(MAX_LIMIT))).all()
+                                   .limit(MAX_SHARES))).all()
     return JSONResponse({"items": [_share(*row) for row in rows], "next_cursor": None})
 
 
@@ -257,4 +251,4 @@ async def delete_share(path: str, user_name: str = Query(..., alias="user"),
     return Response(status_code=204)
 
 
-__all__ = ["parse_time", "router"]
+__all__ = ["router"]

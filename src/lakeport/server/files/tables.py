@@ -3,12 +3,12 @@ relations. Entries are addressed by path; objects in the lake by ``object_key``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from lakeport.server.store.schema import metadata
+from lakeport.server.times import format_time
 
 entries = sa.Table(
     "lake_entries", metadata,
@@ -64,25 +64,18 @@ relations = sa.Table(
 )
 
 
-def iso(ms: int | None) -> str | None:
-    """Milliseconds since the epoch as ``2026-01-15T08:00:00.000Z``."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{ms % 1000:03d}Z"
-
-
 def record(row: Any, owner: str, tag_list: list[str] | None = None,
            meta_map: dict[str, str] | None = None) -> dict[str, Any]:
     """The info record of an entry row (files in full, directories in short)."""
     if row.kind == "dir":
-        return {"path": row.path, "kind": "dir", "owner": owner, "created": iso(row.created_ms)}
+        return {"path": row.path, "kind": "dir", "owner": owner,
+                "created": format_time(row.created_ms)}
     return {
         "path": row.path, "size": row.size, "checksum": f"sha256:{row.checksum}",
-        "content_type": row.content_type, "created": iso(row.created_ms),
-        "modified": iso(row.modified_ms), "owner": owner, "tags": sorted(tag_list or []),
+        "content_type": row.content_type, "created": format_time(row.created_ms),
+        "modified": format_time(row.modified_ms), "owner": owner, "tags": sorted(tag_list or []),
         "metadata": dict(meta_map or {}), "archived": bool(row.archived), "kind": "file",
     }
 
 
-__all__ = ["entries", "iso", "meta", "record", "relations", "shares", "tags"]
+__all__ = ["entries", "meta", "record", "relations", "shares", "tags"]
