@@ -59,6 +59,17 @@ def wait_healthy(process: subprocess.Popen[bytes], url: str, name: str,
         time.sleep(0.1)
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, seconds: float = 20) -> None:
+    """Terminate ``process`` if it still runs; kill it if it has not ended after ``seconds``."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class ServerProcess:
     """``lakeport serve`` on ``store_url`` with its own home, lake and streams under ``folder``."""
 
@@ -86,13 +97,7 @@ class ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def client(self, **options: Any) -> httpx.Client:
         options.setdefault("timeout", 120)

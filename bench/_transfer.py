@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _server_runner import ServerProcess, free_port, rss_mb, wait_healthy
+from _server_runner import ServerProcess, free_port, rss_mb, stop_process, wait_healthy
+from lakeport.durable import fsync_path
 
 BENCH = Path(__file__).resolve().parent
 
@@ -54,15 +55,6 @@ def timed(step: Callable[[], object]) -> float:
     start = time.perf_counter()
     step()
     return time.perf_counter() - start
-
-
-def fsync_file_and_folder(path: Path) -> None:
-    for name in (path, path.parent):
-        fd = os.open(name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def raw_socket_copy(source: Path, target: Path) -> None:
@@ -128,9 +120,7 @@ class BareServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        stop_process(self.process)
 
 
 def measure_transfers(server: ServerProcess, folder: Path, megabytes: int, rounds: int,
@@ -150,7 +140,8 @@ def measure_transfers(server: ServerProcess, folder: Path, megabytes: int, round
             copied = timed(lambda: subprocess.run(["cp", source, copy], check=True))
             result.keep("cp", copied)
             start = time.perf_counter()
-            fsync_file_and_folder(copy)
+            fsync_path(copy)
+            fsync_path(copy.parent)
             result.keep("cp_fsync", copied + time.perf_counter() - start)
             copy.unlink()
             result.keep("upload", timed(

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -28,11 +28,13 @@ from _export_naive import naive_in_rate, naive_out_rate, pandas_version, prefill
 from _export_runner import count_rows, export_command, lake_files, run_exporter
 from lakeport.streams.registry import open_engine
 from topics import (
+    Results,
     Row,
     bench_main,
     bench_parser,
     filesystem_of,
     machine_text,
+    mark,
     one_line,
     print_rows,
 )
@@ -40,14 +42,6 @@ from topics import (
 TARGETS = {"export": 1_000_000, "rss_mb": 300}
 QUICK_SECONDS = 50.0  # --quick stops the backlog row here so the whole run stays under 60 s
 IDLE = 30.0  # --until-idle of the subprocess runs (a safety net: SIGTERM once all landed)
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    figures: dict[str, object] = field(default_factory=dict)  # the --json keys
-    filesystem: str = "unknown"
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,10 +81,6 @@ def versus(export_rate: float | None, other: float) -> str:
         return ""
     ratio = export_rate / other
     return f"{ratio:,.1f}x faster" if ratio >= 1 else f"{1 / ratio:,.1f}x slower"
-
-
-def mark(ok: bool) -> str:
-    return "✓" if ok else "✗"
 
 
 async def consumer_lag(url: str, topic: str, name: str) -> int | None:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,7 +25,16 @@ from rich.console import Console
 
 from _server_runner import ServerProcess, postgres_database
 from _transfer import Transfer, measure_transfers
-from topics import Row, bench_main, bench_parser, machine_text, one_line, print_rows
+from topics import (
+    Results,
+    Row,
+    bench_main,
+    bench_parser,
+    machine_text,
+    mark,
+    one_line,
+    print_rows,
+)
 
 TARGETS = {"ingest": 100_000, "latest_p99_ms": 10.0, "day_s": 1.0, "transfer_ratio": 2.0}
 PROPERTY = "temperature"
@@ -56,17 +65,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.stored:
         plan.latest_stored = args.stored
     return plan
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    figures: dict[str, object] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def mark(ok: bool) -> str:
-    return "✓" if ok else "✗"
 
 
 # -- observations ---------------------------------------------------------------------------

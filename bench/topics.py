@@ -69,9 +69,17 @@ class Row:
 
 @dataclass
 class Results:
+    """What a bench measured: table rows, the ``--json`` figures, the checks that failed."""
+
     rows: list[Row] = field(default_factory=list)
-    figures: dict[str, float | None] = field(default_factory=dict)  # the --json keys
+    figures: dict[str, object] = field(default_factory=dict)  # the --json keys
     filesystem: str = "unknown"
+    problems: list[str] = field(default_factory=list)
+
+
+def mark(ok: bool) -> str:
+    """✓ when a target is met, else ✗."""
+    return "✓" if ok else "✗"
 
 
 def rate_text(rate: float | None) -> str:

@@ -6,9 +6,14 @@ import os
 from pathlib import Path
 
 
+def home_folder() -> Path:
+    """The lakeport home folder, without creating it."""
+    return Path(os.environ.get("LAKEPORT_HOME") or Path.home() / ".lakeport").expanduser()
+
+
 def lakeport_home() -> Path:
     """Return the lakeport home folder, creating it when missing."""
-    home = Path(os.environ.get("LAKEPORT_HOME") or Path.home() / ".lakeport").expanduser()
+    home = home_folder()
     home.mkdir(parents=True, exist_ok=True)
     return home
 

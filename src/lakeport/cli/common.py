@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -94,6 +94,19 @@ def parse_option(parser: Callable[[str], T], text: str | None, option: str) -> T
         return parser(text)
     except Invalid as exc:
         raise Invalid(f"{option}: {exc}") from None
+
+
+def parse_pairs(pairs: Sequence[str] | None, option: str,
+                bad: str = "{option}: expected key=value, got {pair!r}") -> dict[str, str]:
+    """``key=value`` option values as a dict; ``bad`` is the message for a pair without ``=``
+    or without a key (``{option}`` and ``{pair}`` are filled in)."""
+    result: dict[str, str] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise Invalid(bad.format(option=option, pair=pair))
+        result[key] = value
+    return result
 
 
 def duration(text: str | None, option: str) -> float | None:

@@ -284,11 +284,12 @@ async def _start_server(streams_url: str, port: int, stop: asyncio.Event,
 async def _save_client_settings(store_url: str, server_url: str) -> None:
     """Write ``client.json`` (url, api_key of user ``demo``) under the lakeport home, keeping
     a key saved earlier when it still works."""
-    from lakeport.home import lakeport_home
+    from lakeport.client.config import config_path
     from lakeport.server.store import Store
     from lakeport.server.store.users import create_key, user_for_key
 
-    path = lakeport_home() / "client.json"
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
     saved: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         saved = json.loads(path.read_text())

@@ -8,14 +8,20 @@ from typing import Annotated, Any
 
 import typer
 
-from lakeport.cli.common import human_bytes, json_line, parse_option, stderr, write_out
+from lakeport.cli.common import (
+    human_bytes,
+    json_line,
+    parse_option,
+    parse_pairs,
+    stderr,
+    write_out,
+)
 from lakeport.cli.remote import (
     ApiKeyOption,
     JsonOption,
     LimitOption,
     ServerOption,
     call,
-    parse_pairs,
     show_record,
     show_records,
 )
@@ -36,7 +42,6 @@ TagOption = Annotated[list[str] | None, typer.Option(
     "--tag", help="A tag (repeatable).", show_default=False)]
 MetaOption = Annotated[list[str] | None, typer.Option(
     "--meta", help="Metadata key=value (repeatable).", show_default=False)]
-_COLUMNS = ("path", "kind", "size", "owner", "modified", "tags")
 
 
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +50,9 @@ def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _listing(items: list[dict[str, Any]], as_json: bool, empty: str) -> None:
-    show_records(items if as_json else _rows(items), as_json, None if as_json else _COLUMNS,
+    from lakeport.client.datalake import INFO_COLUMNS
+
+    show_records(items if as_json else _rows(items), as_json, None if as_json else INFO_COLUMNS,
                  empty)
 
 

@@ -44,9 +44,6 @@ RoutingOption = Annotated[str, typer.Option(
     "--routing", help="db: store; stream: publish to topic observations.<sensor> only; "
     "both.")]
 
-_COLUMNS = ("sensor", "feature", "property", "time", "value")
-
-
 def _value(text: str) -> Any:
     """A command-line value: JSON when it parses (21.5, true, {...}), else the text."""
     try:
@@ -117,18 +114,18 @@ def query(
     """Query observations by sensor, property, feature and time range."""
     async def fetch(client: Any) -> list[dict[str, Any]]:
         if as_json:  # stream JSON lines page by page: no whole range in memory
-            count = 0
             async for item in client.observations.iter(
                     sensor, prop, feature, start, end, order=order, limit=limit or None):
                 write_out(json_line(item))
-                count += 1
             return []
         return await client.observations.query(sensor, prop, feature, start, end,
                                                order=order, limit=limit or None)
 
     rows = call(url, api_key, fetch)
     if not as_json:
-        show_records(rows, False, _COLUMNS, "no observations match")
+        from lakeport.client.observations import COLUMNS
+
+        show_records(rows, False, COLUMNS, "no observations match")
 
 
 @app.command()
@@ -137,8 +134,10 @@ def latest(
     as_json: JsonOption = False, url: ServerOption = None, api_key: ApiKeyOption = None,
 ) -> None:
     """The latest observation of each matching datastream."""
+    from lakeport.client.observations import COLUMNS
+
     rows = call(url, api_key, lambda c: c.observations.latest(sensor, prop, feature))
-    show_records(rows, as_json, None if as_json else _COLUMNS, "no observations match")
+    show_records(rows, as_json, None if as_json else COLUMNS, "no observations match")
 
 
 @app.command()

@@ -55,17 +55,6 @@ def parse_json(text: str | None, option: str) -> Any:
         raise Invalid(f"{option}: not valid JSON ({exc})") from None
 
 
-def parse_pairs(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
-    """``key=value`` option values as a dict."""
-    result: dict[str, str] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise Invalid(f"{option}: expected key=value, got {pair!r}")
-        result[key] = value
-    return result
-
-
 def print_table(table: Table) -> None:
     """Print a table whole: cells fold in a terminal, lines are never cut in a pipe or file."""
     for column in table.columns:
@@ -106,4 +95,4 @@ def show_record(record: Mapping[str, Any], as_json: bool) -> None:
 
 
 __all__ = ["ApiKeyOption", "JsonOption", "LimitOption", "NameArg", "ServerOption", "call",
-           "parse_json", "parse_pairs", "print_table", "show_record", "show_records"]
+           "parse_json", "print_table", "show_record", "show_records"]

@@ -18,6 +18,7 @@ from lakeport.cli.common import (
     json_line,
     on_engine,
     parse_option,
+    parse_pairs,
     run,
     short_time,
     stderr,
@@ -172,16 +173,6 @@ def delete(
     stderr.print(f"deleted topic [bold]{name}[/]")
 
 
-def _headers(pairs: list[str]) -> dict[str, str] | None:
-    headers = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise Invalid(f"bad --header {pair!r}: use key=value")
-        headers[key] = value
-    return headers or None
-
-
 @app.command()
 def produce(
     name: NameArg,
@@ -209,7 +200,7 @@ def produce(
 
     Blank stdin lines are skipped. Payloads are checked against the topic's format.
     """
-    headers = _headers(header or [])
+    headers = parse_pairs(header, "--header", "bad {option} {pair!r}: use key=value") or None
     options = TopicOptions(format=fmt)
     if payload == "-":
         if headers or key is not None or msg_id is not None:

@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from lakeport.errors import Invalid
+from lakeport.home import home_folder
 
 DEFAULT_URL = "http://127.0.0.1:8400"
 CONFIG_FILE = "client.json"
@@ -49,8 +50,7 @@ class ClientConfig(BaseModel):
 
 def config_path() -> Path:
     """``$LAKEPORT_HOME/client.json`` (``~/.lakeport/client.json`` by default)."""
-    home = os.environ.get("LAKEPORT_HOME") or Path.home() / ".lakeport"
-    return Path(home).expanduser() / CONFIG_FILE
+    return home_folder() / CONFIG_FILE
 
 
 def read_config_file() -> dict[str, Any]:

@@ -93,15 +93,6 @@ class BodySource:
             yield chunk
 
 
-def source_size(source: Source) -> int | None:
-    """The size of a bytes or file-path source (None when not known in advance)."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        return len(source)
-    if isinstance(source, str | os.PathLike):
-        return Path(source).stat().st_size
-    return None
-
-
 async def write_response(response: httpx.Response, dest: Dest,
                          progress: Callable[[int], Any] | None = None) -> int:
     """Stream ``response``'s body into ``dest`` (a path or a binary file); the byte count.
@@ -146,4 +137,4 @@ async def _copy(response: httpx.Response, file: IO[bytes],
 
 
 __all__ = ["CHUNK", "BodySource", "Dest", "Source", "quote_path", "quote_segment",
-           "source_size", "write_response"]
+           "write_response"]

@@ -31,11 +31,11 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
 from lakeport.export.formats import EXTENSIONS, check_format, write_table
-from lakeport.export.sinks.base import Batch, Sink
+from lakeport.export.sinks.base import Batch, Sink, parse_options
 
 try:  # DefaultAzureCredential, when no key, SAS or connection string is given
     from azure.identity import CredentialUnavailableError
@@ -105,12 +105,7 @@ class AdlsSink(Sink):
 
     def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(url, options)
-        try:
-            self.config = AdlsOptions.model_validate(self.options)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            raise Invalid(f"bad option {where!r} for {self.describe()}: {first['msg']}") from exc
+        self.config: AdlsOptions = parse_options(AdlsOptions, self.options, self.describe())
         self.container, url_account, self.prefix = parse_abfs_url(url)
         connection = self._secret(self.config.connection_string, ENV_CONNECTION_STRING)
         self.account = (

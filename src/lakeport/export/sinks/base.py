@@ -15,6 +15,9 @@ from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ValidationError
+
+from lakeport.errors import Invalid
 
 FORMAT_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 
@@ -109,3 +112,13 @@ class Sink(ABC):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_options(model: type[BaseModel], options: dict[str, Any], where: str) -> Any:
+    """Validate sink options; an error names the option and the sink."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "options"
+        raise Invalid(f"bad option {name!r} for {where}: {first['msg']}") from exc

@@ -31,8 +31,8 @@ from pydantic import Field
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
 from lakeport.export.schema import ROW_SCHEMA
-from lakeport.export.sinks.base import Batch, Sink
-from lakeport.export.sinks.s3 import S3Options, parse_options, parse_s3_url
+from lakeport.export.sinks.base import Batch, Sink, parse_options
+from lakeport.export.sinks.s3 import S3Options, parse_s3_url
 
 DATE_COLUMN = "date"
 TABLE_SCHEMA = ROW_SCHEMA.append(pa.field(DATE_COLUMN, pa.string(), nullable=False))

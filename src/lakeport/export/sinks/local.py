@@ -22,10 +22,10 @@ _TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk qu
                     errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
-def _drop_stale_temps(path: Path) -> None:
-    """Delete temporary files of ``path`` left by writers that died (a killed exporter's batch,
-    written again under the same name after its restart)."""
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+def _drop_stale_temps(folder: Path, pattern: str = ".*.tmp-*") -> None:
+    """Delete temporary files in ``folder`` (those matching ``pattern``) left by writers that
+    died (a killed exporter's batch, written again under the same name after its restart)."""
+    for stale in folder.glob(pattern):
         pid = stale.name.rpartition("-")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
@@ -43,6 +43,7 @@ class LocalSink(Sink):
             raise Invalid(f"bad file sink URL {url!r}: use file:///absolute/path")
         self.root = Path(unquote(parts.path))
         self.partition_by_asset = bool(self.options.get("partition_by_asset"))
+        self._swept: set[Path] = set()  # folders cleared of dead writers' temporary files
 
     def _error(self, exc: OSError, doing: str) -> Exception:
         reason = _TERMINAL_ERRNOS.get(exc.errno or 0)
@@ -82,7 +83,7 @@ class LocalSink(Sink):
             temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _drop_stale_temps(path)
+                self._sweep(path)
                 write_table(table, temp, fmt)
                 fsync_path(temp)
                 os.replace(temp, path)
@@ -97,6 +98,15 @@ class LocalSink(Sink):
         except OSError as exc:
             raise self._error(exc, "sync the folder") from exc
         return written
+
+    def _sweep(self, path: Path) -> None:
+        """Sweep ``path``'s folder the first time this sink writes there (one listing per
+        folder, not one per file); a batch written again also sweeps its own name."""
+        if path.parent not in self._swept:
+            _drop_stale_temps(path.parent)
+            self._swept.add(path.parent)
+        elif path.exists():
+            _drop_stale_temps(path.parent, f".{path.name}.tmp-*")
 
     def describe(self) -> str:
         return str(self.root)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
-from lakeport.export.sinks.base import FORMAT_EXTENSIONS, Batch, Sink
+from lakeport.export.sinks.base import FORMAT_EXTENSIONS, Batch, Sink, parse_options
 
 CREDENTIAL_ERRORS = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
@@ -70,16 +70,6 @@ class S3Options(BaseModel):
     def resolved_region(self) -> str | None:
         return (self.region or os.environ.get("AWS_REGION")
                 or os.environ.get("AWS_DEFAULT_REGION") or None)
-
-
-def parse_options(model: type[BaseModel], options: dict[str, Any], where: str) -> Any:
-    """Validate sink options; an error names the option and the sink."""
-    try:
-        return model.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "options"
-        raise Invalid(f"bad option {name!r} for {where}: {first['msg']}") from exc
 
 
 def parse_s3_url(url: str, scheme: str = "s3") -> tuple[str, str]:
