@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from lakeport.errors import Invalid
 from lakeport.streams import Engine, Position, open_engine
 
 from ._helpers import QUIET, drain, seqnos, take
@@ -133,3 +134,26 @@ async def test_cumulative_ack(engine: Engine, topic: str) -> None:
     async with engine.consumer("c", topic) as consumer:
         with pytest.raises(TimeoutError):
             await consumer.recv(timeout=QUIET)
+
+
+async def test_ack_beyond_the_last_stored_seqno_is_invalid_and_changes_nothing(
+        engine_url: str, engine: Engine, topic: str) -> None:
+    await fill(engine, topic, 3)
+    async with engine.consumer("c", topic, position="unread") as consumer:
+        with pytest.raises(Invalid, match=r"seqno 10\b.*last stored seqno is 3\b"):
+            await consumer.ack(10)  # nothing received yet
+        assert seqnos(await take(consumer, 3)) == [1, 2, 3]
+        with pytest.raises(Invalid, match=r"seqno 10\b.*last stored seqno is 3\b"):
+            await consumer.ack(10)
+        assert consumer.acked == 0
+        assert await consumer.lag() == 3
+        await consumer.ack(3)
+        assert consumer.acked == 3
+    await fill(engine, topic, 1, start=4)
+    async with open_engine(engine_url) as reopened, reopened.consumer(
+        "c", topic, position="unread"
+    ) as consumer:
+        assert consumer.acked == 3
+        received = await take(consumer, 1)
+        assert [(m.seqno, m.payload) for m in received] == [(4, {"n": 4})]
+        assert await drain(consumer) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -215,3 +216,44 @@ def test_retention_frees_disk(tmp_path: Path) -> None:
     assert first > 1
     assert on_disk == size
     assert size <= (1 << 20) + (512 << 10), f"kept {size} bytes for a 1 MiB limit"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # what an older version wrote for dedup_window=Infinity
+        b'{"format":"json","persistence":"disk","max_size":null,"max_age":null,'
+        b'"dedup_window":null}',
+        # a max_age an older version took, which made every produce hang
+        b'{"format":"json","persistence":"disk","max_size":null,"max_age":1e300,'
+        b'"dedup_window":120.0}',
+        b'{"format": "js',
+    ],
+    ids=["dedup-window-null", "max-age-1e300", "truncated"],
+)
+def test_an_unreadable_topic_json_does_not_break_listing_the_other_topics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, stored: bytes
+) -> None:
+    from lakeport.errors import Invalid
+
+    url = (tmp_path / "streams").as_uri()
+    caplog.set_level(logging.WARNING, logger="lakeport.streams.embedded")
+
+    async def run() -> list[str]:
+        async with open_engine(url) as engine:
+            for name in ("alpha", "broken", "zulu"):
+                await engine.create_topic(name)
+            (tmp_path / "streams" / "topics" / "broken" / "topic.json").write_bytes(stored)
+            names = [info.name for info in await engine.list_topics()]
+            broken = re.escape("topic 'broken' has a broken topic.json: ")
+            with pytest.raises(Invalid, match=broken) as caught:
+                await engine.topic_info("broken")
+            assert "\n" not in str(caught.value)
+            with pytest.raises(Invalid, match=broken):
+                async with engine.producer("p", "broken"):
+                    pass
+            return names
+
+    assert asyncio.run(run()) == ["alpha", "zulu"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("skipped topic 'broken'" in w and "topic.json" in w for w in warnings), warnings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import uuid
@@ -93,6 +94,24 @@ async def test_list_topics_ignores_streams_that_are_not_topics(
         assert foreign not in names
     finally:
         await client.jetstream().delete_stream(foreign)
+        await client.close()
+
+
+async def test_a_topic_with_options_out_of_range_still_lists(
+    engine: JetStreamEngine, nats_url: str, name: str
+) -> None:
+    """An older version took a max_age of 158 years; listing must not fail on it now."""
+    options = {"format": "string", "persistence": "disk", "max_size": None,
+               "max_age": 5e9, "dedup_window": 120.0}
+    description = json.dumps({"lakeport_topic": name, "options": options})
+    client = await nats.connect(nats_url)
+    try:
+        await client.jetstream().add_stream(name=stream_name(name),
+                                            subjects=[topic_subject(name)],
+                                            description=description)
+        names = [t.name for t in await engine.list_topics()]
+        assert name in names
+    finally:
         await client.close()
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lakeport.errors import Invalid
 from lakeport.streams import Filters, Format, Message, Persistence, Position, TopicOptions
 from lakeport.streams.types import (
+    MAX_DURATION,
+    MAX_SIZE,
     TopicInfo,
     decode_payload,
     encode_payload,
@@ -247,3 +253,88 @@ def test_topic_info_to_dict() -> None:
     assert record["oldest"] == "2026-01-01T00:00:00Z"
     assert record["newest"] == "2026-01-01T00:00:01.500000Z"
     assert record["consumers"] == []
+
+
+NUMERIC_OPTIONS = ("max_size", "max_age", "dedup_window")
+BOUND_IN_MESSAGE = {"max_size": "2**62 bytes", "max_age": "100 years",
+                    "dedup_window": "100 years"}
+
+
+@pytest.mark.parametrize("field", NUMERIC_OPTIONS)
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, -math.inf, 1e300, 10**400, "inf", "-inf", "Infinity", "nan", "NaN",
+     "1e300", "9" * 400, "9" * 400 + "d"],
+)
+def test_numeric_options_refuse_nan_infinity_and_huge_values_naming_the_field(
+        field: str, value: object) -> None:
+    with pytest.raises(Invalid) as caught:
+        TopicOptions(**{field: value})
+    message = str(caught.value)
+    assert message.startswith(f"{field}: ")
+    assert BOUND_IN_MESSAGE[field] in message
+    assert "\n" not in message
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_size", MAX_SIZE + 1), ("max_age", MAX_DURATION + 1), ("max_age", "36501d"),
+     ("dedup_window", MAX_DURATION * 2.0), ("dedup_window", "5300w"), ("max_size", -1),
+     ("max_age", 0), ("dedup_window", -0.5), ("max_size", True)],
+)
+def test_numeric_options_refuse_values_out_of_range_naming_field_and_bound(
+        field: str, value: object) -> None:
+    with pytest.raises(Invalid) as caught:
+        TopicOptions(**{field: value})
+    assert re.match(f"{field}: .*allowed: .*{re.escape(BOUND_IN_MESSAGE[field])}",
+                    str(caught.value))
+
+
+def test_numeric_options_accept_their_bounds() -> None:
+    options = TopicOptions(max_size=MAX_SIZE, max_age=MAX_DURATION, dedup_window=0)
+    assert (options.max_size, options.max_age, options.dedup_window) == (
+        2**62, 100 * 365 * 86400, 0)
+    assert TopicOptions(max_age="36500d", dedup_window="5200w").max_age == MAX_DURATION
+    assert TopicOptions.model_validate_json(options.model_dump_json()) == options
+
+
+@pytest.mark.parametrize(
+    ("stored", "field"),
+    [('{"dedup_window": Infinity}', "dedup_window"), ('{"max_age": NaN}', "max_age"),
+     ('{"max_age": 1e300}', "max_age"), ('{"max_size": 1e300}', "max_size"),
+     ('{"max_age": "inf"}', "max_age")],
+)
+def test_options_read_from_json_refuse_what_could_not_be_stored(stored: str,
+                                                                field: str) -> None:
+    with pytest.raises(Invalid, match=f"^{field}: "):
+        TopicOptions.model_validate_json(stored)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_any_float_is_accepted_within_bounds_or_refused_naming_the_field(value: float) -> None:
+    for field, low_ok, high in (("max_age", False, MAX_DURATION),
+                                ("dedup_window", True, MAX_DURATION)):
+        try:
+            options = TopicOptions(**{field: value})
+        except Invalid as exc:
+            assert str(exc).startswith(f"{field}: ")
+            assert not (math.isfinite(value) and (value >= 0 if low_ok else value > 0)
+                        and value <= high)
+            continue
+        stored = getattr(options, field)
+        assert math.isfinite(stored)
+        assert 0 <= stored <= high
+        assert TopicOptions.model_validate_json(options.model_dump_json()) == options
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e300, 10**400,
+                                   "9" * 400 + "s", "5300w"])
+def test_parse_duration_refuses_non_finite_and_too_long(value: object) -> None:
+    with pytest.raises(Invalid, match="bad duration"):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+def test_parse_size_refuses_a_number_too_big_for_a_float() -> None:
+    with pytest.raises(Invalid, match=r"bad size .*not a finite number"):
+        parse_size("9" * 400 + "t")

@@ -318,6 +318,7 @@ class Consumer(_AsyncResource, ABC):
         self._stop_at: int | None = None
         self._end_marked = False
         self._read_upto = 0
+        self._known_last = 0  # a seqno known to be stored (acks up to it need no check)
         self._opened = False
         self._closed = False
 
@@ -456,6 +457,7 @@ class Consumer(_AsyncResource, ABC):
 
     def _deliver(self, messages: list[Message]) -> None:
         self._read_upto = max(self._read_upto, messages[-1].seqno)
+        self._known_last = max(self._known_last, messages[-1].seqno)
         if self._stop_at is not None and messages[-1].seqno > self._stop_at:
             messages = [m for m in messages if m.seqno <= self._stop_at]
         if self.spec.filters.active:
@@ -473,6 +475,7 @@ class Consumer(_AsyncResource, ABC):
     def _deliver_block(self, block: MessageBlock) -> MessageBlock:
         """The block path runs without filters, so it never skips a message to ack."""
         self._read_upto = max(self._read_upto, block.last_seqno)
+        self._known_last = max(self._known_last, block.last_seqno)
         if self._stop_at is not None:
             block = block.upto(self._stop_at)
         if len(block):
@@ -543,13 +546,28 @@ class Consumer(_AsyncResource, ABC):
             raise StopAsyncIteration from None
 
     async def ack(self, seqno: int) -> None:
-        """Acknowledge every message up to ``seqno`` delivered to this consumer."""
+        """Acknowledge every message up to ``seqno`` delivered to this consumer.
+
+        A seqno beyond the topic's last stored one raises :class:`Invalid` and changes
+        nothing (acking it would skip messages not produced yet).
+        """
         if seqno > self._acked:
+            await self._check_stored(seqno)
             self._in_flight.ack(seqno)
             await self._do_ack(seqno)
             if self._credits is not None:
                 self._credit_event.set()
             await self._ack_skipped()
+
+    async def _check_stored(self, seqno: int) -> None:
+        """Raise Invalid if ``seqno`` is beyond the topic's last stored seqno."""
+        if seqno <= self._known_last:
+            return
+        last = await self._last_seqno()
+        self._known_last = max(self._known_last, last)
+        if seqno > last:
+            raise Invalid(f"cannot ack seqno {seqno} on topic {self.topic!r}: the last stored "
+                          f"seqno is {last}")
 
     async def _do_ack(self, seqno: int) -> None:
         await self._ack(seqno)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -20,17 +21,44 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 
+MAX_DURATION = 100 * 365 * 86_400
+"""The longest duration accepted anywhere, in seconds: 100 years (3153600000 s)."""
+MAX_SIZE = 1 << 62
+"""The largest ``max_size`` of a topic, in bytes: 2**62 (4 EiB)."""
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened for error messages."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 def parse_duration(text: str | float | int | timedelta) -> float:
-    """Parse ``"500ms"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"7d"`` (or a number of seconds)."""
-    if isinstance(text, timedelta):
-        return text.total_seconds()
-    if isinstance(text, int | float):
-        return float(text)
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise Invalid(f"bad duration {text!r}: use a number with ms, s, m, h, d or w (e.g. '10m')")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    """Parse ``"500ms"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"7d"`` (or a number of seconds).
+
+    NaN, infinity and anything longer than 100 years (:data:`MAX_DURATION`) are refused.
+    """
+    try:
+        if isinstance(text, timedelta):
+            seconds = text.total_seconds()
+        elif isinstance(text, int | float):
+            seconds = float(text)
+        else:
+            match = _DURATION_RE.match(text)
+            if not match:
+                raise Invalid(f"bad duration {_shown(text)}: use a number with ms, s, m, h, d "
+                              "or w (e.g. '10m')")
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise Invalid(f"bad duration {_shown(text)}: not a finite number of seconds")
+    if abs(seconds) > MAX_DURATION:
+        raise Invalid(f"bad duration {_shown(text)}: at most 100 years ({MAX_DURATION} s)")
+    return seconds
 
 
 def parse_size(text: str | int) -> int:
@@ -39,10 +67,13 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE_RE.match(text)
     if not match:
-        raise Invalid(f"bad size {text!r}: use a number of bytes or e.g. '512MB', '1GiB'")
+        raise Invalid(f"bad size {_shown(text)}: use a number of bytes or e.g. '512MB', '1GiB'")
     unit = (match.group(2) or "b").lower().rstrip("b").rstrip("i")
     factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
-    return int(float(match.group(1)) * factor)
+    size = float(match.group(1)) * factor
+    if not math.isfinite(size):
+        raise Invalid(f"bad size {_shown(text)}: not a finite number of bytes")
+    return int(size)
 
 
 def validate_topic_name(name: str) -> str:
@@ -90,26 +121,73 @@ class Mode(StrEnum):
     STANDBY = "standby"
 
 
+_ALLOWED = {
+    "max_size": f"allowed: a size > 0 and <= 2**62 bytes ({MAX_SIZE}), or null for no limit",
+    "max_age": f"allowed: a duration > 0 and <= 100 years ({MAX_DURATION} s), "
+               "or null for no limit",
+    "dedup_window": f"allowed: a duration >= 0 and <= 100 years ({MAX_DURATION} s)",
+}
+
+
+def _option_number(field: str, value: Any, parse: Callable[[Any], Any], text_types: Any,
+                   low: float, low_included: bool, high: float) -> Any:
+    """``value`` (a number, or text that ``parse`` reads) if it is finite and within
+    bounds; else Invalid naming ``field`` and what it allows. Other types are left to
+    pydantic, which names the field too."""
+    allowed = _ALLOWED[field]
+    if value is None:
+        return value
+    if isinstance(value, text_types):
+        try:
+            value = parse(value)
+        except Invalid as exc:
+            raise Invalid(f"{field}: {exc}; {allowed}") from None
+    if isinstance(value, bool):
+        raise Invalid(f"{field}: {value!r} is not a number; {allowed}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Invalid(f"{field}: {value!r} is not a finite number; {allowed}")
+    if isinstance(value, int | float):
+        above_low = value >= low if low_included else value > low
+        if not (above_low and value <= high):
+            raise Invalid(f"{field}: {_shown(value)} is out of range; {allowed}")
+    return value
+
+
 class TopicOptions(BaseModel):
-    """Create options of a topic. Unknown keys are errors."""
+    """Create options of a topic. Unknown keys are errors.
+
+    Numbers are checked when the options are made (also when read back from storage):
+    NaN, infinity and values out of range raise :class:`~lakeport.errors.Invalid` naming
+    the option. Sizes go up to 2**62 bytes, durations up to 100 years.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Format = Format.JSON
     persistence: Persistence = Persistence.DISK
-    max_size: int | None = Field(default=None, gt=0, description="retention: bytes kept at most")
-    max_age: float | None = Field(default=None, gt=0, description="retention: seconds kept at most")
-    dedup_window: float = Field(default=120.0, ge=0, description="seconds a msg_id is remembered")
+    max_size: int | None = Field(default=None, gt=0, le=MAX_SIZE,
+                                 description="retention: bytes kept at most")
+    max_age: float | None = Field(default=None, gt=0, le=MAX_DURATION, allow_inf_nan=False,
+                                  description="retention: seconds kept at most")
+    dedup_window: float = Field(default=120.0, ge=0, le=MAX_DURATION, allow_inf_nan=False,
+                                description="seconds a msg_id is remembered")
 
     @field_validator("max_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        return parse_size(value) if isinstance(value, str) else value
+        return _option_number("max_size", value, parse_size, str, 0, False, MAX_SIZE)
 
-    @field_validator("max_age", "dedup_window", mode="before")
+    @field_validator("max_age", mode="before")
     @classmethod
     def _age(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str | timedelta) else value
+        return _option_number("max_age", value, parse_duration, str | timedelta, 0, False,
+                              MAX_DURATION)
+
+    @field_validator("dedup_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        return _option_number("dedup_window", value, parse_duration, str | timedelta, 0, True,
+                              MAX_DURATION)
 
 
 OnNoExists = Literal["wait", "fail", "create"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -42,6 +43,8 @@ from lakeport.streams.types import (
     encode_payloads,
     validate_topic_name,
 )
+
+logger = logging.getLogger("lakeport.streams.embedded")
 
 
 def _root_from_url(url: str) -> Path:
@@ -97,6 +100,11 @@ class EmbeddedEngine(Engine):
         try:
             return TopicOptions.model_validate_json(raw)
         except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'topic.json'}: {e['msg']}" for e in exc.errors()
+            )
+            raise Invalid(f"topic {name!r} has a broken topic.json: {problems}") from None
+        except Invalid as exc:  # a number out of range (written by an older version)
             raise Invalid(f"topic {name!r} has a broken topic.json: {exc}") from None
 
     # -- topics ------------------------------------------------------------------------
@@ -199,6 +207,9 @@ class EmbeddedEngine(Engine):
                 infos.append(await self.topic_info(name))
             except NotFound:
                 continue
+            except (Invalid, OSError) as exc:
+                # one unreadable topic must not hide all the others
+                logger.warning("topics of %s: skipped topic %r: %s", self.url, name, exc)
         return infos
 
     # -- producers and consumers -------------------------------------------------------

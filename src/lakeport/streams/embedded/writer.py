@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakeport.durable import fsync_path
-from lakeport.errors import Closed, Transient
+from lakeport.errors import Closed, Invalid, LakeportError, Terminal, Transient
 from lakeport.streams.embedded import log
 from lakeport.streams.types import TopicOptions
 
@@ -97,6 +97,7 @@ class TopicWriter:
         self._pending_ids: dict[str, asyncio.Future[int]] = {}
         self.listeners: list = []
         self.closed = False
+        self._retention_failing = False  # logged once until retention works again
 
     # -- opening and recovery ----------------------------------------------------------
     async def open(self) -> None:
@@ -250,29 +251,74 @@ class TopicWriter:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
+        """Commit until nothing is pending. Whatever goes wrong, no future is left waiting:
+        a failed commit fails its messages and the next ones are tried afresh."""
+        items: list[_Pending] = []
         try:
             while self._pending:
                 items, self._pending = self._pending, []
                 self._open_item.clear()
-                try:
-                    # encoding here keeps the worker thread to syscalls (few GIL handoffs)
-                    bodies = [_encode(item) for item in items]
-                    bases = await asyncio.to_thread(self._commit, bodies)
-                except (OSError, Closed) as exc:
-                    error = exc if isinstance(exc, Closed) else Transient(
-                        f"writing topic {self.data_dir.name!r} failed: {exc}"
-                    )
-                    for item in items:
-                        for future in item.futures_all():
-                            if not future.done():
-                                future.set_exception(error)
-                    self._forget_ids(items)
-                    continue
-                self._resolve(items, bases)
-                for listener in self.listeners:
-                    listener()
+                await self._commit_items(items)
+                items = []
+        except asyncio.CancelledError:
+            self._fail_waiting(items, Closed(
+                f"the writer of topic {self.data_dir.name!r} was cancelled: these messages "
+                "may or may not be stored"))
+            raise
+        except Exception as exc:  # a defect outside a commit: fail what waits, then stop
+            logger.exception("topic %s: the writer failed", self.data_dir.name)
+            self._fail_waiting(items, self._error(exc))
         finally:
             self._flusher = None
+
+    async def _commit_items(self, items: list[_Pending]) -> None:
+        """Encode and commit ``items``; resolve their futures, or fail them with the error."""
+        # encoding here keeps the worker thread to syscalls (few GIL handoffs)
+        bodies, encoded = [], []
+        for item in items:
+            try:
+                bodies.append(_encode(item))
+                encoded.append(item)
+            except Exception as exc:
+                self._fail([item], Invalid(
+                    f"cannot encode messages for topic {self.data_dir.name!r}: {exc}"))
+        if not encoded:
+            return
+        try:
+            bases = await asyncio.to_thread(self._commit, bodies)
+        except Exception as exc:
+            if not isinstance(exc, OSError | LakeportError):
+                logger.error("topic %s: a commit failed", self.data_dir.name, exc_info=exc)
+            self._fail(encoded, self._error(exc))
+            return
+        self._resolve(encoded, bases)
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("topic %s: a commit listener failed", self.data_dir.name)
+
+    def _error(self, exc: Exception) -> LakeportError:
+        """The lakeport error that a failed commit gives its messages (none was stored)."""
+        if isinstance(exc, LakeportError):
+            return exc
+        name = self.data_dir.name
+        if isinstance(exc, OSError):
+            return Transient(f"writing topic {name!r} failed: {exc}")
+        return Terminal(f"writing topic {name!r} failed: {type(exc).__name__}: {exc}")
+
+    def _fail(self, items: list[_Pending], error: LakeportError) -> None:
+        for item in items:
+            for future in item.futures_all():
+                if not future.done():
+                    future.set_exception(error)
+        self._forget_ids(items)
+
+    def _fail_waiting(self, items: list[_Pending], error: LakeportError) -> None:
+        """Fail ``items`` and everything queued after them (the flush task is ending)."""
+        queued, self._pending = self._pending, []
+        self._open_item.clear()
+        self._fail([*items, *queued], error)
 
     def _forget_ids(self, items: list[_Pending]) -> None:
         for item in items:
@@ -325,8 +371,21 @@ class TopicWriter:
             self._newest = now
             self._publish_head()
             if self.options.max_size is not None or self.options.max_age is not None:
-                self._apply_retention()
+                self._retain()
         return bases
+
+    def _retain(self) -> None:
+        """Apply retention after a commit. The commit stands whatever happens here (its
+        messages are stored), so a failure is logged, not raised to the producers."""
+        try:
+            self._apply_retention()
+        except Exception:
+            if not self._retention_failing:
+                logger.exception("topic %s: retention failed (old segments are kept)",
+                                 self.data_dir.name)
+            self._retention_failing = True
+        else:
+            self._retention_failing = False
 
     def _write(self, parts: list[bytes]) -> int:
         """Write ``parts`` at the end of the segment; return the bytes written."""
@@ -371,9 +430,10 @@ class TopicWriter:
             total -= st.st_size
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        self.closed = True
+        self.closed = True  # new messages are refused; those accepted are committed first
+        while self._flusher is not None:
+            # its outcome went to the producers' futures; wait() does not raise it again
+            await asyncio.wait([self._flusher])
         for fd in (self._fd, self._head_fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)

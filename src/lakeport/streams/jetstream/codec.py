@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from lakeport.errors import Invalid
 from lakeport.streams.types import Mode, TopicOptions
 
 STREAM_PREFIX = "LP_"
@@ -73,7 +74,8 @@ def read_topic_description(stream: str, description: str | None) -> tuple[str, T
     try:
         record = orjson.loads(description or "")
         return record["lakeport_topic"], TopicOptions.model_validate(record["options"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, Invalid):
+        # not written by lakeport, or options out of range (written by an older version)
         name = decode_token(stream[len(STREAM_PREFIX):])
         return (name, TopicOptions()) if name else None
 

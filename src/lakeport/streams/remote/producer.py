@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lakeport.errors import Closed, Invalid
+from lakeport.errors import Closed, Invalid, LakeportError, Unavailable
 from lakeport.streams.base import Producer
 from lakeport.streams.remote.wire import payload_to_wire
 from lakeport.streams.types import encode_payload, encode_payloads
@@ -67,7 +67,8 @@ class RemoteProducer(Producer):
             self._open = False
             sender = self._sender
             if sender is not None:
-                await asyncio.shield(sender)
+                # the outcome went to the futures; wait() does not raise it again
+                await asyncio.wait([sender])
 
     def produce(self, payload: Any, *, headers: dict[str, str] | None = None,
                 key: str | None = None, msg_id: str | None = None) -> Awaitable[int]:
@@ -101,36 +102,53 @@ class RemoteProducer(Producer):
     async def _send_all(self) -> None:
         queue = self._queue
         while queue:
+            items: list[_One] | list[_Many]
             if isinstance(queue[0], _Many):
                 many = queue.popleft()
                 assert isinstance(many, _Many)
-                await self._send(self._many_body(many), [many])
+                items = [many]
+            else:
+                ones: list[_One] = []
+                size = 0
+                while queue and isinstance(queue[0], _One) and len(ones) < MAX_BATCH \
+                        and size < MAX_BATCH_BYTES:
+                    one = queue.popleft()
+                    assert isinstance(one, _One)
+                    ones.append(one)
+                    size += len(one.wire)
+                items = ones
+            try:
+                body = self._body(items)
+            except Exception as exc:  # e.g. headers that are not JSON: fail these, go on
+                _fail(items, Invalid(f"cannot send messages to topic {self.topic!r}: {exc}"))
                 continue
-            ones: list[_One] = []
-            size = 0
-            while queue and isinstance(queue[0], _One) and len(ones) < MAX_BATCH \
-                    and size < MAX_BATCH_BYTES:
-                one = queue.popleft()
-                assert isinstance(one, _One)
-                ones.append(one)
-                size += len(one.wire)
-            body = batch_body(self.name, [o.wire for o in ones],
-                              msg_ids=[o.msg_id for o in ones],
-                              headers=[o.headers for o in ones], keys=[o.key for o in ones])
-            await self._send(body, ones)
+            await self._send(body, items)
 
-    def _many_body(self, many: _Many) -> bytes:
-        return batch_body(self.name, many.wires, msg_ids=many.msg_ids)
+    def _body(self, items: list[_One] | list[_Many]) -> bytes:
+        first = items[0]
+        if isinstance(first, _Many):
+            return batch_body(self.name, first.wires, msg_ids=first.msg_ids)
+        ones: list[_One] = items  # type: ignore[assignment]
+        return batch_body(self.name, [o.wire for o in ones], msg_ids=[o.msg_id for o in ones],
+                          headers=[o.headers for o in ones], keys=[o.key for o in ones])
 
     async def _send(self, body: bytes, items: Sequence[_One | _Many]) -> None:
         try:
             answer = await self.engine.request("POST", self._path, content=body)
             seqnos = answer["seqnos"]
+            first = items[0]
+            expected = len(first.wires) if isinstance(first, _Many) else len(items)
+            if not isinstance(seqnos, list) or len(seqnos) != expected:
+                raise Unavailable(f"unexpected answer from the lakeport server: {answer!r:.200}")
         except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else Closed("producer was cancelled")
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            if isinstance(exc, LakeportError):
+                error: Exception = exc
+            elif isinstance(exc, Exception):
+                error = Unavailable(f"producing to topic {self.topic!r} failed: "
+                                    f"{type(exc).__name__}: {exc}")
+            else:
+                error = Closed("producer was cancelled")
+            _fail(items, error)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -141,6 +159,12 @@ class RemoteProducer(Producer):
         for item, seqno in zip(items, seqnos, strict=True):
             if not item.future.done():
                 item.future.set_result(seqno)
+
+
+def _fail(items: Sequence[_One | _Many], error: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 __all__ = ["RemoteProducer", "batch_body"]
