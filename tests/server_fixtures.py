@@ -63,17 +63,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 class ServerThread:
-    """uvicorn serving ``app`` in a thread with its own event loop."""
+    """The server of ``settings`` in a thread with its own event loop, on a free port; uvicorn
+    runs as ``lakeport serve`` runs it (the same ``server_config``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, settings: Any) -> None:
         import uvicorn
 
+        from lakeport.server.runner import server_config
         from servers import free_port
 
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", ws="websockets-sansio")
-        self.server = uvicorn.Server(config)
+        settings = settings.model_copy(update={"host": "127.0.0.1", "port": self.port})
+        self.server = uvicorn.Server(server_config(settings, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -130,9 +131,7 @@ def platform_settings(store_url: str, folder: Path, **options: Any) -> Any:
 @contextlib.contextmanager
 def running_platform(settings: Any) -> Iterator[Platform]:
     """A server for ``settings`` on a free port, with an API key for alice."""
-    from lakeport.server import create_app
-
-    with ServerThread(create_app(settings)) as server:
+    with ServerThread(settings) as server:
         platform = Platform(f"http://127.0.0.1:{server.port}", settings, "")
         platform.api_key = platform.key_for("alice")
         yield platform

@@ -43,6 +43,10 @@ class Invalid(Terminal):
     """The input is not valid: a bad name, payload, position, option or URL."""
 
 
+class TooLarge(Invalid):
+    """A request body over a configured size limit (HTTP 413)."""
+
+
 class Closed(Terminal):
     """The object was closed, or the topic it used was deleted."""
 
@@ -61,6 +65,7 @@ WIRE_CODES: tuple[tuple[type[LakeportError], str, int], ...] = (
     (NotFound, "not_found", 404),
     (Conflict, "conflict", 409),
     (Closed, "closed", 410),
+    (TooLarge, "too_large", 413),
     (Invalid, "invalid", 422),
     (Transient, "unavailable", 503),
 )
@@ -90,6 +95,7 @@ __all__ = [
     "LakeportError",
     "NotFound",
     "Terminal",
+    "TooLarge",
     "Transient",
     "Unauthorized",
     "Unavailable",

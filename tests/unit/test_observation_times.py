@@ -8,6 +8,8 @@ import pytest
 
 from lakeport.errors import Invalid
 from lakeport.server.times import (
+    MAX_MS,
+    MIN_MS,
     BadTime,
     format_time,
     format_times,
@@ -104,3 +106,38 @@ def test_query_parameters_name_themselves() -> None:
     assert time_param("2026-01-15T08:00:00Z", "start") == BASE
     with pytest.raises(Invalid, match=r"^end: "):
         time_param("soon", "end")
+
+
+@pytest.mark.parametrize("text", [
+    "0000-01-01T00:00:00Z", "0000-06-01T00:00:00.000+00:00", "9999-12-31T23:59:59.999-05:00",
+    "0001-01-01T00:00:00+01:00", "-0001-01-01T00:00:00Z", "+10000-01-01T00:00:00Z",
+])
+def test_a_column_of_iso_times_refuses_years_outside_1_to_9999(text: str) -> None:
+    column = ["2026-01-15T08:00:00Z", "2026-01-15T08:00:01Z", text]
+    _, bad, message = parse_times(column)
+    assert bad == 2 and "out of range (years 1-9999)" in message
+    _, bad, message = parse_times([text] * 3)
+    assert bad == 0 and repr(text) in message
+    with pytest.raises(BadTime, match="out of range"):
+        parse_time(text)
+
+
+def test_the_first_and_last_millisecond_of_the_range_are_times() -> None:
+    first, last = "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"
+    times, bad, _ = parse_times([first, last])
+    assert bad is None and list(times) == [MIN_MS, MAX_MS]
+    assert (format_time(MIN_MS), format_time(MAX_MS)) == (first, last)
+    assert format_times([MIN_MS, MAX_MS]).to_pylist() == [first, last]
+
+
+@pytest.mark.parametrize(("ms", "text"), [
+    (MIN_MS - 1, "0000-12-31T23:59:59.999Z"),
+    (MIN_MS - 366 * 86_400_000, "0000-01-01T00:00:00.000Z"),
+    (MIN_MS - 731 * 86_400_000, "-0001-01-01T00:00:00.000Z"),
+    (MAX_MS + 1, "+10000-01-01T00:00:00.000Z"),
+    (2**63 - 1, "+292278994-08-17T07:12:55.807Z"),
+    (-(2**63), "-292275055-05-16T16:47:04.192Z"),
+])
+def test_stored_times_outside_the_range_are_shown_not_failed(ms: int, text: str) -> None:
+    assert format_time(ms) == text
+    assert format_times([BASE, ms]).to_pylist() == ["2026-01-15T08:00:00.000Z", text]

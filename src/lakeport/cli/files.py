@@ -221,10 +221,13 @@ def share(
     user: Annotated[str, typer.Argument(help="The user to share with.", show_default=False)],
     write: Annotated[bool, typer.Option("--write", help="Also let them overwrite, append "
                                         "and change metadata.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Also let them delete, archive and "
+                                        "share it onward.")] = False,
     url: ServerOption = None, api_key: ApiKeyOption = None,
 ) -> None:
-    """Share a file or a directory (everything under it) with a user."""
-    permission = "write" if write else "read"
+    """Share a file or a directory (everything under it) with a user; what they create
+    there stays yours, and unsharing ends their access."""
+    permission = "admin" if admin else "write" if write else "read"
     call(url, api_key, lambda c: c.datalake.share(path, user, permission))
     stderr.print(f"shared {path} with {user} ({permission})", markup=False)
 

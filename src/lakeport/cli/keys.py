@@ -27,6 +27,10 @@ def create(
     user: Annotated[str, typer.Option("--user", help="The user the key acts as (created when "
                                       "new).", show_default=False)],
     label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    admin: Annotated[bool | None, typer.Option(
+        "--admin/--no-admin", show_default=False,
+        help="Give the user the operator role (full access to every user's resources), or "
+        "take it away; without either the user's role stays as it is.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Make an API key and print it (it is shown only this once).
@@ -38,11 +42,12 @@ def create(
 
     async def make() -> str:
         async with Store(_store_url(store)) as opened:
-            return await create_key(opened, user, label)
+            return await create_key(opened, user, label, admin=admin)
 
     key = run(make())
     print(key)
-    stderr.print(f"created an API key for {user}; send it as the x-api-key header",
+    role = " (an operator: full access)" if admin else ""
+    stderr.print(f"created an API key for {user}{role}; send it as the x-api-key header",
                  markup=False)
 
 

@@ -16,7 +16,17 @@ import typer
 
 from lakeport import __version__
 from lakeport.cli import app as apps
-from lakeport.cli import export, files, flow, keys, observations, secret, sensors, topics
+from lakeport.cli import (
+    export,
+    files,
+    flow,
+    grants,
+    keys,
+    observations,
+    secret,
+    sensors,
+    topics,
+)
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
 from lakeport.cli.serve import serve
@@ -52,6 +62,7 @@ app.add_typer(sensors.features_app, name="features")
 app.add_typer(sensors.properties_app, name="properties")
 app.add_typer(observations.app, name="observations")
 app.add_typer(files.app, name="files")
+app.add_typer(grants.app, name="grants")
 app.command()(demo)
 app.command()(serve)
 

@@ -1,5 +1,5 @@
-"""``lakeport observations ...``: insert, upload CSV, query, latest, aggregate and download
-sensor observations on a running lakeport server."""
+"""``lakeport observations ...``: insert, upload CSV, query, latest, aggregate, download and
+delete sensor observations on a running lakeport server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from lakeport.errors import Invalid
 
 app = typer.Typer(
     help="Sensor observations on a lakeport server: insert, upload CSV, query, latest, "
-    "aggregate, download.\n\n"
+    "aggregate, download, delete.\n\n"
     "Example: lakeport observations upload readings.csv --sensor pump-1 && "
     "lakeport observations query --sensor pump-1 --start 2026-01-01",
     no_args_is_help=True,
@@ -181,6 +181,37 @@ def datastreams(
     """The datastreams (sensor, property, feature) with their observation counts."""
     rows = call(url, api_key, lambda c: c.observations.datastreams(sensor, prop, feature))
     show_records(rows, as_json, None, "no datastreams match")
+
+
+@app.command()
+def delete(
+    sensor: Annotated[str, typer.Option("--sensor", help="The sensor whose observations go.",
+                                        show_default=False)],
+    prop: PropertyOption = None, feature: FeatureOption = None,
+    start: StartOption = None, end: EndOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False, url: ServerOption = None, api_key: ApiKeyOption = None,
+) -> None:
+    """Delete a sensor's observations in a time range (no --start / --end: from the first /
+    to the last); only the sensor's owner may.
+
+    Example: lakeport observations delete --sensor pump-1 --start 2026-01-01 --end 2026-02-01
+    """
+    what = " ".join(f"{label} {value}" for label, value in (
+        ("of property", prop), ("of feature", feature), ("from", start), ("before", end))
+        if value)
+    question = f"Delete the observations of sensor {sensor!r}{' ' + what if what else ''}?"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Invalid(f"deleting observations of sensor {sensor!r} needs confirmation: "
+                          "add --yes")
+        typer.confirm(question, abort=True)
+    deleted = call(url, api_key, lambda c: c.observations.delete_observations(
+        sensor, start, end, property=prop, feature=feature))
+    if as_json:
+        write_out(json_line({"deleted": deleted}))
+    else:
+        stderr.print(f"deleted {deleted:,} observations of sensor {sensor}", markup=False)
 
 
 @app.command()

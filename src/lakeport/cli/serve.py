@@ -31,6 +31,24 @@ def serve(
     record: Annotated[list[str] | None, typer.Option(
         "--record", help="Store this topic's sensor readings as observations (repeatable), "
         "e.g. --record transformed-data.", show_default=False)] = None,
+    max_body: Annotated[str | None, typer.Option(
+        "--max-body", show_default=False,
+        help="Largest request body of the API routes other than file uploads and CSV, e.g. "
+        "64MB (the default); 413 above it.")] = None,
+    max_upload: Annotated[str | None, typer.Option(
+        "--max-upload", show_default=False,
+        help="Largest file upload or append, e.g. 10GB (default 1TiB).")] = None,
+    max_csv: Annotated[str | None, typer.Option(
+        "--max-csv", show_default=False,
+        help="Largest CSV observation upload, e.g. 256MB (the default).")] = None,
+    max_fetch: Annotated[str | None, typer.Option(
+        "--max-fetch", show_default=False,
+        help="Payload bytes in one WebSocket fetch reply at most, e.g. 4MB (the default); "
+        "a larger message goes alone.")] = None,
+    header_timeout: Annotated[float | None, typer.Option(
+        "--header-timeout", show_default=False,
+        help="Seconds a connection has to send a request's line and headers (default 10).")]
+    = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the platform server until Ctrl-C.
@@ -38,21 +56,29 @@ def serve(
     Every route but /health needs an API key: lakeport keys create --user NAME.
     The API is described at http://HOST:PORT/docs (OpenAPI at /openapi.json).
     """
+    import contextlib
+
     import uvicorn
 
-    from lakeport.server import ServerSettings, create_app
-    from lakeport.server.runner import check_port
+    from lakeport.server import ServerSettings
+    from lakeport.server.runner import check_port, server_config
 
     options: dict[str, object] = {"host": host, "port": port, "record_topics": record or []}
-    for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams)):
+    for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams),
+                       ("max_body_bytes", max_body), ("max_upload_bytes", max_upload),
+                       ("max_csv_bytes", max_csv), ("max_fetch_bytes", max_fetch),
+                       ("header_timeout", header_timeout)):
         if value:
             options[key] = value
     settings = ServerSettings(**options)
     check_port(host, port)
     stderr.print(f"lakeport server on http://{host}:{port} (store {settings.store_url}, "
                  f"lake {settings.lake_url}); API docs at /docs", markup=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                lifespan="on", ws="websockets-sansio")
+    server = uvicorn.Server(server_config(settings, log_level))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once stopped
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's startup failure: the log says why
 
 
 __all__ = ["serve"]

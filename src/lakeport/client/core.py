@@ -9,6 +9,7 @@ import httpx
 
 from lakeport.client.config import ClientConfig
 from lakeport.client.datalake import Datalake
+from lakeport.client.grants import Grants
 from lakeport.client.http import Http
 from lakeport.client.observations import Observations
 from lakeport.client.topics import Topics
@@ -38,6 +39,7 @@ class Client:
         self.observations = Observations(self._http)
         self.datalake = Datalake(self._http)
         self.topics = Topics(self._http)
+        self.grants = Grants(self._http)
 
     @classmethod
     def from_env(cls, *, transport: httpx.AsyncBaseTransport | None = None,

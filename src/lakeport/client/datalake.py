@@ -184,8 +184,9 @@ class Datalake:
 
     # -- shares and relations ---------------------------------------------------------------
     async def share(self, path: str, user: str,
-                    permission: Literal["read", "write"] = "read") -> dict[str, Any]:
-        """Let ``user`` read (or also write) a file or everything under a directory."""
+                    permission: Literal["read", "write", "admin"] = "read") -> dict[str, Any]:
+        """Let ``user`` read (``write``: also write; ``admin``: also delete and share) a file
+        or everything under a directory."""
         return await self._http.json("POST", "/shares", safe=True,
                                      json={"path": path, "user": user,
                                            "permission": permission})

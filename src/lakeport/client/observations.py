@@ -1,5 +1,5 @@
 """``client.observations``: sensors, features, properties, and their observations — insert one,
-a batch or a CSV file; query, latest, aggregates, counts and downloads."""
+a batch or a CSV file; query, latest, aggregates, counts and downloads; delete a time range."""
 
 from __future__ import annotations
 
@@ -95,6 +95,16 @@ class Observations:
             "POST", "/observations/csv",
             params={"sensor": sensor, "feature": feature, "routing": routing},
             body=BodySource(source), headers={"content-type": "text/csv; charset=utf-8"})
+
+    # -- delete -----------------------------------------------------------------------------
+    async def delete_observations(self, sensor: str, start: Time = None, end: Time = None,
+                                  property: str | None = None,
+                                  feature: str | None = None) -> int:
+        """Delete the observations of ``sensor`` in ``[start, end)`` (None: open), optionally
+        of one property or feature; only the sensor's owner may. How many were deleted."""
+        answer = await self._http.json("DELETE", "/observations",
+                                       params=_selection(sensor, property, feature, start, end))
+        return int(answer["deleted"])
 
     # -- query ------------------------------------------------------------------------------
     async def page(self, sensor: str | None = None, property: str | None = None,

@@ -15,14 +15,14 @@ from fastapi import FastAPI
 
 from lakeport import __version__
 from lakeport.allocator import keep_freed_memory
-from lakeport.server import errors, files, health, observations, topics
+from lakeport.server import errors, files, grants, health, limits, observations, topics
 from lakeport.server.responses import JSONResponse
 from lakeport.server.settings import ServerSettings
 from lakeport.server.store import Store
 from lakeport.streams import open_engine
 
 API_PREFIX = "/api/v1"
-SERVICES: list[ModuleType] = [observations, files, topics]
+SERVICES: list[ModuleType] = [observations, files, topics, grants]
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -50,6 +50,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     errors.install(app)
+    limits.install(app, API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.api, prefix=API_PREFIX)
     for service in SERVICES:

@@ -45,7 +45,11 @@ def forget_cached_keys() -> None:
 
 
 async def current_user(request: Request, key: str | None = Depends(_header)) -> User:
-    """FastAPI dependency: the user of the request's API key."""
+    """FastAPI dependency: the user of the request's API key (found by the body limits'
+    middleware already, when it ran)."""
+    user = request.scope.get("state", {}).get("user")
+    if isinstance(user, User):
+        return user
     return await authenticate(request.app.state.store, key)
 
 

@@ -1,4 +1,5 @@
-"""Opaque cursors and the shared ``limit`` parameter of list endpoints."""
+"""Opaque cursors, the shared ``limit`` parameter of list endpoints and the bounded integer
+of other query parameters."""
 
 from __future__ import annotations
 
@@ -10,8 +11,25 @@ from fastapi import Query
 
 from lakeport.errors import Invalid
 
+MAX_INT = 2**53
+"""The largest integer a query parameter or cursor may hold (exact in every JSON reader; far
+inside the store's 64-bit columns, so no comparison or offset overflows)."""
 Limit = Annotated[int, Query(ge=1, le=10_000, description="items per page (max 10000)")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Integer = Annotated[int | None, Query(ge=-MAX_INT, le=MAX_INT,
+                                      description=f"an integer in -2^53..2^53 ({MAX_INT})")]
+"""An optional integer query parameter; out of range is 422, not an overflow in the store."""
+
+
+def _bounded(value: Any) -> bool:
+    """Whether every integer in a decoded cursor is within ±MAX_INT."""
+    if type(value) is int:
+        return -MAX_INT <= value <= MAX_INT
+    if isinstance(value, list):
+        return all(_bounded(item) for item in value)
+    if isinstance(value, dict):
+        return all(_bounded(item) for item in value.values())
+    return True
 
 
 def encode_cursor(value: Any) -> str:
@@ -23,8 +41,11 @@ def decode_cursor(cursor: str | None) -> Any:
     if not cursor:
         return None
     try:
-        return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not _bounded(value):
+            raise ValueError("an integer is out of range")
+        return value
+    except (ValueError, RecursionError, orjson.JSONDecodeError):
         raise Invalid(f"bad cursor {cursor[:50]!r}: pass next_cursor of the previous page "
                       "unchanged") from None
 
@@ -37,4 +58,5 @@ def dump_json(value: Any, what: str) -> str:
         raise Invalid(f"{what}: {exc}") from None
 
 
-__all__ = ["Cursor", "Limit", "decode_cursor", "dump_json", "encode_cursor"]
+__all__ = ["MAX_INT", "Cursor", "Integer", "Limit", "decode_cursor", "dump_json",
+           "encode_cursor"]

@@ -12,6 +12,7 @@ import uvicorn
 
 from lakeport.errors import Unavailable
 from lakeport.server.app import create_app
+from lakeport.server.protocols import LimitedConfig
 from lakeport.server.settings import ServerSettings
 
 
@@ -26,6 +27,16 @@ def check_port(host: str, port: int) -> None:
                               "(another server there? use --port)") from None
 
 
+def server_config(settings: ServerSettings, log_level: str = "error") -> uvicorn.Config:
+    """How every lakeport server process runs uvicorn (``lakeport serve``, ``lakeport demo``,
+    the tests' servers): the app of ``settings`` with the connection limits of
+    :mod:`lakeport.server.protocols`."""
+    return LimitedConfig(create_app(settings), host=settings.host, port=settings.port,
+                         log_level=log_level, lifespan="on",
+                         header_timeout=settings.header_timeout,
+                         max_header_bytes=settings.max_header_bytes)
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -37,9 +48,7 @@ async def serve_until(settings: ServerSettings, stop: asyncio.Event,
     """Serve until ``stop`` is set; ``started`` is set once requests are accepted.
     Unavailable when the port is taken."""
     check_port(settings.host, settings.port)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level="error", lifespan="on", ws="websockets-sansio")
-    server = _Server(config)
+    server = _Server(server_config(settings))
 
     async def serve() -> None:
         try:
@@ -67,4 +76,4 @@ async def serve_until(settings: ServerSettings, stop: asyncio.Event,
             await serving
 
 
-__all__ = ["check_port", "serve_until"]
+__all__ = ["check_port", "serve_until", "server_config"]

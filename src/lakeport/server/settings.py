@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakeport.home import default_streams_url, lakeport_home
+from lakeport.streams.types import parse_size
 
 DEFAULT_PORT = 8400
+MiB = 1 << 20
 
 
 def default_store_url() -> str:
@@ -40,6 +44,34 @@ class ServerSettings(BaseModel):
     record_topics: list[str] = Field(
         default_factory=list,
         description="topics of sensor readings the recorder stores as observations")
+    max_body_bytes: int = Field(
+        default=64 * MiB, gt=0,
+        description="largest request body of the API routes other than file uploads and CSV "
+                    "(lakeport serve --max-body); 413 above it")
+    max_upload_bytes: int = Field(
+        default=1 << 40, gt=0,
+        description="largest body of a file upload or append (PUT/POST /api/v1/files/...; "
+                    "lakeport serve --max-upload)")
+    max_csv_bytes: int = Field(
+        default=256 * MiB, gt=0,
+        description="largest CSV upload (POST /api/v1/observations/csv; lakeport serve --max-csv)")
+    max_header_bytes: int = Field(
+        default=64 << 10, ge=1024,
+        description="largest request line plus headers; 431 above it")
+    header_timeout: float = Field(
+        default=10.0, gt=0,
+        description="seconds a connection has to send a request's line and headers "
+                    "(lakeport serve --header-timeout); 408 and closed after it")
+    max_fetch_bytes: int = Field(
+        default=4 * MiB, gt=0,
+        description="payload bytes in one WebSocket fetch reply at most (always at least one "
+                    "message; lakeport serve --max-fetch)")
+
+    @field_validator("max_body_bytes", "max_upload_bytes", "max_csv_bytes", "max_header_bytes",
+                     "max_fetch_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
 
 __all__ = ["DEFAULT_PORT", "ServerSettings", "default_lake_url", "default_store_url"]

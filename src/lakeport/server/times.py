@@ -54,6 +54,9 @@ _DMY = re.compile(
     r"(?:\s*(\S+))?")
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})?")
 _DIGITS = re.compile(r"-?\d+")
+_YEAR = re.compile(r"([+-]?)(\d{4,})-\d")
+_CYCLE_MS = 146_097 * 86_400_000
+"""400 Gregorian years in milliseconds (the calendar repeats after them)."""
 FORMS = ("ISO 8601 (2026-01-15T08:00:00.000Z), epoch milliseconds, or "
          "dd-MMM-yyyy HH:mm:ss[.SSS] [zone] (15-Jul-2019 12:35:56.789 IST)")
 
@@ -124,6 +127,9 @@ def parse_time(value: Any) -> int:
             return _check_range(_parse_dmy(match), value)
         return _check_range(_to_ms(datetime.fromisoformat(text)), value)
     except (ValueError, OverflowError):
+        year = _YEAR.match(text)
+        if year and (year[1] == "-" or not 1 <= int(year[2]) <= 9999):
+            raise BadTime(f"time {value!r} is out of range (years 1-9999)") from None
         raise BadTime(f"time {value!r} is not a time: use {FORMS}") from None
 
 
@@ -168,18 +174,34 @@ def _arrow_iso(values: Sequence[Any]) -> np.ndarray | None:
         return None
     if pc.any(pc.less(pc.utf8_length(strings), 16)).as_py():
         return None  # Arrow also reads bare dates and "2026-01-15T08Z"-like text: be strict
-    return parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    millis = parsed.cast(pa.int64())
+    bounds = pc.min_max(millis).as_py()
+    if bounds["min"] < MIN_MS or bounds["max"] > MAX_MS:
+        return None  # Arrow reads year 0 and offsets past the range: let parse_time say which
+    return millis.to_numpy(zero_copy_only=False)
 
 
 def format_time(ms: int) -> str:
-    """``2026-01-15T08:00:00.000Z`` for UTC milliseconds."""
-    return (_EPOCH + ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """``2026-01-15T08:00:00.000Z`` for UTC milliseconds. A time outside years 1-9999 (stored
+    by an older version) is written in the expanded ISO 8601 form (``+10000-...``, ``-0001-...``,
+    ``0000-...``) instead of failing."""
+    cycles = 0 if MIN_MS <= ms <= MAX_MS else (ms - MIN_MS) // _CYCLE_MS
+    when = _EPOCH + (ms - cycles * _CYCLE_MS) * _MS  # whole 400-year cycles into the range
+    year = when.year + 400 * cycles
+    sign = "-" if year < 0 else "+" if year > 9999 else ""
+    return (f"{sign}{abs(year):04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:"
+            f"{when.minute:02d}:{when.second:02d}.{ms % 1000:03d}Z")
 
 
 def format_times(ms: Any) -> pa.Array:
-    """ISO 8601 strings (``...T08:00:00.000Z``) of an int64 array of UTC milliseconds."""
-    stamps = pa.array(ms, pa.int64()).cast(pa.timestamp("ms"))
-    return pc.strftime(stamps, "%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 strings (``...T08:00:00.000Z``) of an int64 array of UTC milliseconds (times
+    outside years 1-9999 as :func:`format_time` writes them)."""
+    millis = pa.array(ms, pa.int64())
+    bounds = pc.min_max(millis).as_py()
+    if bounds["min"] is not None and (bounds["min"] < MIN_MS or bounds["max"] > MAX_MS):
+        return pa.array([None if v is None else format_time(v) for v in millis.to_pylist()],
+                        pa.string())
+    return pc.strftime(millis.cast(pa.timestamp("ms")), "%Y-%m-%dT%H:%M:%SZ")
 
 
 def time_param(value: str | None, name: str) -> int | None:
@@ -192,5 +214,5 @@ def time_param(value: str | None, name: str) -> int | None:
         raise Invalid(f"{name}: {exc}") from None
 
 
-__all__ = ["FORMS", "ZONE_ABBREVIATIONS", "BadTime", "format_time", "format_times",
-           "parse_time", "parse_times", "time_param"]
+__all__ = ["FORMS", "MAX_MS", "MIN_MS", "ZONE_ABBREVIATIONS", "BadTime", "format_time",
+           "format_times", "parse_time", "parse_times", "time_param"]

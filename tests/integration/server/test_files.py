@@ -203,8 +203,9 @@ def test_sharing_with_bob_but_not_carol(platform: Platform) -> None:
         assert bob.put(f"{API}/files/team/q1.csv", content=b"new",
                        params={"overwrite": "true"}).status_code == 200
         assert bob.put(f"{API}/files/team/q2.csv", content=b"bob's").status_code == 201
-        assert carol.put(f"{API}/files/team/q3.csv", content=b"x").status_code == 403
+        assert carol.put(f"{API}/files/team/q3.csv", content=b"x").status_code == 404
         assert alice.get(f"{API}/files/team/q2.csv").content == b"bob's"
+        assert alice.get(f"{API}/info/team/q2.csv").json()["owner"] == "alice"  # her tree
         listing = alice.get(f"{API}/shares", params={"path": "team"}).json()["items"]
         assert [(s["user"], s["permission"]) for s in listing] == [("bob", "write")]
 

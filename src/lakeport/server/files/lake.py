@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from lakeport.durable import fsync_path
 from lakeport.errors import Invalid, Unavailable
+from lakeport.home import open_private, private_folder
 
 CHUNK = 4 * 1024 * 1024
 """Bytes per read or write call."""
@@ -57,7 +58,7 @@ class Lake:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> Lake:
-        """Check that the lake can be reached (a folder is created when missing)."""
+        """Check that the lake can be reached (a folder is created when missing, 0700)."""
         try:
             await asyncio.to_thread(self._check)
         except Exception as exc:
@@ -66,7 +67,7 @@ class Lake:
 
     def _check(self) -> None:
         if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_folder(self.root)
             return
         with contextlib.suppress(FileNotFoundError):
             self.fs.ls(self.prefix, detail=False)
@@ -85,9 +86,9 @@ class Lake:
         if self.root is not None:
             path = self.root / key
             if not path.parent.is_dir():
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_folder(path.parent)
                 fsync_path(path.parent.parent)
-            return open(path, "wb", buffering=0)
+            return os.fdopen(open_private(path), "wb", buffering=0)  # 0600, whatever the umask
         return self.fs.open(self.location(key), "wb", block_size=REMOTE_BLOCK)
 
     def finish_write(self, handle: BinaryIO, key: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import mimetypes
 import re
 from typing import Any, Literal
+from urllib.parse import quote
 from weakref import WeakValueDictionary
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from lakeport.errors import Conflict, Invalid
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.files.access import (
-    OWNER,
+    ADMIN,
     READ,
     WRITE,
     Access,
@@ -54,6 +55,17 @@ BINARY_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~]|\\[\t -~])*"'
+_MEDIA_TYPE = re.compile(  # RFC 9110 media-type, ASCII only (a header value as it is sent)
+    rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*")
+_ACTIVE_TYPES = frozenset({  # run by a browser that shows them: served as attachments
+    "text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml",
+    "text/xsl", "application/xslt+xml", "application/javascript", "application/ecmascript",
+    "application/x-javascript", "application/x-ecmascript", "text/javascript",
+    "text/ecmascript", "text/jscript", "text/livescript", "text/x-javascript",
+    "text/x-ecmascript", "text/javascript1.0", "text/javascript1.1", "text/javascript1.2",
+    "text/javascript1.3", "text/javascript1.4", "text/javascript1.5"})
 _appending: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
 
 
@@ -69,11 +81,15 @@ class InfoPatch(BaseModel):
 
 
 def content_type_of(given: str | None, header: str | None, path: str) -> str:
-    """The explicit type, else the request's Content-Type, else a guess from the name."""
-    for value in (given, (header or "").split(";")[0].strip()):
+    """The explicit type, else the request's Content-Type, else a guess from the name.
+
+    Invalid for a value that is not a valid header value ``type/subtype[; name=value]``.
+    """
+    for value in ((given or "").strip(" \t"), (header or "").split(";")[0].strip(" \t")):
         if value and value.lower() not in _GENERIC_TYPES:
-            if len(value) > 200 or not value.isprintable():
-                raise Invalid(f"bad content type {value[:40]!r}")
+            if len(value) > 200 or not _MEDIA_TYPE.fullmatch(value):
+                raise Invalid(f"bad content type {value[:80]!r}: use type/subtype[; name=value] "
+                              "in ASCII (RFC 9110), like text/csv or text/csv; charset=utf-8")
             return value
     return mimetypes.guess_type(name_of(path))[0] or "application/octet-stream"
 
@@ -114,11 +130,12 @@ async def _save(store: Store, user: User, path: str, stored: Stored, *, overwrit
                 values["content_type"] = content_type
             old_key = None
             if found.row is None:
+                owner = user.id if found.tree_owner is None else found.tree_owner
                 await make_dirs(conn, store.dialect,
-                                [p for p in ancestors(path) if p not in found.above], user.id, now)
+                                [p for p in ancestors(path) if p not in found.above], owner, now)
                 result = await conn.execute(entries.insert().values(
                     path=path, parent=parent_of(path), name=name_of(path), kind="file",
-                    owner_id=user.id, created_ms=now, archived=False,
+                    owner_id=owner, created_ms=now, archived=False,
                     **{"content_type": "application/octet-stream", **values}))
                 entry_id = result.inserted_primary_key[0]
             else:
@@ -169,7 +186,7 @@ async def file_op(request: Request, path: str,
     path = check_path(path)
     if op != "append":
         async with store.begin() as conn:
-            row = require(await access(conn, user, path), OWNER, op)
+            row = require(await access(conn, user, path), ADMIN, op)
             if row.kind != "file":
                 raise Conflict(f"'{path}' is a directory: only files are archived")
             await conn.execute(entries.update().where(entries.c.id == row.id).values(
@@ -244,10 +261,17 @@ async def get_file(request: Request, path: str, user: User = Depends(current_use
             if attempt == 2:
                 raise Conflict(f"'{path}' is being replaced: try again") from None
     headers = {"ETag": f'"{row.checksum}"', "Accept-Ranges": "bytes",
-               "Content-Length": str(end - start)}
+               "Content-Length": str(end - start), "X-Content-Type-Options": "nosniff"}
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{row.size}"
-    return StreamingResponse(body, status, headers=headers, media_type=row.content_type)
+    media_type = row.content_type or ""  # a type stored before uploads were checked may be bad
+    if len(media_type) > 200 or not _MEDIA_TYPE.fullmatch(media_type):
+        media_type = "application/octet-stream"
+    essence = media_type.split(";")[0].strip().lower()
+    if essence in _ACTIVE_TYPES or essence.endswith("+xml"):  # never rendered on our origin
+        headers["Content-Disposition"] = \
+            f"attachment; filename*=UTF-8''{quote(name_of(path), safe='')}"
+    return StreamingResponse(body, status, headers=headers, media_type=media_type)
 
 
 @router.delete("/files/{path:path}", status_code=204, response_class=Response,
@@ -257,7 +281,7 @@ async def delete_file(path: str, user: User = Depends(current_user),
                       lake: Lake = Depends(get_lake)) -> Response:
     path = check_path(path)
     async with store.begin() as conn:
-        row = require(await access(conn, user, path), OWNER, "delete")
+        row = require(await access(conn, user, path), ADMIN, "delete")
         if row.kind != "file":
             raise Conflict(f"'{path}' is a directory: delete it with DELETE /api/v1/dirs/{path}")
         await conn.execute(entries.delete().where(entries.c.id == row.id))

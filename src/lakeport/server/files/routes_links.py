@@ -141,10 +141,12 @@ async def read_as_table(path: str, format: str = "json",
     def load() -> bytes:
         with lake.open_read(row.object_key) as source:
             table, total = read_table(source, kind, limit, path)
-        return table_json(table, total) if format == "json" else table_parquet(table)
+        return table_json(table, total, path) if format == "json" else \
+            table_parquet(table, path)
 
     body = await asyncio.to_thread(load)
-    return Response(body, media_type="application/json" if format == "json" else PARQUET)
+    return Response(body, media_type="application/json" if format == "json" else PARQUET,
+                    headers={"X-Content-Type-Options": "nosniff"})
 
 
 __all__ = ["router"]

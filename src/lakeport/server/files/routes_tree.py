@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.files.access import (
-    OWNER,
+    ADMIN,
     READ,
     access,
     below,
@@ -34,12 +33,12 @@ from lakeport.server.files.common import (
 from lakeport.server.files.lake import Lake
 from lakeport.server.files.paths import ancestors, check_path, glob_to_like
 from lakeport.server.files.tables import entries, meta, shares, tags
-from lakeport.server.paging import Limit
+from lakeport.server.paging import Integer, Limit
 from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User, users
-from lakeport.server.times import format_time
+from lakeport.server.times import format_time, time_param
 
 router = APIRouter(tags=["files"])
 MAX_SHARES = 10_000
@@ -51,22 +50,13 @@ class ShareIn(BaseModel):
 
     path: str
     user: str
-    permission: Literal["read", "write"]
+    permission: Literal["read", "write", "admin"]
 
 
 def parse_time(value: str | None, name: str) -> int | None:
-    """ISO 8601 (naive = UTC) or epoch milliseconds → epoch milliseconds."""
-    if value is None or value == "":
-        return None
-    try:
-        if value.lstrip("-").isdigit():
-            return int(value)
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
-    except (ValueError, OverflowError):
-        raise Invalid(f"bad {name} {value!r}: use ISO 8601 or epoch milliseconds") from None
+    """ISO 8601 (naive = UTC) or epoch milliseconds → epoch milliseconds (years 1-9999);
+    Invalid naming ``name``."""
+    return time_param(value, name)
 
 
 @router.post("/dirs/{path:path}", status_code=201, summary="Create a directory and its parents")
@@ -83,7 +73,7 @@ async def make_dir(path: str, user: User = Depends(current_user),
             return JSONResponse(await one_record(conn, require(found, READ, "read").id), 200)
         await make_dirs(conn, store.dialect,
                         [p for p in [*ancestors(path), path] if p not in found.above],
-                        user.id, now_ms())
+                        user.id if found.tree_owner is None else found.tree_owner, now_ms())
         row = (await conn.execute(sa.select(entries.c.id).where(entries.c.path == path))).one()
         return JSONResponse(await one_record(conn, row.id), 201)
 
@@ -94,7 +84,7 @@ async def delete_dir(path: str, recursive: bool = False, user: User = Depends(cu
                      store: Store = Depends(get_store), lake: Lake = Depends(get_lake)) -> Response:
     path = check_path(path)
     async with store.begin() as conn:
-        row = require(await access(conn, user, path), OWNER, "delete")
+        row = require(await access(conn, user, path), ADMIN, "delete")
         if row.kind != "dir":
             raise Conflict(f"'{path}' is a file: delete it with DELETE /api/v1/files/{path}")
         inside = below(path)
@@ -149,8 +139,8 @@ async def list_dir(path: str, limit: Limit = 100, cursor: str | None = None,
 @router.get("/search", summary="Find files by name, tags, metadata, time, size, directory")
 async def search(request: Request, name: str | None = Query(None, description="glob, e.g. *.csv"),
                  tag: list[str] = Query([]), after: str | None = None,
-                 before: str | None = None, min_size: int | None = None,
-                 max_size: int | None = None, under_dir: str | None = Query(None, alias="under"),
+                 before: str | None = None, min_size: Integer = None,
+                 max_size: Integer = None, under_dir: str | None = Query(None, alias="under"),
                  archived: bool = False, limit: Limit = 100, cursor: str | None = None,
                  user: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> JSONResponse:
@@ -198,7 +188,7 @@ async def add_share(share: ShareIn, user: User = Depends(current_user),
                     store: Store = Depends(get_store)) -> JSONResponse:
     path = check_path(share.path)
     async with store.begin() as conn:
-        row = require(await access(conn, user, path), OWNER, "share")
+        row = require(await access(conn, user, path), ADMIN, "share")
         target = (await conn.execute(sa.select(users.c.id).where(
             users.c.name == share.user))).scalar()
         if target is None:
@@ -241,7 +231,7 @@ async def delete_share(path: str, user_name: str = Query(..., alias="user"),
                        store: Store = Depends(get_store)) -> Response:
     path = check_path(path)
     async with store.begin() as conn:
-        row = require(await access(conn, user, path), OWNER, "unshare")
+        row = require(await access(conn, user, path), ADMIN, "unshare")
         target = (await conn.execute(sa.select(users.c.id).where(
             users.c.name == user_name))).scalar()
         result = await conn.execute(shares.delete().where(

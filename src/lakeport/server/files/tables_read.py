@@ -16,6 +16,10 @@ KINDS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
 CONTENT_KINDS = {"text/csv": "csv", "application/vnd.apache.parquet": "parquet",
                  "application/json": "json", "application/jsonl": "json",
                  "application/x-ndjson": "json"}
+DATA_ERRORS = (pa.ArrowException, ArithmeticError, LookupError, TypeError, ValueError)
+"""What pyarrow, orjson and Python's conversions raise for data they cannot represent (a
+timestamp in year 10000, an integer beyond 64 bits, a struct without fields, ...)."""
+_JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def table_kind(path: str, content_type: str | None) -> str:
@@ -40,9 +44,13 @@ def read_table(source: BinaryIO, kind: str, limit: int, path: str) -> tuple[pa.T
             delimiter = "\t" if path.lower().endswith(".tsv") else ","
             return _csv(source, limit, delimiter)
         return _json(source, limit)
-    except (pa.ArrowException, ValueError, orjson.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Invalid(f"cannot read '{path}' as {kind}: {first}") from exc
+    except DATA_ERRORS as exc:
+        raise Invalid(f"cannot read '{path}' as {kind}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parquet(source: BinaryIO, limit: int) -> tuple[pa.Table, int]:
@@ -80,9 +88,12 @@ def _json(source: BinaryIO, limit: int) -> tuple[pa.Table, int]:
     data = source.read()
     if data.lstrip()[:1] == b"[":
         rows = orjson.loads(data)
-        if not all(isinstance(row, dict) for row in rows):
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ValueError("a JSON array of objects is expected")
-        return pa.Table.from_pylist(rows[:limit]), len(rows)
+        try:
+            return pa.Table.from_pylist(rows[:limit]), len(rows)
+        except DATA_ERRORS as exc:
+            raise _column_error(rows[:limit], exc) from exc
     import pyarrow.json as pjson
 
     table = pjson.read_json(io.BytesIO(data))
@@ -95,20 +106,54 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def table_json(table: pa.Table, total: int) -> bytes:
-    """``{"columns", "rows", "total_rows"}`` as JSON bytes."""
-    columns = [column.to_pylist() for column in table.columns]
+def _column_error(rows: list[dict[str, Any]], exc: BaseException) -> ValueError:
+    """The error of building a table from ``rows``, naming the first column that fails."""
+    names = list(rows[0]) if rows else []
+    for name in names:
+        try:
+            pa.array([row.get(name) for row in rows])
+        except DATA_ERRORS:
+            return ValueError(f"column {name!r}: {_first_line(exc)}")
+    return ValueError(_first_line(exc))
+
+
+def table_json(table: pa.Table, total: int, path: str) -> bytes:
+    """``{"columns", "rows", "total_rows"}`` as JSON bytes; Invalid naming the column whose
+    values JSON cannot carry."""
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        try:
+            columns.append(column.to_pylist())
+        except DATA_ERRORS as exc:
+            raise _not_json(path, name, exc) from exc
     rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
-    return orjson.dumps({"columns": table.column_names, "rows": rows, "total_rows": total},
-                        default=_json_default,
-                        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+    try:
+        return orjson.dumps({"columns": table.column_names, "rows": rows, "total_rows": total},
+                            default=_json_default, option=_JSON_OPTIONS)
+    except DATA_ERRORS as exc:
+        for name, values in zip(table.column_names, columns, strict=True):
+            try:
+                orjson.dumps(values, default=_json_default, option=_JSON_OPTIONS)
+            except DATA_ERRORS:
+                raise _not_json(path, name, exc) from exc
+        raise _not_json(path, None, exc) from exc
 
 
-def table_parquet(table: pa.Table) -> bytes:
+def _not_json(path: str, column: str | None, exc: BaseException) -> Invalid:
+    where = f"column {column!r} of '{path}'" if column is not None else f"'{path}'"
+    return Invalid(f"cannot convert {where} to JSON: {_first_line(exc)}")
+
+
+def table_parquet(table: pa.Table, path: str) -> bytes:
+    """The table as Parquet bytes; Invalid when Parquet cannot hold it (a struct without
+    fields, ...)."""
     import pyarrow.parquet as pq
 
     out = io.BytesIO()
-    pq.write_table(table, out, compression="zstd")
+    try:
+        pq.write_table(table, out, compression="zstd")
+    except DATA_ERRORS as exc:
+        raise Invalid(f"cannot convert '{path}' to Parquet: {_first_line(exc)}") from exc
     return out.getvalue()
 
 

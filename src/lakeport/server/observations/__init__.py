@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from lakeport.errors import Closed, NotFound
-from lakeport.server.observations import ingest, query, resources
+from lakeport.server.observations import ingest, query, removal, resources
 from lakeport.server.observations.recorder import record
 from lakeport.server.observations.writer import ServiceState
 from lakeport.server.topics.producers import Producers
@@ -21,6 +21,7 @@ router = APIRouter(tags=["observations"])
 router.include_router(resources.router)
 router.include_router(ingest.router)
 router.include_router(query.router)
+router.include_router(removal.router)
 
 
 @asynccontextmanager

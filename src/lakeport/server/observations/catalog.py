@@ -1,8 +1,8 @@
 """Names to ids: sensors, features and observed properties by name, datastreams by triple.
 
-Datastream ids are cached in memory for the app's life: a datastream is never deleted, and the
-sensor, property and feature it binds cannot be deleted while it exists, so a cached id never
-goes stale. Ids enter the cache only after the transaction that created them committed.
+Datastream ids are cached in memory for the app's life: a datastream is deleted only with the
+sensor, property or feature it binds, once it has no observations, and the deletion drops it
+from the cache. Ids enter the cache only after the transaction that created them committed.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class DatastreamCache:
         if len(self.ids) > 1_000_000:
             self.ids.clear()
         self.ids.update(found)
+
+    def forget(self, ids: set[int]) -> None:
+        """Drop the datastreams ``ids`` (deleted with their sensor, feature or property)."""
+        self.ids = {triple: ident for triple, ident in self.ids.items() if ident not in ids}
 
 
 async def sensor_id(conn: AsyncConnection, name: str) -> int:

@@ -1,7 +1,9 @@
 """Inserting observations: one, a batch (``components`` + ``dataArray``), or a CSV file.
 
 Every request is all or nothing: it is checked completely, then stored in one transaction.
-``routing=stream`` or ``both`` also publishes each observation to ``observations.<sensor>``.
+``routing=stream`` or ``both`` also publishes each observation to ``observations.<sensor>``;
+with ``both`` the rows are published before the transaction commits, so a request whose
+publishing fails stores nothing (and a retry is deduplicated on the topic by its msg_ids).
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from lakeport.allocator import collector_paused
 from lakeport.errors import Invalid, NotFound
+from lakeport.server.access import Level, claim, user_id_named
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.observations import csv_input
+from lakeport.server.observations.access import require_named
 from lakeport.server.observations.catalog import (
     Prop,
     decode_value,
     ensure_datastreams,
     feature_id,
     property_map,
-    sensor_id,
 )
 from lakeport.server.observations.csv_input import InvalidAt, NotFoundAt
 from lakeport.server.observations.values import BadValue, encode_column
@@ -72,15 +75,20 @@ class Checked:
     sensor_id: int
     feature_id: int
     series: list[tuple[Prop, np.ndarray, list[float] | None, list[str] | None]]
+    owner: str
+    """The sensor owner's name: the owner of its observations topic."""
 
 
-async def _check(conn: Any, parts: list[Part], text: bool, where: Where,
+async def _check(conn: Any, user: User, parts: list[Part], text: bool, where: Where,
                  props: dict[str, Prop]) -> list[Checked]:
     out: list[Checked] = []
     for part in parts:
         first = part.rows[0] if part.rows and part.located else None
+        if not isinstance(part.sensor, str):
+            raise Invalid(f"sensor must be a sensor name, not {part.sensor!r}")
         try:
-            sid = await sensor_id(conn, part.sensor)
+            sensor = await require_named(conn, user, "sensor", part.sensor, Level.WRITE,
+                                         "insert observations of")
         except NotFound as exc:
             raise where(first, "sensor", str(exc)) from None
         try:
@@ -99,25 +107,27 @@ async def _check(conn: Any, parts: list[Part], text: bool, where: Where,
                 except BadValue as exc:
                     raise where(part.rows[exc.index], name, str(exc)) from None
                 series.append((prop, times if keep is None else times[keep], numbers, texts))
-        out.append(Checked(part.sensor, part.feature, sid, fid, series))
+        out.append(Checked(part.sensor, part.feature, sensor.id, fid, series, sensor.owner))
     return out
 
 
-async def ingest(request: Request, store: Store, parts: list[Part], routing: Routing,
-                 text: bool, where: Where) -> dict[str, int]:
-    """Check ``parts`` completely, then store and/or publish them."""
+async def ingest(request: Request, store: Store, user: User, parts: list[Part],
+                 routing: Routing, text: bool, where: Where) -> dict[str, int]:
+    """Check ``parts`` completely, then store and/or publish them (with ``both``, publish
+    inside the transaction: a failure to publish rolls the rows back)."""
     state: ServiceState = service_state(request)
     names = {name for part in parts for name in part.columns}
     stored = published = 0
+    fresh: dict[Any, int] = {}
     async with store.begin() as conn:
         props = await property_map(conn, names)
         for name in sorted(names - set(props)):
             raise where(None, name, f"unknown observed property {name!r}: create it first "
                                     "(POST /api/v1/properties)")
-        checked = await _check(conn, parts, text, where, props)
+        checked = await _check(conn, user, parts, text, where, props)
         if routing != "db":
             for part in checked:
-                topic_for(part.sensor)
+                await _claim_topic(conn, store.dialect, part)
         if routing != "stream":
             triples = [(c.sensor_id, prop.id, c.feature_id) for c in checked
                        for prop, *_ in c.series]
@@ -125,12 +135,32 @@ async def ingest(request: Request, store: Store, parts: list[Part], routing: Rou
             stored = await insert_series(conn, store.dialect, [
                 Series(ids[(c.sensor_id, prop.id, c.feature_id)], times, numbers, texts)
                 for c in checked for prop, times, numbers, texts in c.series])
-    if routing != "stream":
-        state.cache.remember(fresh)
-    if routing != "db":
-        for part in checked:
-            published += await publish(state.producers, topic_for(part.sensor), _payloads(part))
+        if routing == "both":
+            published = await _publish(state, checked)
+    state.cache.remember(fresh)
+    if routing == "stream":
+        published = await _publish(state, checked)
     return {"stored": stored, "published": published}
+
+
+async def _claim_topic(conn: Any, dialect: str, part: Checked) -> None:
+    """The sensor's owner owns its observations topic (operators only, when the sensor was
+    made by the recorder rather than a user)."""
+    topic = topic_for(part.sensor)
+    owner_id = await user_id_named(conn, part.owner)
+    if owner_id is not None:
+        await claim(conn, dialect, "topic", topic, owner_id)
+
+
+async def _publish(state: ServiceState, checked: list[Checked]) -> int:
+    published = 0
+    for part in checked:
+        topic = topic_for(part.sensor)
+        try:
+            published += await publish(state.producers, topic, _payloads(part))
+        except Invalid as exc:
+            raise Invalid(f"topic {topic!r} refused the observations: {exc}") from None
+    return published
 
 
 def _payloads(part: Checked) -> list[dict[str, Any]]:
@@ -198,7 +228,7 @@ def _body_doc(schema: dict[str, Any], media: str = "application/json") -> dict[s
 @router.post("/observations", status_code=201, summary="Insert one observation",
              openapi_extra=_body_doc(_ONE_SCHEMA))
 async def insert_one(request: Request, routing: RoutingParam = "db",
-                     _: User = Depends(current_user), store: Store = Depends(get_store)
+                     user: User = Depends(current_user), store: Store = Depends(get_store)
                      ) -> dict[str, int]:
     body = await _object_body(request, ("sensor", "property", "feature", "time", "value"))
     if body.get("value") is None:
@@ -220,14 +250,14 @@ async def insert_one(request: Request, routing: RoutingParam = "db",
             return InvalidAt(problem, {"field": "property"})
         return InvalidAt(f"value: {problem}", {"field": "value"})
 
-    return await ingest(request, store, [part], routing, False, where)
+    return await ingest(request, store, user, [part], routing, False, where)
 
 
 @router.post("/observations/batch", status_code=201,
              summary="Insert many observations of one sensor (all or nothing)",
              openapi_extra=_body_doc(_BATCH_SCHEMA))
 async def insert_batch(request: Request, routing: RoutingParam = "db",
-                       _: User = Depends(current_user), store: Store = Depends(get_store)
+                       user: User = Depends(current_user), store: Store = Depends(get_store)
                        ) -> dict[str, int]:
     body = await _object_body(request, ("sensor", "feature", "components", "dataArray"))
     sensor = _name(body.get("sensor"), "sensor")
@@ -264,14 +294,14 @@ async def insert_batch(request: Request, routing: RoutingParam = "db",
         return InvalidAt(f"row {index}, column {column!r}: {problem}",
                          {"row": index, "column": column})
 
-    return await ingest(request, store, [part], routing, False, where)
+    return await ingest(request, store, user, [part], routing, False, where)
 
 
 @router.post("/observations/csv", status_code=201,
              summary="Insert observations from a CSV file (all or nothing)",
              openapi_extra=_body_doc({"type": "string"}, "text/csv"))
 async def insert_csv(request: Request, sensor: str | None = None, feature: str | None = None,
-                     routing: RoutingParam = "db", _: User = Depends(current_user),
+                     routing: RoutingParam = "db", user: User = Depends(current_user),
                      store: Store = Depends(get_store)) -> dict[str, int]:
     body = await request.body()
     with collector_paused():
@@ -284,7 +314,7 @@ async def insert_csv(request: Request, sensor: str | None = None, feature: str |
         line = 1 if line is None else line
         return kind(f"line {line}: {problem}", {"line": line, "column": column})
 
-    return await ingest(request, store, parts, routing, True, where)
+    return await ingest(request, store, user, parts, routing, True, where)
 
 
 __all__ = ["Part", "ingest", "router"]

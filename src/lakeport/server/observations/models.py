@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 
@@ -29,6 +30,29 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+_INT_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _json_numbers(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """``value`` when every number in it (at any depth) is finite and every integer fits 64
+    bits: JSON cannot hold NaN or Infinity (Python's parser reads them, and 1e400 as inf)."""
+    stack: list[tuple[str, Any]] = [(info.field_name or "value", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed([(f"{path}[{key!r}]", child) for key, child in item.items()]))
+        elif isinstance(item, list):
+            stack.extend(reversed([(f"{path}[{index}]", child)
+                                   for index, child in enumerate(item)]))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path}: {item} is not a finite number")
+        elif type(item) is int and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+            raise ValueError(f"{path}: {item} is out of range (64-bit integers)")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_numbers)]
+"""A JSON object of free-form fields whose numbers JSON can hold."""
 DataType = Literal["number", "string", "boolean", "object"]
 
 
@@ -59,14 +83,14 @@ class FeatureIn(_Body):
     description: Text = Field(default="", max_length=10_000)
     geometry: Point | None = None
     parent: Name | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: JsonObject = Field(default_factory=dict)
 
 
 class FeaturePatch(_Body):
     description: Text | None = Field(default=None, max_length=10_000)
     geometry: Point | None = None
     parent: Name | None = None
-    properties: dict[str, Any] | None = None
+    properties: JsonObject | None = None
 
 
 class SensorIn(_Body):
@@ -74,14 +98,14 @@ class SensorIn(_Body):
     description: Text = Field(default="", max_length=10_000)
     kind: Literal["atomic", "composite"] = "atomic"
     components: list[Name] = Field(default_factory=list, max_length=1000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 class SensorPatch(_Body):
     description: Text | None = Field(default=None, max_length=10_000)
     kind: Literal["atomic", "composite"] | None = None
     components: list[Name] | None = Field(default=None, max_length=1000)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
 
 class PropertyIn(_Body):
@@ -102,6 +126,7 @@ __all__ = [
     "DataType",
     "FeatureIn",
     "FeaturePatch",
+    "JsonObject",
     "Name",
     "Point",
     "PropertyIn",

@@ -1,7 +1,7 @@
 """Features of interest, sensors and observed properties: create, list, get, patch, delete.
 
-Names are unique per kind. The creator owns a resource: only they may change or delete it;
-every authenticated user may read it.
+Names are unique per kind. The creator owns a resource; every authenticated user may read it,
+changing it takes write access and deleting it admin access (``observations/access.py``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lakeport.errors import Conflict, Forbidden, Invalid, NotFound
+from lakeport.errors import Conflict, Invalid, NotFound
+from lakeport.server.access import Level, forget
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
+from lakeport.server.observations.access import require_on
 from lakeport.server.observations.models import (
     FeatureIn,
     FeaturePatch,
@@ -25,7 +27,14 @@ from lakeport.server.observations.models import (
     SensorIn,
     SensorPatch,
 )
-from lakeport.server.observations.tables import datastreams, features, properties, sensors
+from lakeport.server.observations.tables import (
+    datastreams,
+    features,
+    observations,
+    properties,
+    sensors,
+)
+from lakeport.server.observations.writer import service_state
 from lakeport.server.paging import (
     Cursor,
     Limit,
@@ -48,12 +57,6 @@ async def _one(conn: AsyncConnection, query: sa.Select, kind: str, name: str) ->
     if row is None:
         raise NotFound(f"unknown {kind} {name!r}")
     return row
-
-
-def _check_owner(row: Any, user: User, kind: str) -> None:
-    if row.owner != user.name:
-        raise Forbidden(f"{kind} {row.name!r} belongs to {row.owner!r}: only its owner may "
-                        "change or delete it")
 
 
 async def _insert(conn: AsyncConnection, table: sa.Table, kind: str, values: dict[str, Any]
@@ -83,9 +86,13 @@ async def _page(store: Store, query: sa.Select, name_column: sa.Column, limit: i
             "next_cursor": encode_cursor(rows[-1].name) if more else None}
 
 
-async def _in_use(conn: AsyncConnection, column: sa.Column, ident: int) -> bool:
-    query = sa.select(datastreams.c.id).where(column == ident).limit(1)
-    return (await conn.execute(query)).first() is not None
+async def _in_use(conn: AsyncConnection, column: sa.Column, ident: int) -> str | None:
+    """None when no observations bind ``ident``; else which sensor's do, and whose it is."""
+    query = (sa.select(sensors.c.name, sensors.c.owner)
+             .join(datastreams, datastreams.c.sensor_id == sensors.c.id)
+             .where(column == ident, datastreams.c.count > 0).limit(1))
+    row = (await conn.execute(query)).first()
+    return None if row is None else f"sensor {row.name!r} of {row.owner!r}"
 
 
 # -- features --------------------------------------------------------------------------------
@@ -99,6 +106,18 @@ def _feature_json(row: Any) -> dict[str, Any]:
             "geometry": None if row.geometry is None else orjson.loads(row.geometry),
             "parent": row.parent_name, "properties": orjson.loads(row.properties),
             "owner": row.owner, "created": format_time(row.created_ms)}
+
+
+async def _drop_empty(request: Request, conn: AsyncConnection, column: sa.Column,
+                      ident: int) -> None:
+    """Delete the (emptied) datastreams that bind ``ident`` and forget their cached ids."""
+    ids = set((await conn.execute(sa.select(datastreams.c.id).where(column == ident))
+               ).scalars())
+    if ids:
+        await conn.execute(observations.delete().where(
+            observations.c.datastream_id.in_(ids)))
+        await conn.execute(datastreams.delete().where(datastreams.c.id.in_(ids)))
+        service_state(request).cache.forget(ids)
 
 
 async def _feature_row(conn: AsyncConnection, name: str) -> Any:
@@ -160,8 +179,8 @@ async def patch_feature(name: str, body: FeaturePatch, user: User = Depends(curr
                         store: Store = Depends(get_store)) -> dict[str, Any]:
     given = body.model_fields_set
     async with store.begin() as conn:
-        row = await _feature_row(conn, name)
-        _check_owner(row, user, "feature")
+        row = await require_on(conn, user, "feature", await _feature_row(conn, name),
+                               Level.WRITE, "change")
         values: dict[str, Any] = {}
         if "description" in given and body.description is not None:
             values["description"] = body.description
@@ -179,19 +198,22 @@ async def patch_feature(name: str, body: FeaturePatch, user: User = Depends(curr
 
 @router.delete("/features/{name}", status_code=204, response_class=Response,
                summary="Delete a feature of interest without children or observations")
-async def delete_feature(name: str, user: User = Depends(current_user),
+async def delete_feature(name: str, request: Request, user: User = Depends(current_user),
                          store: Store = Depends(get_store)) -> Response:
     async with store.begin() as conn:
-        row = await _feature_row(conn, name)
-        _check_owner(row, user, "feature")
-        child = (await conn.execute(sa.select(features.c.name)
-                                    .where(features.c.parent_id == row.id).limit(1))).scalar()
+        row = await require_on(conn, user, "feature", await _feature_row(conn, name),
+                               Level.ADMIN, "delete")
+        child = (await conn.execute(sa.select(features.c.name, features.c.owner)
+                                    .where(features.c.parent_id == row.id).limit(1))).first()
         if child is not None:
-            raise Conflict(f"feature {name!r} has child features (e.g. {child!r}): delete or "
-                           "move them first")
-        if await _in_use(conn, datastreams.c.feature_id, row.id):
-            raise Conflict(f"feature {name!r} has observations")
+            raise Conflict(f"feature {name!r} has child features (e.g. {child.name!r} of "
+                           f"{child.owner!r}): delete or move them first")
+        if (user_of := await _in_use(conn, datastreams.c.feature_id, row.id)) is not None:
+            raise Conflict(f"feature {name!r} has observations (e.g. of {user_of}): delete "
+                           "them first (DELETE /api/v1/observations)")
+        await _drop_empty(request, conn, datastreams.c.feature_id, row.id)
         await conn.execute(features.delete().where(features.c.id == row.id))
+        await forget(conn, "feature", name)
     return Response(status_code=204)
 
 
@@ -250,8 +272,8 @@ async def get_sensor(name: str, _: User = Depends(current_user),
 async def patch_sensor(name: str, body: SensorPatch, user: User = Depends(current_user),
                        store: Store = Depends(get_store)) -> dict[str, Any]:
     async with store.begin() as conn:
-        row = await _sensor_row(conn, name)
-        _check_owner(row, user, "sensor")
+        row = await require_on(conn, user, "sensor", await _sensor_row(conn, name),
+                               Level.WRITE, "change")
         kind = body.kind or row.kind
         components = orjson.loads(row.components) if body.components is None else body.components
         if kind == "atomic" and body.components is None and body.kind == "atomic":
@@ -269,19 +291,24 @@ async def patch_sensor(name: str, body: SensorPatch, user: User = Depends(curren
 
 @router.delete("/sensors/{name}", status_code=204, response_class=Response,
                summary="Delete a sensor without observations")
-async def delete_sensor(name: str, user: User = Depends(current_user),
+async def delete_sensor(name: str, request: Request, user: User = Depends(current_user),
                         store: Store = Depends(get_store)) -> Response:
     async with store.begin() as conn:
-        row = await _sensor_row(conn, name)
-        _check_owner(row, user, "sensor")
-        if await _in_use(conn, datastreams.c.sensor_id, row.id):
-            raise Conflict(f"sensor {name!r} has observations")
-        composites = (await conn.execute(sa.select(sensors.c.name, sensors.c.components)
-                                         .where(sensors.c.kind == "composite"))).all()
+        row = await require_on(conn, user, "sensor", await _sensor_row(conn, name),
+                               Level.ADMIN, "delete")
+        if await _in_use(conn, datastreams.c.sensor_id, row.id) is not None:
+            raise Conflict(f"sensor {name!r} has observations: delete them first "
+                           f"(DELETE /api/v1/observations?sensor={name})")
+        composites = (await conn.execute(
+            sa.select(sensors.c.name, sensors.c.components, sensors.c.owner)
+            .where(sensors.c.kind == "composite"))).all()
         for composite in composites:
             if name in orjson.loads(composite.components):
-                raise Conflict(f"sensor {name!r} is a component of {composite.name!r}")
+                raise Conflict(f"sensor {name!r} is a component of {composite.name!r} of "
+                               f"{composite.owner!r}: it must be removed from there first")
+        await _drop_empty(request, conn, datastreams.c.sensor_id, row.id)
         await conn.execute(sensors.delete().where(sensors.c.id == row.id))
+        await forget(conn, "sensor", name)
     return Response(status_code=204)
 
 
@@ -327,10 +354,10 @@ async def patch_property(name: str, body: PropertyPatch, user: User = Depends(cu
                          store: Store = Depends(get_store)) -> dict[str, Any]:
     values = body.model_dump(exclude_none=True)
     async with store.begin() as conn:
-        row = await _property_row(conn, name)
-        _check_owner(row, user, "observed property")
+        row = await require_on(conn, user, "property", await _property_row(conn, name),
+                               Level.WRITE, "change")
         if values.get("data_type", row.data_type) != row.data_type and \
-                await _in_use(conn, datastreams.c.property_id, row.id):
+                await _in_use(conn, datastreams.c.property_id, row.id) is not None:
             raise Conflict(f"observed property {name!r} has observations: its data_type "
                            "cannot change")
         if values:
@@ -341,14 +368,17 @@ async def patch_property(name: str, body: PropertyPatch, user: User = Depends(cu
 
 @router.delete("/properties/{name}", status_code=204, response_class=Response,
                summary="Delete an observed property without observations")
-async def delete_property(name: str, user: User = Depends(current_user),
+async def delete_property(name: str, request: Request, user: User = Depends(current_user),
                           store: Store = Depends(get_store)) -> Response:
     async with store.begin() as conn:
-        row = await _property_row(conn, name)
-        _check_owner(row, user, "observed property")
-        if await _in_use(conn, datastreams.c.property_id, row.id):
-            raise Conflict(f"observed property {name!r} has observations")
+        row = await require_on(conn, user, "property", await _property_row(conn, name),
+                               Level.ADMIN, "delete")
+        if (user_of := await _in_use(conn, datastreams.c.property_id, row.id)) is not None:
+            raise Conflict(f"observed property {name!r} has observations (e.g. of {user_of}): "
+                           "delete them first (DELETE /api/v1/observations)")
+        await _drop_empty(request, conn, datastreams.c.property_id, row.id)
         await conn.execute(properties.delete().where(properties.c.id == row.id))
+        await forget(conn, "property", name)
     return Response(status_code=204)
 
 

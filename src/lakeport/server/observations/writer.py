@@ -1,16 +1,20 @@
 """Writing observations: bulk inserts into the store and publishing to topics.
 
 Rows go in with one statement per batch (SQLite ``executemany``; PostgreSQL ``COPY`` through
-asyncpg), and each datastream's count and time range is updated once per batch.
+asyncpg), and each datastream's count and time range is updated once per batch. Times outside
+years 1-9999 never reach the store (the routes refuse them; other writers' are skipped).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,10 +23,12 @@ from lakeport.allocator import collector_paused
 from lakeport.errors import Invalid
 from lakeport.server.observations.catalog import DatastreamCache
 from lakeport.server.observations.tables import datastreams
+from lakeport.server.times import MAX_MS, MIN_MS
 from lakeport.server.topics.producers import Producers
 from lakeport.streams import Producer
 from lakeport.streams.types import validate_topic_name
 
+log = logging.getLogger("lakeport.server.observations")
 TOPIC_PREFIX = "observations."
 PRODUCER_NAME = "lakeport-observations"
 _COLUMNS = ["datastream_id", "time", "value_number", "value_text"]
@@ -47,10 +53,29 @@ class Series:
         return list(zip(ids, self.times.tolist(), self.numbers or nones, self.texts or nones,
                         strict=True))
 
+    def in_range(self) -> Series:
+        """The series without observations whose time is outside years 1-9999."""
+        keep = (self.times >= MIN_MS) & (self.times <= MAX_MS)
+        if keep.all():
+            return self
+        flags = keep.tolist()
+
+        def kept(values: list[Any] | None) -> list[Any] | None:
+            return None if values is None else [v for v, k in zip(values, flags, strict=True)
+                                                if k]
+
+        return Series(self.datastream_id, self.times[keep], kept(self.numbers),
+                      kept(self.texts))
+
 
 async def insert_series(conn: AsyncConnection, dialect: str, series: Sequence[Series]) -> int:
-    """Insert ``series`` in ``conn``'s transaction; the number of rows stored."""
-    series = [s for s in series if len(s.times)]
+    """Insert ``series`` in ``conn``'s transaction; the number of rows stored (observations
+    with a time outside years 1-9999 are skipped and logged)."""
+    given = sum(len(s.times) for s in series)
+    series = [s for s in (item.in_range() for item in series) if len(s.times)]
+    outside = given - sum(len(s.times) for s in series)
+    if outside:
+        log.warning("skipped %d observations with a time outside years 1-9999", outside)
     if not series:
         return 0
     stats = {}
@@ -94,13 +119,29 @@ def topic_for(sensor: str) -> str:
                       "use routing=db") from None
 
 
+def message_ids(payloads: Sequence[dict[str, Any]]) -> list[str]:
+    """A msg_id per payload derived from its content (and how many equal payloads came before
+    it in the request): sending the same request again is deduplicated by the topic."""
+    seen: dict[bytes, int] = {}
+    ids = []
+    for payload in payloads:
+        data = orjson.dumps(payload)
+        index = seen[data] = seen.get(data, -1) + 1
+        ids.append(hashlib.blake2b(data + b"#%d" % index, digest_size=16).hexdigest())
+    return ids
+
+
 async def publish(producers: Producers, topic: str, payloads: list[dict[str, Any]]) -> int:
-    """Append ``payloads`` to ``topic`` (created when missing); how many were published."""
+    """Append ``payloads`` to ``topic`` (created when missing) with content-derived msg_ids (a
+    retried request is deduplicated within the topic's dedup window); how many were published.
+    """
     if not payloads:
         return 0
+    with collector_paused():
+        ids = message_ids(payloads)
 
     async def call(producer: Producer) -> list[int]:
-        return await producer.produce_many(payloads)
+        return await producer.produce_many(payloads, msg_ids=ids)
 
     await producers.run(topic, PRODUCER_NAME, call)
     return len(payloads)
@@ -121,4 +162,4 @@ def service_state(request: Request) -> ServiceState:
 
 
 __all__ = ["PRODUCER_NAME", "TOPIC_PREFIX", "Series", "ServiceState", "insert_series",
-           "publish", "service_state", "topic_for"]
+           "message_ids", "publish", "service_state", "topic_for"]

@@ -8,6 +8,8 @@ queries in its own module next to this one.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lakeport.errors import Invalid, Unavailable
+from lakeport.home import open_private, private_folder
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
@@ -33,9 +36,15 @@ def async_url(url: str) -> tuple[str, str]:
                       "postgresql://user@host:5432/database")
     dialect = "sqlite" if base == "sqlite" else "postgresql"
     if dialect == "sqlite":
-        path = rest[1:] if rest.startswith("/") else rest
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = (rest[1:] if rest.startswith("/") else rest).split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # the store holds API key hashes: its folder is 0700 and its file 0600 when made
+            # here (SQLite gives its -wal and -shm files the mode of the database file)
+            file = Path(path).expanduser()
+            if not file.exists():
+                private_folder(file.parent)
+                with contextlib.suppress(FileExistsError):
+                    os.close(open_private(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
     return f"{_DRIVERS[base]}://{rest}", dialect
 
 

@@ -19,6 +19,7 @@ users = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 api_keys = sa.Table(
     "api_keys", metadata,
@@ -39,6 +40,8 @@ KEY_PREFIX = "lpk_"
 class User:
     id: int
     name: str
+    admin: bool = False
+    """The operator role: full access to every resource (``lakeport keys create --admin``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +88,22 @@ async def get_user(store: Store, name: str) -> User:
     return User(row.id, name)
 
 
-async def create_key(store: Store, user_name: str, label: str = "") -> str:
-    """A new API key for ``user_name`` (the user is created when missing); shown only now."""
+async def set_admin(store: Store, user_name: str, admin: bool) -> None:
+    """Give ``user_name`` the operator role (or take it away)."""
+    async with store.begin() as conn:
+        result = await conn.execute(users.update().where(users.c.name == user_name)
+                                    .values(admin=admin))
+    if not result.rowcount:
+        raise NotFound(f"no user named {user_name!r}")
+
+
+async def create_key(store: Store, user_name: str, label: str = "", *,
+                     admin: bool | None = None) -> str:
+    """A new API key for ``user_name`` (the user is created when missing); shown only now.
+    ``admin`` gives the user the operator role (True) or takes it away (False)."""
     user = await ensure_user(store, user_name)
+    if admin is not None:
+        await set_admin(store, user_name, admin)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     async with store.begin() as conn:
@@ -99,12 +115,12 @@ async def create_key(store: Store, user_name: str, label: str = "") -> str:
 
 async def user_for_key(store: Store, key: str) -> User | None:
     """The user owning ``key``, or None when it is unknown or revoked."""
-    query = (sa.select(users.c.id, users.c.name)
+    query = (sa.select(users.c.id, users.c.name, users.c.admin)
              .select_from(api_keys.join(users, api_keys.c.user_id == users.c.id))
              .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked.is_(False)))
     async with store.connect() as conn:
         row = (await conn.execute(query)).first()
-    return None if row is None else User(row.id, row.name)
+    return None if row is None else User(row.id, row.name, bool(row.admin))
 
 
 async def list_keys(store: Store, user_name: str | None = None) -> list[KeyInfo]:
@@ -130,4 +146,5 @@ async def revoke_key(store: Store, prefix: str) -> None:
 
 
 __all__ = ["KEY_PREFIX", "KeyInfo", "User", "api_keys", "create_key", "ensure_user",
-           "get_user", "hash_key", "list_keys", "revoke_key", "user_for_key", "users"]
+           "get_user", "hash_key", "list_keys", "revoke_key", "set_admin", "user_for_key",
+           "users"]

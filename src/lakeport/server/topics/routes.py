@@ -10,10 +10,20 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from lakeport.errors import Conflict, Invalid
+from lakeport.server.access import Level
 from lakeport.server.auth import current_user
-from lakeport.server.deps import get_engine
+from lakeport.server.deps import get_engine, get_store
 from lakeport.server.responses import JSONResponse
+from lakeport.server.store import Store
 from lakeport.server.store.users import User
+from lakeport.server.topics.access import (
+    claim_topic,
+    forget_topic,
+    readable_topics,
+    require_topic,
+    shown_info,
+    topic_level,
+)
 from lakeport.server.topics.producers import Producers
 from lakeport.streams import Engine, Format, Producer, TopicOptions
 from lakeport.streams.remote.wire import info_to_json, payload_from_wire
@@ -123,9 +133,16 @@ def _producer_name(body: dict[str, Any], user: User) -> str:
 # -- admin --------------------------------------------------------------------------------
 @router.get("/topics", summary="List topics", response_model=None,
             responses=_answers(200, _json("{\"items\": [topic, ...]}")))
-async def list_topics(_: User = Depends(current_user),
+async def list_topics(user: User = Depends(current_user), store: Store = Depends(get_store),
                       engine: Engine = Depends(get_engine)) -> JSONResponse:
-    return JSONResponse({"items": [info_to_json(info) for info in await engine.list_topics()]})
+    infos = await engine.list_topics()
+    readable = await readable_topics(store, user, [info.name for info in infos])
+    items = []
+    for info in infos:
+        if info.name in readable:
+            level = await topic_level(store, user, info.name)
+            items.append(info_to_json(await shown_info(store, user, level, info)))
+    return JSONResponse({"items": items})
 
 
 @router.put("/topics/{topic}", summary="Create a topic", status_code=201, response_model=None,
@@ -136,17 +153,24 @@ async def create_topic(
     if_exists: Literal["same", "ok", "fail"] = Query(
         "same", description="an existing topic: same = 200 if its options are these (else "
                             "409), ok = 200 whatever its options, fail = 409"),
-    _: User = Depends(current_user),
+    user: User = Depends(current_user),
+    store: Store = Depends(get_store),
     engine: Engine = Depends(get_engine),
 ) -> JSONResponse:
     _topic(topic)
     options = options or TopicOptions()
     try:
-        return JSONResponse(info_to_json(await engine.create_topic(topic, options)), 201)
+        info = await engine.create_topic(topic, options)
     except Conflict:
+        level = await topic_level(store, user, topic)
+        if level < Level.READ:
+            raise Conflict(f"topic {topic!r} exists and is not shared with you") from None
         if if_exists == "fail":
             raise
-    info = await engine.topic_info(topic)
+    else:
+        await claim_topic(store, topic, user.id, fresh=True)
+        return JSONResponse(info_to_json(await shown_info(store, user, Level.OWNER, info)), 201)
+    info = await shown_info(store, user, level, await engine.topic_info(topic))
     if if_exists == "same" and info.options != options:
         raise Conflict(f"topic {topic!r} exists with other options: "
                        f"{info.options.model_dump_json()}")
@@ -155,18 +179,24 @@ async def create_topic(
 
 @router.get("/topics/{topic}", summary="Show a topic", response_model=None,
             responses=_answers(200, _TOPIC, 404))
-async def topic_info(topic: TopicName, _: User = Depends(current_user),
+async def topic_info(topic: TopicName, user: User = Depends(current_user),
+                     store: Store = Depends(get_store),
                      engine: Engine = Depends(get_engine)) -> JSONResponse:
-    return JSONResponse(info_to_json(await engine.topic_info(_topic(topic))))
+    level = await require_topic(store, user, _topic(topic), Level.READ, "read")
+    return JSONResponse(info_to_json(await shown_info(store, user, level,
+                                                      await engine.topic_info(topic))))
 
 
 @router.delete("/topics/{topic}", summary="Delete a topic and its data", status_code=204,
                response_model=None,
                responses=_answers(204, {"description": "deleted"}, 404))
-async def delete_topic(topic: TopicName, request: Request, _: User = Depends(current_user),
+async def delete_topic(topic: TopicName, request: Request, user: User = Depends(current_user),
+                       store: Store = Depends(get_store),
                        engine: Engine = Depends(get_engine)) -> Response:
-    await engine.delete_topic(_topic(topic))
+    await require_topic(store, user, _topic(topic), Level.ADMIN, "delete")
+    await engine.delete_topic(topic)
     await producers_of(request).forget(topic)
+    await forget_topic(store, topic)
     return Response(status_code=204)
 
 
@@ -174,9 +204,9 @@ async def delete_topic(topic: TopicName, request: Request, _: User = Depends(cur
 @router.post("/topics/{topic}/messages", summary="Produce one message", response_model=None,
              openapi_extra=_body_schema(_ONE_SCHEMA),
              responses=_answers(200, _json("{\"seqno\": n}"), 404, 410))
-async def produce_one(topic: TopicName, request: Request,
-                      user: User = Depends(current_user)) -> JSONResponse:
-    _topic(topic)
+async def produce_one(topic: TopicName, request: Request, user: User = Depends(current_user),
+                      store: Store = Depends(get_store)) -> JSONResponse:
+    await require_topic(store, user, _topic(topic), Level.WRITE, "produce to")
     body = await _json_object(request)
     if "payload" not in body:
         raise Invalid("payload: required")
@@ -197,8 +227,9 @@ async def produce_one(topic: TopicName, request: Request,
              response_model=None, openapi_extra=_body_schema(_BATCH_SCHEMA),
              responses=_answers(200, _json("{\"seqnos\": [n, ...]}"), 404, 410))
 async def produce_batch(topic: TopicName, request: Request,
-                        user: User = Depends(current_user)) -> JSONResponse:
-    _topic(topic)
+                        user: User = Depends(current_user),
+                        store: Store = Depends(get_store)) -> JSONResponse:
+    await require_topic(store, user, _topic(topic), Level.WRITE, "produce to")
     body = await _json_object(request)
     payloads = body.get("payloads")
     if not isinstance(payloads, list):

@@ -14,13 +14,27 @@ import contextlib
 import logging
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow.compute as pc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from lakeport.errors import Invalid, LakeportError
+from lakeport.errors import Conflict, Invalid, LakeportError, NotFound
+from lakeport.server.access import Level, require
 from lakeport.server.auth import websocket_user
+from lakeport.server.protocols import WRITABLE
+from lakeport.server.store.users import User
+from lakeport.server.topics.access import (
+    KIND,
+    claim_topic,
+    engine_consumer_name,
+    topic_level,
+    user_consumer_name,
+    user_message,
+)
 from lakeport.streams import Consumer, Engine, TopicOptions
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.remote.wire import block_to_json, error_code, position_from_json
 
 router = APIRouter(tags=["topics"])
@@ -56,6 +70,7 @@ class Session:
         self.topic = topic
         self.engine: Engine = websocket.app.state.engine
         self.consumer: Consumer | None = None
+        self.user: User = User(0, "")
         self.fetching: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
 
@@ -69,8 +84,9 @@ class Session:
         await self.send({"id": request_id, "ok": True, **fields})
 
     async def fail(self, request_id: Any, exc: LakeportError) -> None:
+        message = user_message(self.user, str(exc))
         await self.send({"id": request_id, "ok": False,
-                         "error": {"code": error_code(exc), "message": str(exc)}})
+                         "error": {"code": error_code(exc), "message": message}})
 
     async def receive(self) -> dict[str, Any] | None:
         """The next request frame; None once the client hung up."""
@@ -91,7 +107,7 @@ class Session:
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            await websocket_user(self.ws)
+            self.user = await websocket_user(self.ws)
         except LakeportError as exc:
             await self.fail(0, exc)
             await self.ws.close(1008)
@@ -125,8 +141,10 @@ class Session:
         ephemeral = spec.get("ephemeral", False)
         if not isinstance(ephemeral, bool):
             raise Invalid("ephemeral: must be true or false")
+        name = engine_consumer_name(self.user, spec.get("name"))
+        await self.authorize(spec.get("on_no_exists"), topic_options)
         consumer = self.engine.consumer(
-            spec.get("name"),  # type: ignore[arg-type]
+            name,  # type: ignore[arg-type]
             self.topic,
             mode=spec.get("mode", "exclusive"),
             position=position_from_json(spec.get("position", "unread")),
@@ -138,6 +156,20 @@ class Session:
         await consumer.open()
         self.consumer = consumer
         return consumer
+
+    async def authorize(self, on_no_exists: Any, options: TopicOptions | None) -> None:
+        """Read access to the topic is required; a missing topic opened with
+        ``on_no_exists: create`` is created here and belongs to the caller."""
+        store = self.ws.app.state.store
+        level = await topic_level(store, self.user, self.topic)
+        if level >= Level.READ or on_no_exists != "create":
+            require(level, Level.READ, KIND, self.topic, "consume")
+            return
+        try:
+            await self.engine.create_topic(self.topic, options or TopicOptions())
+        except Conflict:  # it exists and is not the caller's
+            raise NotFound(f"unknown topic {self.topic!r}") from None
+        await claim_topic(store, self.topic, self.user.id, fresh=True)
 
     async def shutdown(self) -> None:
         fetching, self.fetching = self.fetching, None
@@ -163,8 +195,11 @@ class Session:
                 if self.fetching is not None and not self.fetching.done():
                     raise Invalid("a fetch is already running on this consumer")
                 max_n = int(_number(frame, "max_n", 1, MAX_FETCH, 1000) or 1000)
+                cap = self.ws.app.state.settings.max_fetch_bytes
+                max_bytes = int(_number(frame, "max_bytes", 1, cap, cap) or cap)
                 timeout = _number(frame, "timeout", 0, MAX_WAIT, MAX_WAIT)
-                self.fetching = asyncio.create_task(self.fetch(request_id, max_n, timeout))
+                self.fetching = asyncio.create_task(
+                    self.fetch(request_id, max_n, max_bytes, timeout))
             elif op == "ack":
                 await consumer.ack(_seqno(frame))
                 await self.reply(request_id, acked=consumer.acked)
@@ -173,6 +208,7 @@ class Session:
                 if self.fetching is not None:
                     with contextlib.suppress(BaseException):
                         await self.fetching
+                self.leftover = None  # fetched before the rewind: delivered again after it
                 await consumer._rewind(seqno)
                 await self.reply(request_id)
             elif op == "last_seqno":
@@ -180,7 +216,9 @@ class Session:
             elif op == "lag":
                 await self.reply(request_id, lag=await consumer.lag())
             elif op == "info":
-                await self.reply(request_id, info=vars(await consumer.info()))
+                info = vars(await consumer.info())
+                info["name"] = user_consumer_name(self.user, info["name"])
+                await self.reply(request_id, info=info)
             elif op == "close":
                 await self.shutdown()
                 await self.reply(request_id)
@@ -192,11 +230,24 @@ class Session:
             await self.fail(request_id, exc)
         return True
 
-    async def fetch(self, request_id: Any, max_n: int, timeout: float | None) -> None:
+    # -- fetching ---------------------------------------------------------------------------
+    leftover: MessageBlock | None = None
+    """Messages read from the engine that did not fit in the last reply: the next ones."""
+    largest: int | None = None
+    """The largest payload of the last engine read (before the first: the topic's average
+    size, 0 when unknown; None until asked)."""
+
+    async def fetch(self, request_id: Any, max_n: int, max_bytes: int,
+                    timeout: float | None) -> None:
+        """Answer a fetch with at most ``max_n`` messages and ``max_bytes`` payload bytes
+        (one message however large), once the previous reply has left the server."""
         consumer = self.consumer
         assert consumer is not None
         try:
-            block = await consumer._fetch_block(max_n, timeout)
+            writable = self.ws.scope.get("extensions", {}).get(WRITABLE)
+            if writable is not None:  # a client that does not read holds one reply at most
+                await writable["wait"]()
+            block = await self._take(consumer, max_n, max_bytes, timeout)
             await self.reply(request_id, acked=consumer.acked, messages=block_to_json(block))
         except LakeportError as exc:
             await self.fail(request_id, exc)
@@ -204,6 +255,31 @@ class Session:
             log.exception("fetch on topic %r failed", self.topic, exc_info=exc)
             await self.send({"id": request_id, "ok": False,
                              "error": {"code": "internal", "message": "internal server error"}})
+
+    async def _take(self, consumer: Consumer, max_n: int, max_bytes: int,
+                    timeout: float | None) -> MessageBlock:
+        """The next messages within the bounds: from the leftover, else from the engine,
+        asking for as many as fit if they are as large as the largest of the last read (the
+        topic's average size before the first)."""
+        block = self.leftover
+        if block is None:
+            if self.largest is None:
+                self.largest = 0
+                with contextlib.suppress(LakeportError):  # the fetch says what is wrong
+                    info = await self.engine.topic_info(self.topic)
+                    self.largest = info.bytes // info.entries if info.entries else 0
+            want = max(1, min(max_n, max_bytes // self.largest)) if self.largest else max_n
+            block = await consumer._fetch_block(want, timeout)
+            if len(block):
+                self.largest = max(1, int(pc.max(pc.binary_length(block.data)).as_py()))
+        sizes = pc.binary_length(block.data).to_numpy()
+        fits = int(np.searchsorted(np.cumsum(sizes), max_bytes, side="right"))
+        cut = max(1, min(fits, max_n))
+        if cut >= len(block):
+            self.leftover = None
+            return block
+        self.leftover = block.slice(cut)
+        return block.slice(0, cut)
 
 
 @router.websocket("/topics/{topic}/consume")
