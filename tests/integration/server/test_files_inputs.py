@@ -43,7 +43,7 @@ def set_content_type(platform: Platform, path: str, value: str) -> None:
 
 
 # -- content types ------------------------------------------------------------------------
-@pytest.mark.parametrize("value", [
+BAD_CONTENT_TYPES = (
     "t\u20acxt/csv",            # not latin-1: cannot be a header value at all
     "t\xebxt/csv",              # latin-1 but not a token
     "text/csv\x01",             # a control character
@@ -52,14 +52,17 @@ def set_content_type(platform: Platform, path: str, value: str) -> None:
     "text/ csv",                # space in place of a token
     "text/csv; charset",        # a parameter without a value
     'text/csv; a="\xe9"',       # a quoted value that is not ASCII
-])
+)
+
+
 def test_a_content_type_that_is_no_header_value_is_refused_at_upload(
-        platform: Platform, value: str) -> None:
+        platform: Platform) -> None:
     with platform.client() as http:
-        message = error_of(http.put(f"{API}/files/a.csv", content=b"x,y\n1,2\n",
-                                    params={"content_type": value}))
-        assert message.startswith(f"bad content type {value!r}")
-        assert http.get(f"{API}/info/a.csv").status_code == 404  # nothing was stored
+        for value in BAD_CONTENT_TYPES:
+            message = error_of(http.put(f"{API}/files/a.csv", content=b"x,y\n1,2\n",
+                                        params={"content_type": value}))
+            assert message.startswith(f"bad content type {value!r}"), (value, message)
+            assert http.get(f"{API}/info/a.csv").status_code == 404  # nothing was stored
 
 
 def test_content_types_from_the_header_are_checked_and_good_ones_kept(
@@ -109,7 +112,7 @@ def test_paths_that_are_not_utf8_are_refused_and_never_collide(platform: Platfor
         assert "U+FFFD" in error_of(http.delete(f"{API}/shares?path=d%ff&user=bob"))
 
 
-@pytest.mark.parametrize(("char", "named"), [
+INVISIBLE = (
     ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
     ("\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
     ("\u200f", "U+200F (RIGHT-TO-LEFT MARK)"),
@@ -120,19 +123,22 @@ def test_paths_that_are_not_utf8_are_refused_and_never_collide(platform: Platfor
     ("\xad", "U+00AD (SOFT HYPHEN)"),
     ("\x85", "U+0085 (control character)"),
     ("\x9b", "U+009B (control character)"),
-])
-def test_invisible_characters_in_paths_are_refused_by_name(
-        platform: Platform, char: str, named: str) -> None:
-    path = f"plant/a{char}b.csv"
-    expected = f"bad path {path!r}: {named} is not allowed"
+)
+
+
+def test_invisible_characters_in_paths_are_refused_by_name(platform: Platform) -> None:
     with platform.client() as http:
-        assert error_of(http.put(f"{API}/files/{path}", content=b"x")).startswith(expected)
         http.put(f"{API}/files/plant/ab.csv", content=b"x").raise_for_status()
-        assert error_of(http.get(f"{API}/shares", params={"path": path})).startswith(expected)
-        assert error_of(http.post(f"{API}/shares", json={
-            "path": path, "user": "bob", "permission": "read"})).startswith(expected)
-        assert error_of(http.post(f"{API}/relations", json={
-            "from": "plant/ab.csv", "to": path})).startswith(expected)
+        for char, named in INVISIBLE:
+            path = f"plant/a{char}b.csv"
+            expected = f"bad path {path!r}: {named} is not allowed"
+            assert error_of(http.put(f"{API}/files/{path}", content=b"x")).startswith(expected)
+            assert error_of(http.get(f"{API}/shares", params={"path": path})) \
+                .startswith(expected)
+            assert error_of(http.post(f"{API}/shares", json={
+                "path": path, "user": "bob", "permission": "read"})).startswith(expected)
+            assert error_of(http.post(f"{API}/relations", json={
+                "from": "plant/ab.csv", "to": path})).startswith(expected)
         assert [item["path"] for item in http.get(f"{API}/search").json()["items"]] == \
             ["plant/ab.csv"]
 
@@ -157,7 +163,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize(("name", "body", "format", "column", "why"), [
+UNCONVERTIBLE = (
     ("year10000.parquet", parquet_bytes(pa.table({
         "ok": [1], "ts": pa.array([253_402_300_800 * 10**6], pa.timestamp("us"))})),
      "json", "ts", "out of range"),
@@ -169,14 +175,17 @@ def parquet_bytes(table: pa.Table) -> bytes:
     ("nested_empty.json", b'[{"a": {"b": {}}}]', "parquet", "b", ""),
     ("huge_ints.json", b'[{"n": 1, "a": 1}, {"n": 2, "a": 18446744073709551615}]', "json",
      "a", ""),
-])
+)
+
+
 def test_tables_that_cannot_be_converted_answer_422_naming_the_column(
-        platform: Platform, name: str, body: bytes, format: str, column: str,
-        why: str) -> None:
+        platform: Platform) -> None:
     with platform.client() as http:
-        http.put(f"{API}/files/t/{name}", content=body).raise_for_status()
-        message = error_of(http.get(f"{API}/table/t/{name}", params={"format": format}))
-        assert f"'t/{name}'" in message and repr(column) in message and why in message
+        for name, body, format, column, why in UNCONVERTIBLE:
+            http.put(f"{API}/files/t/{name}", content=body).raise_for_status()
+            message = error_of(http.get(f"{API}/table/t/{name}", params={"format": format}))
+            assert f"'t/{name}'" in message and repr(column) in message and why in message, \
+                (name, message)
 
 
 def test_tables_json_can_carry_are_still_served(platform: Platform) -> None:
@@ -195,7 +204,7 @@ def test_tables_json_can_carry_are_still_served(platform: Platform) -> None:
 
 
 # -- how files are served -----------------------------------------------------------------
-@pytest.mark.parametrize(("name", "content_type", "active"), [
+SERVED = (
     ("page.html", None, True),
     ("r\u00e4w page.html", None, True),
     ("pic.svg", None, True),
@@ -208,24 +217,27 @@ def test_tables_json_can_carry_are_still_served(platform: Platform) -> None:
     ("data.csv", None, False),
     ("notes.txt", None, False),
     ("blob.bin", None, False),
-])
-def test_downloads_are_nosniff_and_active_types_are_attachments(
-        platform: Platform, name: str, content_type: str | None, active: bool) -> None:
+)
+
+
+def test_downloads_are_nosniff_and_active_types_are_attachments(platform: Platform) -> None:
     body = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
-    params = {"content_type": content_type} if content_type else {}
     with platform.client() as http:
-        http.put(f"{API}/files/web/{name}", content=body, params=params).raise_for_status()
-        for headers in ({}, {"Range": "bytes=0-3"}):
-            served = http.get(f"{API}/files/web/{name}", headers=headers)
-            assert served.status_code in (200, 206)
-            assert served.headers["x-content-type-options"] == "nosniff"
-            disposition = served.headers.get("content-disposition")
-            if active:
-                assert disposition is not None and disposition.startswith("attachment; ")
-                encoded = disposition.split("filename*=UTF-8''", 1)[1]
-                assert unquote(encoded) == name and encoded.isascii() and " " not in encoded
-            else:
-                assert disposition is None
+        for name, content_type, active in SERVED:
+            params = {"content_type": content_type} if content_type else {}
+            http.put(f"{API}/files/web/{name}", content=body, params=params).raise_for_status()
+            for headers in ({}, {"Range": "bytes=0-3"}):
+                served = http.get(f"{API}/files/web/{name}", headers=headers)
+                assert served.status_code in (200, 206)
+                assert served.headers["x-content-type-options"] == "nosniff"
+                disposition = served.headers.get("content-disposition")
+                if active:
+                    assert disposition is not None and disposition.startswith("attachment; ")
+                    encoded = disposition.split("filename*=UTF-8''", 1)[1]
+                    assert unquote(encoded) == name and encoded.isascii() and \
+                        " " not in encoded
+                else:
+                    assert disposition is None, name
 
 
 # -- file modes ---------------------------------------------------------------------------

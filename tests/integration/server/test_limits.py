@@ -126,6 +126,7 @@ def test_a_body_without_a_key_is_refused_before_it_is_read(platform: Platform) -
     assert answer.error()["code"] == "unauthorized"
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 def test_a_body_answered_unread_is_discarded_for_a_while_then_closed(platform: Platform
                                                                       ) -> None:
     from lakeport.server.protocols import LINGER_SECONDS
@@ -196,6 +197,7 @@ def test_health_openapi_and_docs_need_no_key(platform: Platform) -> None:
 
 
 # -- request heads --------------------------------------------------------------------------
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 def test_a_head_not_received_in_time_gets_408_and_is_closed(limited: Platform) -> None:
     with socket.create_connection(("127.0.0.1", port_of(limited))) as sock:
         started = time.monotonic()
@@ -215,6 +217,7 @@ def test_a_head_not_received_in_time_gets_408_and_is_closed(limited: Platform) -
         assert closed(idle, time.monotonic() + 5), "a connection sending nothing stays open"
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 @pytest.mark.parametrize("request_bytes", [
     head("GET", "/health", "X-Big: " + "a" * (100 * KiB)),
     head("GET", "/health?" + "a" * (100 * KiB)),
@@ -228,6 +231,7 @@ def test_an_oversized_head_gets_431(platform: Platform, request_bytes: bytes) ->
 
 
 # -- errors of the HTTP layer ---------------------------------------------------------------
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 @pytest.mark.parametrize(("request_bytes", "keyed"), [
     (b"GARBAGE\r\n\r\n", False),
     (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", False),
@@ -249,6 +253,7 @@ def test_requests_the_http_layer_refuses_get_json_400(platform: Platform,
     assert error["code"] == "bad_request" and error["message"].startswith("invalid HTTP")
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 def test_a_refused_websocket_handshake_gets_json(platform: Platform) -> None:
     answer = exchange(platform, head("GET", f"{API}/topics/t/consume", "Upgrade: websocket",
                                      "Connection: Upgrade", "Sec-WebSocket-Version: 13"))
@@ -290,6 +295,7 @@ def fetch_all(platform: Platform, topic: str, want: int, **fetch: int) -> list[l
     return replies
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 def test_fetch_replies_are_bounded_in_bytes(small_fetches: Platform) -> None:
     sizes = [100 * KiB] * 12 + [400 * KiB] + [100 * KiB] * 2
     sent = produce(small_fetches, "big", sizes)
@@ -305,6 +311,7 @@ def test_fetch_replies_are_bounded_in_bytes(small_fetches: Platform) -> None:
     assert [len(reply) for reply in one_each] == [1] * len(sent)
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
 def test_the_http_engine_receives_everything_past_the_fetch_limit(small_fetches: Platform
                                                                   ) -> None:
     sent = produce(small_fetches, "big", [200 * KiB] * 9 + [600 * KiB])
