@@ -23,7 +23,6 @@ from lakeport.server.store.users import User
 
 NONE, READ, WRITE, ADMIN, OWNER = (Level.NONE, Level.READ, Level.WRITE, Level.ADMIN,
                                    Level.OWNER)
-SHARE_PERMISSIONS = ("read", "write", "admin")
 
 
 @dataclass
@@ -127,5 +126,5 @@ def readable(user: User, roots: list[str], table: Any = entries) -> Any:
     return sa.or_(table.c.owner_id == user.id, *[under(root, table.c.path) for root in roots])
 
 
-__all__ = ["ADMIN", "NONE", "OWNER", "READ", "SHARE_PERMISSIONS", "WRITE", "Access", "access",
+__all__ = ["ADMIN", "NONE", "OWNER", "READ", "WRITE", "Access", "access",
            "below", "check_creatable", "grant_roots", "missing", "readable", "require", "under"]

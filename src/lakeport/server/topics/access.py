@@ -114,10 +114,6 @@ async def shown_info(store: Store, user: User, level: Level, info: TopicInfo) ->
     return replace(info, consumers=shown)
 
 
-def request_store(request: Any) -> Store:
-    return request.app.state.store
-
-
 __all__ = ["KIND", "claim_topic", "engine_consumer_name", "forget_topic", "readable_topics",
-           "request_store", "require_topic", "shown_info", "topic_level", "user_consumer_name",
+           "require_topic", "shown_info", "topic_level", "user_consumer_name",
            "user_message"]

@@ -15,9 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("admin", sa.Boolean, nullable=False,
-                                   server_default=sa.false()))
+    # a plain ADD COLUMN: rebuilding the table (batch mode) fails on SQLite once other tables
+    # refer to its rows
+    op.add_column("users", sa.Column("admin", sa.Boolean, nullable=False,
+                                     server_default=sa.false()))
     op.create_table(
         "resource_owners",
         sa.Column("kind", sa.String(16), primary_key=True),
