@@ -15,7 +15,16 @@ from fastapi import FastAPI
 
 from lakeport import __version__
 from lakeport.allocator import keep_freed_memory
-from lakeport.server import errors, files, grants, health, limits, observations, topics
+from lakeport.server import (
+    errors,
+    files,
+    grants,
+    health,
+    limits,
+    observations,
+    openapi_links,
+    topics,
+)
 from lakeport.server.responses import JSONResponse
 from lakeport.server.settings import ServerSettings
 from lakeport.server.store import Store
@@ -55,6 +64,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(health.api, prefix=API_PREFIX)
     for service in SERVICES:
         app.include_router(service.router, prefix=API_PREFIX)
+    openapi_links.install(app, API_PREFIX)
     return app
 
 

@@ -1,5 +1,6 @@
 """Schemathesis against the server's OpenAPI document: no request it generates gets a 5xx or
-takes longer than a bound, with the schema's examples and with widened ones.
+takes longer than a bound, with the schema's examples and with widened ones, and in sequences
+that follow the document's links (create a sensor, topic or file, then read, change, delete it).
 
 A bounded number of examples per operation (``LAKEPORT_FUZZ_EXAMPLES``, default 15) keeps
 the suite quick; a deterministic seed makes a failure reproducible.
@@ -49,3 +50,7 @@ def test_no_generated_request_gets_a_server_error(platform: Platform, tmp_path: 
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     tested = re.search(r"Tested:\s+(\d+)", done.stdout)
     assert tested and int(tested.group(1)) >= MIN_OPERATIONS, done.stdout[-3000:]
+    stateful = re.search(r"^.*Stateful.*$", done.stdout, re.MULTILINE)
+    assert stateful and "disabled" not in stateful[0] and "skipped" not in stateful[0].lower(), \
+        "the stateful phase (create, then follow the document's links) did not run: " + \
+        done.stdout[-3000:]
