@@ -3,8 +3,6 @@ property or feature), keeping each datastream's count and first/last time right.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,7 +12,7 @@ from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.observations.access import require_named
 from lakeport.server.observations.query import TimeParam, time_range
-from lakeport.server.observations.select import matching
+from lakeport.server.observations.select import in_range, matching
 from lakeport.server.observations.tables import datastreams, observations
 from lakeport.server.store import Store
 from lakeport.server.store.users import User
@@ -53,23 +51,12 @@ async def delete_observations(
         await conn.execute(sa.select(datastreams.c.id).where(datastreams.c.id.in_(ids))
                            .order_by(datastreams.c.id).with_for_update())
         touched = sorted((await conn.execute(
-            sa.select(obs.datastream_id).distinct().where(*_within(ids, low, high))
-        )).scalars())
+            in_range(sa.select(obs.datastream_id).distinct(), ids, low, high))).scalars())
         if not touched:
             return {"deleted": 0}
-        result = await conn.execute(observations.delete().where(*_within(touched, low, high)))
+        result = await conn.execute(in_range(observations.delete(), touched, low, high))
         await _recount(conn, touched)
     return {"deleted": int(result.rowcount)}
-
-
-def _within(ids: list[int], low: int | None, high: int | None) -> list[Any]:
-    """Conditions on observations of datastreams ``ids`` with ``low <= time < high``."""
-    conditions: list[Any] = [obs.datastream_id.in_(ids)]
-    if low is not None:
-        conditions.append(obs.time >= low)
-    if high is not None:
-        conditions.append(obs.time < high)
-    return conditions
 
 
 __all__ = ["router"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,10 +80,9 @@ async def matching(conn: AsyncConnection, sensor: str | None, property: str | No
     return [Stream(*row) for row in rows]
 
 
-def in_range(query: sa.Select, ids: Iterable[int], low: int | None, high: int | None
-             ) -> sa.Select:
-    """``query`` limited to observations of datastreams ``ids`` with ``low <= time < high``
-    (None: open)."""
+def in_range(query: Any, ids: Iterable[int], low: int | None, high: int | None) -> Any:
+    """``query`` (a SELECT or a DELETE) limited to observations of datastreams ``ids`` with
+    ``low <= time < high`` (None: open)."""
     obs = observations.c
     query = query.where(obs.datastream_id.in_(list(ids)))
     if low is not None:
