@@ -355,16 +355,22 @@ def topics_setup(crew: Actors) -> Callable[[], str]:
         assert alice.put(f"{API}/topics/{TOPIC}").status_code == 201
         alice.post(f"{API}/topics/{TOPIC}/messages",
                    json={"payload": {"temp": 20.5}}).raise_for_status()
-        for actor, permission in (("read", "read"), ("write", "produce"), ("admin", "admin"),
-                                  ("revoked", "admin")):
-            granted = alice.put(f"{API}/grants/topic/{TOPIC}",
-                                json={"user": USERS[actor], "permission": permission})
-            assert granted.status_code == 201, granted.text
-        assert alice.delete(f"{API}/grants/topic/{TOPIC}",
-                            params={"user": USERS["revoked"]}).status_code == 204
+        give_grants(alice, "topic", TOPIC, {"read": "read", "write": "produce",
+                                            "admin": "admin"})
         return TOPIC
 
     return setup
+
+
+def give_grants(owner: httpx.Client, kind: str, name: str, granted: dict[str, str]) -> None:
+    """Grant each actor of ``granted`` its permission, and the revoked actor admin, taken
+    back at once."""
+    for actor, permission in (*granted.items(), ("revoked", "admin")):
+        answer = owner.put(f"{API}/grants/{kind}/{name}",
+                           json={"user": USERS[actor], "permission": permission})
+        assert answer.status_code == 201, answer.text
+    assert owner.delete(f"{API}/grants/{kind}/{name}",
+                        params={"user": USERS["revoked"]}).status_code == 204
 
 
 def grant_carol(http: httpx.Client, kind: str, name: str) -> None:
@@ -563,12 +569,7 @@ def catalogue_setup(crew: Actors, kind: str) -> Callable[[], str]:
             body.update(data_type="number", unit="degC")
         made = alice.post(f"{API}/{ROUTE[kind]}", json=body)
         assert made.status_code == 201, made.text
-        for actor, permission in (*GRANTED.items(), ("revoked", "admin")):
-            granted = alice.put(f"{API}/grants/{kind}/{name}",
-                                json={"user": USERS[actor], "permission": permission})
-            assert granted.status_code == 201, granted.text
-        assert alice.delete(f"{API}/grants/{kind}/{name}",
-                            params={"user": USERS["revoked"]}).status_code == 204
+        give_grants(alice, kind, name, GRANTED)
         return name
 
     return setup
