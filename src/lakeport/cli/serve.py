@@ -49,6 +49,10 @@ def serve(
         "--header-timeout", show_default=False,
         help="Seconds a connection has to send a request's line and headers (default 10).")]
     = None,
+    body_timeout: Annotated[float | None, typer.Option(
+        "--body-timeout", show_default=False,
+        help="Seconds a request body may stop arriving before the connection is closed "
+        "(default 60).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the platform server until Ctrl-C.
@@ -67,7 +71,7 @@ def serve(
     for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams),
                        ("max_body_bytes", max_body), ("max_upload_bytes", max_upload),
                        ("max_csv_bytes", max_csv), ("max_fetch_bytes", max_fetch),
-                       ("header_timeout", header_timeout)):
+                       ("header_timeout", header_timeout), ("body_timeout", body_timeout)):
         if value:
             options[key] = value
     settings = ServerSettings(**options)

@@ -1,7 +1,8 @@
 """uvicorn's HTTP and WebSocket protocols with the server's connection limits.
 
 :class:`HttpProtocol` (httptools) bounds a request's line and headers in bytes (431) and in
-time (``header_timeout``: 408, closed), answers the errors it finds itself (a malformed request
+time (``header_timeout``: 408, closed), closes a request whose body stops arriving for
+``body_timeout`` (408), answers the errors it finds itself (a malformed request
 line, conflicting Content-Length headers, bad chunked encoding) with the JSON error body, and
 after answering a request whose body is still coming it discards the rest for at most
 :data:`LINGER_SECONDS` before it closes. :class:`WebSocketProtocol` answers a failed handshake
@@ -49,10 +50,11 @@ class _Rejected(Exception):
 class LimitedConfig(uvicorn.Config):
     """A ``uvicorn.Config`` carrying the limits :class:`HttpProtocol` reads."""
 
-    def __init__(self, app: Any, *, header_timeout: float, max_header_bytes: int,
-                 **options: Any) -> None:
+    def __init__(self, app: Any, *, header_timeout: float, body_timeout: float,
+                 max_header_bytes: int, **options: Any) -> None:
         super().__init__(app, http=HttpProtocol, ws=WebSocketProtocol, **options)
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.max_header_bytes = max_header_bytes
 
 
@@ -63,12 +65,15 @@ class HttpProtocol(HttpToolsProtocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout: float = getattr(config, "header_timeout", 10.0)
+        self.body_timeout: float = getattr(config, "body_timeout", 60.0)
         self.max_header_bytes: int = getattr(config, "max_header_bytes", 64 << 10)
         self.in_head = True  # between requests or inside a request's line and headers
         self.head_received = 0  # bytes received while in_head (a head not parsed yet)
         self.head_parsed = 0  # bytes of the current head the parser handed over
         self.head_timer: asyncio.TimerHandle | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.body_seen = 0.0  # loop time of the last bytes of a request body
 
     # -- connection --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
@@ -82,6 +87,8 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.in_head:
             self.head_received += len(data)
+        else:
+            self.body_seen = self.loop.time()
         super().data_received(data)
         if (self.in_head and self.head_received > self.max_header_bytes
                 and not self.transport.is_closing()):
@@ -109,11 +116,17 @@ class HttpProtocol(HttpToolsProtocol):
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
+        self.body_seen = self.loop.time()
+        if self.body_timer is None:
+            self.body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self.in_head = True
         self.head_received = 0
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
         if self.linger_timer is not None:  # the body ended: the connection can go on
             self.linger_timer.cancel()
             self.linger_timer = None
@@ -126,6 +139,10 @@ class HttpProtocol(HttpToolsProtocol):
                 and not self.transport.is_closing()):
             # answered before the body was read (401, 413): discard it, but not forever
             self.linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._cancel_timers()  # the connection is the WebSocket protocol's from now on
+        super().handle_websocket_upgrade()
 
     # -- errors ------------------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
@@ -187,11 +204,29 @@ class HttpProtocol(HttpToolsProtocol):
         self.send_error(408, f"request line and headers not received within "
                              f"{self.header_timeout:g} s (header_timeout)")
 
+    def _body_timed_out(self) -> None:
+        """No bytes of the body for ``body_timeout`` seconds: 408 and closed (unless the
+        server itself stopped reading because the app has not taken what came)."""
+        self.body_timer = None
+        if self.in_head or self.transport.is_closing():
+            return
+        quiet = self.loop.time() - self.body_seen
+        if self.flow.read_paused or quiet < self.body_timeout:
+            wait = self.body_timeout - quiet if quiet < self.body_timeout else self.body_timeout
+            self.body_timer = self.loop.call_later(wait, self._body_timed_out)
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete:
+            self.transport.close()  # answered already: nothing more to say
+            return
+        self.send_error(408, f"request body stalled: no bytes for {self.body_timeout:g} s "
+                             "(body_timeout)")
+
     def _cancel_timers(self) -> None:
-        for timer in (self.head_timer, self.linger_timer):
+        for timer in (self.head_timer, self.linger_timer, self.body_timer):
             if timer is not None:
                 timer.cancel()
-        self.head_timer = self.linger_timer = None
+        self.head_timer = self.linger_timer = self.body_timer = None
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):

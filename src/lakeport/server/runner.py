@@ -34,6 +34,7 @@ def server_config(settings: ServerSettings, log_level: str = "error") -> uvicorn
     return LimitedConfig(create_app(settings), host=settings.host, port=settings.port,
                          log_level=log_level, lifespan="on",
                          header_timeout=settings.header_timeout,
+                         body_timeout=settings.body_timeout,
                          max_header_bytes=settings.max_header_bytes)
 
 

@@ -62,6 +62,10 @@ class ServerSettings(BaseModel):
         default=10.0, gt=0,
         description="seconds a connection has to send a request's line and headers "
                     "(lakeport serve --header-timeout); 408 and closed after it")
+    body_timeout: float = Field(
+        default=60.0, gt=0,
+        description="seconds a request body may stop arriving (lakeport serve "
+                    "--body-timeout); 408 and closed after it")
     max_fetch_bytes: int = Field(
         default=4 * MiB, gt=0,
         description="payload bytes in one WebSocket fetch reply at most (always at least one "

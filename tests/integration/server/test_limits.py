@@ -101,7 +101,7 @@ def limited(store_url: str, tmp_path: Path) -> Iterator[Platform]:
     """A server with small limits."""
     settings = platform_settings(store_url, tmp_path, max_body_bytes=64 * KiB,
                                  max_upload_bytes="1MiB", max_csv_bytes=256 * KiB,
-                                 header_timeout=1.0)
+                                 header_timeout=1.0, body_timeout=1.0)
     with running_platform(settings) as started:
         yield started
 
@@ -215,6 +215,45 @@ def test_a_head_not_received_in_time_gets_408_and_is_closed(limited: Platform) -
         assert closed(sock, time.monotonic() + 5)
     with socket.create_connection(("127.0.0.1", port_of(limited))) as idle:
         assert closed(idle, time.monotonic() + 5), "a connection sending nothing stays open"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
+def test_a_body_that_stops_arriving_gets_408_and_is_closed(limited: Platform) -> None:
+    keyed = f"x-api-key: {limited.api_key}"
+    with socket.create_connection(("127.0.0.1", port_of(limited))) as sock:
+        sock.sendall(head("POST", f"{API}/sensors", keyed, "Content-Type: application/json",
+                          "Content-Length: 100") + b'{"name": ')
+        answer = read_answer(sock, time.monotonic() + 10)
+        assert answer.status == 408
+        assert "(body_timeout)" in answer.error()["message"]
+        assert closed(sock, time.monotonic() + 5)
+    with limited.client() as http:
+        assert http.get(f"{API}/sensors").json()["items"] == []  # nothing half made
+    with socket.create_connection(("127.0.0.1", port_of(limited))) as sock:
+        body = b'{"name": "slow-but-steady"}'
+        sock.sendall(head("POST", f"{API}/sensors", keyed, "Content-Type: application/json",
+                          f"Content-Length: {len(body)}"))
+        for start in range(0, len(body) - 4, 4):  # a piece every 0.3 s: slow, never stalled
+            sock.sendall(body[start:start + 4])
+            answered_early = select.select([sock], [], [], 0.3)[0]
+            assert not answered_early, "a body that keeps arriving was cut"
+        sock.sendall(body[start + 4:])
+        assert read_answer(sock, time.monotonic() + 10).status == 201
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
+def test_a_websocket_outlives_the_body_and_head_timeouts(limited: Platform) -> None:
+    url = limited.url.replace("http://", "ws://") + \
+        f"{API}/topics/quiet/consume?api_key={limited.api_key}"
+    with connect(url) as ws:
+        ws.send(orjson.dumps({"id": 1, "op": "open", "name": "c", "on_no_exists": "create"})
+                .decode())
+        assert orjson.loads(ws.recv(timeout=10))["ok"] is True
+        started = time.monotonic()
+        ws.send(orjson.dumps({"id": 2, "op": "fetch", "max_n": 1, "timeout": 3}).decode())
+        answer = orjson.loads(ws.recv(timeout=10))  # 3 s idle: past both 1 s timeouts
+        assert answer["id"] == 2 and answer["ok"] is True
+        assert time.monotonic() - started >= 2.9
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the HTTP layer only
