@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,15 @@ def stop_process(process: subprocess.Popen[bytes] | None, seconds: float = 20) -
 class ServerProcess:
     """``lakeport serve`` on ``store_url`` with its own home, lake and streams under ``folder``."""
 
-    def __init__(self, folder: Path, store_url: str) -> None:
+    def __init__(self, folder: Path, store_url: str, args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
+        """``args``: more ``lakeport serve`` options; ``env``: more environment variables."""
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.args = list(args)
         self.env = {**os.environ, "LAKEPORT_HOME": str(folder / "home"),
-                    "LAKEPORT_STORE": store_url}
+                    "LAKEPORT_STORE": store_url, **(env or {})}
         self.env.pop("LAKEPORT_STREAMS", None)
         self.key = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -91,7 +94,8 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         self.key = lakeport("keys", "create", "--user", "bench", env=self.env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lakeport.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "lakeport.cli", "serve", "--port", str(self.port),
+             *self.args],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_healthy(self.process, self.url, "lakeport serve", self.__exit__)
         return self

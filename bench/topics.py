@@ -472,12 +472,13 @@ def machine_text(quick: bool, elapsed: float) -> str:
 
 
 def print_rows(console: Console, rows: list[Row], title: str, caption: str,
-               ratio_header: str, ratio_width: int, problems: Sequence[str] = ()) -> None:
+               ratio_header: str, ratio_width: int, problems: Sequence[str] = (),
+               result_header: str = "Result") -> None:
     """The result table every bench prints (workload, result, ratio, target, how), then the
     checks that failed."""
     table = Table(title=title, caption=caption, caption_justify="left")
     table.add_column("Workload", no_wrap=True)
-    table.add_column("Result", justify="right", no_wrap=True)
+    table.add_column(result_header, justify="right", no_wrap=True)
     table.add_column(ratio_header, max_width=ratio_width)
     table.add_column("Target", no_wrap=True)
     table.add_column("How", overflow="fold", ratio=1)
