@@ -117,6 +117,38 @@ def test_the_done_when_flow(server: str, tmp_path: Path,
     assert not (tmp_path / "no.bin").exists()
 
 
+def test_grants_and_operators_from_the_command_line(server: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob = quick_key("alice"), quick_key("bob")
+    ops = key_for_admin("ops")
+    monkeypatch.setenv("LAKEPORT_API_KEY", alice)
+    ok("properties", "create", "temp")
+    ok("sensors", "create", "pump-2")
+    data = tmp_path / "bob.csv"
+    data.write_text("time,temp\n2026-01-01T00:00:00Z,20.5\n")
+    upload = ("observations", "upload", str(data), "--sensor", "pump-2", "--api-key", bob)
+    assert_user_error(lakeport(*upload), "pump-2", "write")
+
+    ok("grants", "add", "sensor", "pump-2", "--user", "bob", "--permission", "write")
+    assert "bob" in ok("grants", "list", "sensor", "pump-2").stdout
+    ok(*upload)
+    ok("grants", "remove", "sensor", "pump-2", "--user", "bob")
+    assert_user_error(lakeport(*upload), "pump-2")
+    assert_user_error(lakeport("grants", "add", "sensor", "pump-2", "--user", "bob",
+                               "--permission", "own"), "bad permission 'own'")
+
+    assert_user_error(lakeport("sensors", "delete", "pump-2", "--api-key", bob), "admin")
+    ok("observations", "delete", "--sensor", "pump-2", "--yes", "--api-key", ops)
+    ok("sensors", "delete", "pump-2", "--api-key", ops)  # an operator reaches everything
+
+
+def key_for_admin(user: str) -> str:
+    """An operator's key, made as an operator makes it: ``lakeport keys create --admin``."""
+    result = lakeport("keys", "create", "--user", user, "--admin")
+    assert result.returncode == 0 and "operator" in result.stderr, result.stderr
+    return result.stdout.strip()
+
+
 def test_serve_on_a_taken_port_is_one_line() -> None:
     import socket
 
