@@ -185,6 +185,26 @@ def test_a_bad_stdin_line_is_named_and_the_lines_before_it_are_stored():
     assert consume_payloads("raw-sensor-data") == ['{"temp": 1}', '{"temp": 2}']
 
 
+def test_a_bad_stdin_line_ends_the_command_while_stdin_is_still_open():
+    process = subprocess.Popen(
+        [*LAKEPORT, "topics", "produce", "raw-sensor-data", "-"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        process.stdin.write('{"temp": 1}\nnot json\n')
+        process.stdin.flush()  # and stdin stays open
+        returncode = process.wait(timeout=WAIT)
+        stderr = process.stderr.read()
+    finally:
+        process.kill()
+        process.stdin.close()
+        process.wait()
+    assert "Fatal Python error" not in stderr, stderr
+    assert_user_error(subprocess.CompletedProcess([], returncode, "", stderr), "stdin line 2")
+    assert consume_payloads("raw-sensor-data") == ['{"temp": 1}']
+
+
 def test_a_second_exclusive_consumer_is_refused():
     lakeport("topics", "produce", "raw-sensor-data", '{"temp": 10}')
     first = Running("topics", "consume", "raw-sensor-data", "--consumer", "c1", "--follow",

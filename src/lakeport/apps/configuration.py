@@ -84,16 +84,21 @@ async def follow_updates(consumer: Consumer, app_name: str, manifest: Manifest |
     while True:
         try:
             raw = await consumer.recv()
-            payload = raw.payload
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.error("app %s: reading configuration updates failed: %s", app_name, exc)
             await asyncio.sleep(1.0)
             continue
-        configuration = check_update(app_name, manifest, payload)
-        if configuration is not None:
-            await apply(configuration)
+        try:
+            payload = raw.payload
+        except ValueError as exc:  # any bytes another client stored on the topic
+            logger.warning("app %s: configuration update refused: seqno %d of topic %r cannot "
+                           "be decoded (%s)", app_name, raw.seqno, consumer.topic, exc)
+        else:
+            configuration = check_update(app_name, manifest, payload)
+            if configuration is not None:
+                await apply(configuration)
         with contextlib.suppress(Exception):
             await consumer.ack(raw.seqno)
 

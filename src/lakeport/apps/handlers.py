@@ -9,6 +9,7 @@ makes the topic deliver the unfinished messages again.
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import logging
 from collections import deque
@@ -158,9 +159,17 @@ class StreamHandler(Receiver):
 
 def failure_record(raw: Message, topic: str, error: BaseException | str, *,
                    handler: str | None = None, attempts: int | None = None) -> dict[str, Any]:
-    """What goes to the dead-letter topic: the original payload and why it landed there."""
-    record: dict[str, Any] = {
-        "payload": original_payload(raw),
+    """What goes to the dead-letter topic: the original payload and why it landed there.
+
+    A payload that does not decode by its topic's format (any bytes another client stored)
+    is there as text, with undecodable bytes replaced, and exactly as ``payload_base64``.
+    """
+    record: dict[str, Any] = {"payload": original_payload(raw)}
+    try:
+        raw.payload  # noqa: B018 - decoding is the check
+    except ValueError:
+        record["payload_base64"] = base64.b64encode(raw.data).decode("ascii")
+    record |= {
         "topic": topic,
         "seqno": raw.seqno,
         "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from lakeport.cli.common import stderr, stop_on_signals, write_out
+import orjson
+
+from lakeport.cli.common import json_line, stderr, stop_on_signals, write_out
 from lakeport.errors import NotFound
 from lakeport.streams import open_engine
 from lakeport.streams.base import Engine
 from lakeport.streams.flow import batches
-from lakeport.streams.types import Filters, Message, Mode, Position
+from lakeport.streams.types import Filters, Format, Message, Mode, Position
 
 # How often a wait for a topic to be created checks for a stop.
 _POLL_SECONDS = 0.2
+# The key of the line ``--payload-only`` prints for a payload that does not decode.
+UNDECODABLE = "lakeport_undecodable"
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,33 @@ class ConsumeRequest:
     timeout: float | None
     limit: int | None
     ack: bool
-    render: Callable[[Message], bytes]
+    payload_only: bool = False
     ephemeral: bool = False
+
+
+def render(message: Message, payload_only: bool) -> bytes:
+    """One output line: the message as a JSON record, or with ``payload_only`` its payload
+    (JSON as ``json.dumps`` writes it, text and bytes as they are).
+
+    A payload that does not decode by its topic's format (another client can store any bytes,
+    e.g. on NATS) is printed all the same: the record gets ``payload_base64`` (the stored
+    bytes) and ``error`` in place of ``payload``; with ``payload_only`` the line is
+    ``{"lakeport_undecodable": "<base64>", "error": "..."}``.
+    """
+    try:
+        if not payload_only:
+            return json_line(message.to_dict())
+        if message.format is Format.JSON:
+            return json_line(orjson.loads(message.data))
+        return message.data + b"\n"
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = base64.b64encode(message.data).decode("ascii")
+        reason = f"payload is not valid {message.format.value}: {exc}"
+        if payload_only:
+            return json_line({UNDECODABLE: raw, "error": reason})
+        record = message._replace(data=b"null", format=Format.JSON).to_dict()
+        del record["payload"]
+        return json_line({**record, "payload_base64": raw, "error": reason})
 
 
 async def _wait_for_topic(engine: Engine, topic: str, stop: asyncio.Event) -> bool:
@@ -73,7 +102,8 @@ async def consume_to_stdout(request: ConsumeRequest) -> int:
                 async for batch in batches(consumer, stop, idle_timeout=request.timeout):
                     if request.limit is not None:
                         batch = batch[: request.limit - printed]
-                    write_out(b"".join(request.render(message) for message in batch))
+                    write_out(b"".join(render(message, request.payload_only)
+                                       for message in batch))
                     printed += len(batch)
                     if request.ack:
                         await consumer.ack(batch[-1].seqno)

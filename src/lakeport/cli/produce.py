@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
 import sys
 import threading
 
@@ -49,23 +51,39 @@ async def produce_one(
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[bytes] | None]) -> None:
-    """Thread body: put lists of complete lines on ``queue`` as they arrive, None at the end."""
+    """Thread body: put lists of complete lines on ``queue`` as they arrive, None at the end.
+
+    It reads the file descriptor itself, not ``sys.stdin.buffer``: a daemon thread blocked
+    in a buffered read holds the buffer's lock, and the interpreter aborts ("Fatal Python
+    error: _enter_buffered_busy") when the command ends (on an error) while stdin is still
+    open. Once the command has ended, what arrives later is dropped.
+    """
 
     def put(item: list[bytes] | None) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is closed
+            raise _CommandEnded from None
 
-    stream = sys.stdin.buffer
+    fd = sys.stdin.fileno()
     tail = b""
     try:
-        while chunk := stream.read1(_READ_BYTES):
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            if lines:
-                put(lines)
-        if tail:
-            put([tail])
-    finally:
-        put(None)
+        try:
+            while chunk := os.read(fd, _READ_BYTES):
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                if lines:
+                    put(lines)
+            if tail:
+                put([tail])
+        finally:
+            put(None)
+    except _CommandEnded:
+        return
+
+
+class _CommandEnded(Exception):
+    """The command ended before standard input did."""
 
 
 class _LineBatcher:

@@ -6,7 +6,6 @@ import os
 import sys
 from typing import Annotated
 
-import orjson
 import typer
 from rich.table import Table
 
@@ -31,7 +30,6 @@ from lakeport.errors import Invalid
 from lakeport.streams.types import (
     Filters,
     Format,
-    Message,
     Mode,
     Persistence,
     Position,
@@ -211,14 +209,6 @@ def produce(
                         headers=headers, key=key, msg_id=msg_id, print_seqno=print_seqno))
 
 
-def _render(message: Message, payload_only: bool) -> bytes:
-    if not payload_only:
-        return json_line(message.to_dict())
-    if message.format is Format.JSON:
-        return json_line(orjson.loads(message.data))
-    return message.data + b"\n"
-
-
 @app.command()
 def consume(
     name: NameArg,
@@ -276,6 +266,6 @@ def consume(
         limit=limit,
         ack=ack if ack is not None else consumer is not None,
         ephemeral=consumer is None,
-        render=lambda message: _render(message, payload_only),
+        payload_only=payload_only,
     )
     run(consume_to_stdout(request))
