@@ -193,3 +193,45 @@ def test_load_step_finds_a_step_and_explains_what_is_wrong(tmp_path, monkeypatch
         load_step("no_such_module:go")
     with pytest.raises(Invalid, match="use module:step"):
         load_step("my_steps")
+
+
+@pytest.mark.parametrize("messages", [False, True], ids=["payloads", "messages"])
+async def test_undecodable_input_goes_to_the_dead_letter_and_the_step_goes_on(tmp_path, messages):
+    @step(input="raw", output="out", name="tolerant", messages=messages, batch=True)
+    def tolerant(values):
+        return [dict(v.payload if messages else v, processed=True) for v in values]
+
+    bad = [b"not json", b"", b"\xff\xfe{"]
+    async with open_engine(f"file://{tmp_path}") as embedded:
+        await produce(embedded, "raw", [{"n": 0}])
+        # another client wrote raw bytes that are no JSON
+        writer = await embedded.writer("raw", embedded.read_options("raw"))
+        await writer.add_many(b"other-client", bad, None)
+        await produce(embedded, "raw", [{"n": 4}])
+
+        stats = await run_step(tolerant, engine=embedded, follow=False)
+        assert await read_all(embedded, "out") == [{"n": 0, "processed": True},
+                                                   {"n": 4, "processed": True}]
+        assert await acked(embedded, "raw", "tolerant") == 5
+        assert (stats.received, stats.produced, stats.dead_letters) == (5, 2, 3)
+        async with embedded.consumer("reader", "dead-letter.step.tolerant",
+                                     position="beginning", follow=False) as consumer:
+            letters = [message async for message in consumer]
+    assert [(d.headers["dead-letter-step"], d.headers["dead-letter-topic"],
+             d.headers["dead-letter-seqno"]) for d in letters] == [
+        ("tolerant", "raw", "2"), ("tolerant", "raw", "3"), ("tolerant", "raw", "4")
+    ]
+    assert [d.payload for d in letters] == bad  # the original bytes, unchanged
+    assert all("cannot decode the json payload" in d.headers["dead-letter-reason"]
+               for d in letters)
+    assert letters[0].headers["dead-letter-producer"] == "other-client"
+
+
+async def test_a_dead_letter_topic_can_be_named(engine):
+    @step(input="raw", output="out", dead_letter="raw.dead")
+    def named(payload):
+        return payload
+
+    assert named.dead_letter == "raw.dead"
+    with pytest.raises(Invalid, match="dead_letter of step 'named'"):
+        step(input="raw", output="out", dead_letter="bad name")(named.transform)

@@ -239,6 +239,28 @@ class EmbeddedEngine(Engine):
         except TimeoutError:
             pass
 
+    async def last_msg_id(self, topic: str, producer: str, prefix: str,
+                          limit: int = 1_000_000) -> str | None:
+        """The newest msg_id starting with ``prefix`` that the producer named ``producer``
+        stored in ``topic``, among its last ``limit`` messages (None if none there). It holds
+        whatever the dedup window: chained steps use it to resume exactly once."""
+        data_dir = self.data_dir(topic, self.read_options(topic))
+
+        def find() -> str | None:
+            try:
+                fd = os.open(data_dir / "head", os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            try:
+                head = log.read_head(fd)
+            finally:
+                os.close(fd)
+            if head is None:
+                return None
+            return log.last_msg_id(data_dir, head, producer, prefix, limit)
+
+        return await asyncio.to_thread(find)
+
     def _make_producer(self, name: str, topic: str, on_no_exists: OnNoExists,
                        options: TopicOptions | None) -> Producer:
         return EmbeddedProducer(self, name, topic, on_no_exists, options)

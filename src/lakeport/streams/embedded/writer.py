@@ -130,8 +130,40 @@ class TopicWriter:
             os.fsync(self._fd)
         self._offset, self._last = scan.valid_end, scan.last_seqno
         self._newest = scan.newest_ns or time.time_ns()
+        for older in self._recent_segments(segments[:-1]):
+            self._load_segment_ids(older)
         self._load_ids(0, self._offset)
         self._publish_head()
+
+    def _recent_segments(self, bases: list[int]) -> list[int]:
+        """Of the closed segments ``bases``, those that may hold a message within the dedup
+        window (oldest first). A closed segment's mtime is not older than its newest message,
+        so the scan stops at the first segment, going back, modified before the window."""
+        window = self.options.dedup_window
+        if not window:
+            return []
+        cutoff = time.time_ns() - int(window * 1e9)
+        recent: list[int] = []
+        for base in reversed(bases):
+            try:
+                modified = log.segment_path(self.data_dir, base).stat().st_mtime_ns
+            except FileNotFoundError:
+                break  # removed by retention, and so are all older ones
+            if modified < cutoff:
+                break
+            recent.append(base)
+        return recent[::-1]
+
+    def _load_segment_ids(self, base: int) -> None:
+        """Remember the msg_ids of a closed segment."""
+        try:
+            fd = os.open(log.segment_path(self.data_dir, base), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            self._load_ids(0, None, fd)
+        finally:
+            os.close(fd)
 
     def _open_segment(self, base: int) -> None:
         if self._fd >= 0:
@@ -144,16 +176,18 @@ class TopicWriter:
         self._segment = base
         self._offset = 0
 
-    def _load_ids(self, start: int, end: int) -> None:
-        """Remember msg_ids of recent batches (written by an earlier or another process)."""
+    def _load_ids(self, start: int, end: int | None, fd: int | None = None) -> None:
+        """Remember msg_ids of recent batches (written by an earlier or another process)
+        of the current segment, or of the segment open as ``fd``."""
         window = self.options.dedup_window
         if not window:
             return
+        fd = self._fd if fd is None else fd
         cutoff = time.time_ns() - int(window * 1e9)
-        for offset, header in log.iter_headers(self._fd, start, end):
+        for offset, header in log.iter_headers(fd, start, end):
             if header.time_ns < cutoff or not header.flags & log.FLAG_EXTRAS:
                 continue
-            body = os.pread(self._fd, header.body_len, offset + log.HEADER_SIZE)
+            body = os.pread(fd, header.body_len, offset + log.HEADER_SIZE)
             try:
                 extras = log.decode_body(header, body).extras
             except log.CorruptRecord:
@@ -180,6 +214,11 @@ class TopicWriter:
             return
         old_offset = self._offset if segment == self._segment else 0
         if segment != self._segment:
+            # the tail of our segment and any segment in between were written elsewhere
+            self._load_ids(self._offset, None)
+            for base in log.list_segments(self.data_dir):
+                if self._segment < base < segment:
+                    self._load_segment_ids(base)
             self._open_segment(segment)
         self._offset, self._last, self._newest = offset, last, newest
         self._load_ids(old_offset, offset)
