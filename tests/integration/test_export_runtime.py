@@ -186,11 +186,13 @@ async def test_payloads_that_are_not_readings_go_to_the_dead_letter_topic(
     assert lake_rows(lake) == (5, 5) and status.dead_letters == 1
     async with engine.consumer("check", "dead-letter.export.lake", position="beginning",
                                follow=False) as consumer:
-        letters = [m.payload async for m in consumer]
+        letters = [m async for m in consumer]
     assert len(letters) == 1
-    assert letters[0]["seqno"] == 4 and letters[0]["topic"] == TOPIC
-    assert "datastream" in letters[0]["reason"]
-    assert letters[0]["message"]["payload"] == {"asset": "pump-1"}
+    headers = letters[0].headers or {}
+    assert headers["dead-letter-seqno"] == "4" and headers["dead-letter-topic"] == TOPIC
+    assert headers["dead-letter-producer"] == "other"
+    assert "datastream" in headers["dead-letter-reason"]
+    assert orjson.loads(letters[0].data) == {"asset": "pump-1"}
 
 
 async def test_after_a_crash_the_first_batch_ends_where_the_recorded_intent_ends(

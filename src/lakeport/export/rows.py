@@ -9,6 +9,7 @@ with orjson and checked row by row, so only the bad messages become dead letters
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ import pyarrow.json as pa_json
 
 from lakeport.export.schema import ROW_SCHEMA
 from lakeport.streams.block import MessageBlock
-from lakeport.streams.types import Format, Message, datetime_to_ns
+from lakeport.streams.types import Message, datetime_to_ns
 
 DeadLetter = tuple[Message, str]
 """A message that is not a sensor reading, and why."""
@@ -43,6 +44,7 @@ _PARSE_OPTIONS = pa_json.ParseOptions(
     explicit_schema=_NUMERIC_SCHEMA, unexpected_field_behavior="ignore"
 )
 _READ_OPTIONS = pa_json.ReadOptions(block_size=1 << 20)  # blocks parse in parallel
+_EXACT_LIMIT = 2**53  # float64 holds every integer up to this exactly, not all beyond it
 _data = operator.attrgetter("data")
 _seqno = operator.attrgetter("seqno")
 _producer = operator.attrgetter("producer")
@@ -66,11 +68,13 @@ def build_rows(block: MessageBlock) -> tuple[pa.Table, list[DeadLetter]]:
 # -- all-number batches: one C call ---------------------------------------------------------
 def _numeric_fast_path(block: MessageBlock) -> pa.Table | None:
     """Rows through Arrow's JSON reader, or None when the batch needs the general path."""
+    # every message must be one line starting with "{": then each line is one message, and
+    # Arrow's reader never sees a line starting with ``null`` (which crashes pyarrow 26)
+    if not pc.all(pc.starts_with(block.data, pattern="{")).as_py():
+        return None
     body = block.payload_lines()
     count = len(block)
-    # json topics hold one JSON value per message, so one spanning lines fails to parse;
-    # other formats may hold anything: each message must then be exactly one line
-    if block.format is not Format.JSON and _count_newlines(body) != count - 1:
+    if _count_newlines(body) != count - 1:
         return None
     try:
         parsed = pa_json.read_json(
@@ -83,6 +87,8 @@ def _numeric_fast_path(block: MessageBlock) -> pa.Table | None:
     for column in ("asset", "datastream", "value"):
         if parsed[column].null_count:
             return None
+    if pc.max(pc.abs(parsed["value"])).as_py() >= _EXACT_LIMIT:
+        return None  # maybe an integer float64 cannot hold: its digits go to value_string
     if pc.any(pc.equal(parsed["asset"], "")).as_py() or pc.any(
         pc.equal(parsed["datastream"], "")
     ).as_py():
@@ -181,6 +187,8 @@ def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLette
     for index, payload in enumerate(payloads):
         problem = reading_problem(payload)
         if problem is None:
+            problem = _prepare_value(payload, messages[index])
+        if problem is None:
             good.append(index)
         else:
             dead.append((messages[index], problem))
@@ -216,18 +224,77 @@ def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLette
     return table, dead
 
 
+class _JsonText(str):
+    """A value that was an object or a list, as JSON text (for ``value_object``)."""
+
+    __slots__ = ()
+
+
+def _prepare_value(payload: dict[str, Any], message: Message) -> str | None:
+    """Ready ``payload["value"]`` for its column (objects and lists become JSON text, an
+    integer too large for the JSON parser gets its exact digits back); why it cannot be."""
+    value = payload["value"]
+    kind = type(value)
+    if kind is float and abs(value) >= 2**63 and value.is_integer():
+        payload["value"] = _exact_integer(message.data, value)
+    elif kind is dict or kind is list:
+        try:
+            payload["value"] = _JsonText(orjson.dumps(value).decode())
+        except TypeError:  # nested deeper than orjson writes (254 levels)
+            try:
+                payload["value"] = _JsonText(
+                    json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            except RecursionError:
+                return "value is nested too deeply to be written as JSON text"
+    return None
+
+
+def _exact_integer(data: bytes, parsed: float) -> int | float:
+    """The payload's ``value`` as an exact integer when its JSON text is an integer beyond 64
+    bits (orjson reads those as floats), else ``parsed``."""
+    try:
+        exact = json.loads(data)["value"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return parsed
+    return exact if type(exact) is int else parsed
+
+
 def _split_values(values: list[Any]) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """The four value columns. An integer beyond ±2**53, where float64 no longer holds every
+    integer, lands as the nearest float64 in ``value_number`` and as its exact digits in
+    ``value_string``."""
     n = len(values)
     kinds = set(map(type, values))
     if kinds <= {float, int}:
-        return (pa.array(values, pa.float64()), pa.nulls(n, pa.string()),
-                pa.nulls(n, pa.bool_()), pa.nulls(n, pa.string()))
-    numbers = [v if type(v) in (float, int) else None for v in values]
-    strings = [v if type(v) is str else None for v in values]
+        try:
+            return (pa.array(values, pa.float64()), pa.nulls(n, pa.string()),
+                    pa.nulls(n, pa.bool_()), pa.nulls(n, pa.string()))
+        except (pa.ArrowInvalid, OverflowError):
+            pass  # an integer float64 cannot hold exactly
+    numbers = [_number(v) for v in values]
+    strings = [v if type(v) is str else _digits(v) for v in values]
     bools = [v if type(v) is bool else None for v in values]
-    objects = [orjson.dumps(v).decode() if type(v) in (dict, list) else None for v in values]
+    objects = [v if type(v) is _JsonText else None for v in values]
     return (pa.array(numbers, pa.float64()), pa.array(strings, pa.string()),
             pa.array(bools, pa.bool_()), pa.array(objects, pa.string()))
+
+
+def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        try:
+            return float(value)  # the nearest float64
+        except OverflowError:
+            return None  # beyond float64's range: only the digits are kept
+    return None
+
+
+def _digits(value: Any) -> str | None:
+    if type(value) is int and abs(value) > _EXACT_LIMIT:
+        return str(value)
+    return None
 
 
 def _times(payloads: list[Any], messages: Sequence[Message]

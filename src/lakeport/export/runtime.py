@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import orjson
 import pyarrow as pa
 
 from lakeport.allocator import release_free_memory
@@ -28,10 +29,9 @@ from lakeport.export.config import ExportConfig
 from lakeport.export.rows import DeadLetter, build_rows, empty_table
 from lakeport.export.sinks import Batch, Sink, open_sink
 from lakeport.export.status import ExportStatus, export_dir, write_json_atomic
-from lakeport.streams import Engine, open_engine
+from lakeport.streams import Engine, dead_letters, open_engine
 from lakeport.streams.base import Consumer, Producer
 from lakeport.streams.block import MessageBlock
-from lakeport.streams.types import Message
 
 log = logging.getLogger("lakeport.export")
 T = TypeVar("T")
@@ -106,8 +106,6 @@ class _Intents:
         return self.folder / f"intent-{topic}.json"
 
     def load(self, topic: str) -> tuple[int, int] | None:
-        import orjson
-
         try:
             record = orjson.loads(self._path(topic).read_bytes())
             return int(record["first"]), int(record["last"])
@@ -339,13 +337,11 @@ class Exporter:
 
     async def _send_dead(self, engine: Engine, topic: str, dead: list[DeadLetter]) -> None:
         if self._dead_producer is None:
-            producer = engine.producer(self.name, dead_letter_topic(f"export.{self.name}"))
+            producer = engine.producer(self.name, dead_letter_topic(f"export.{self.name}"),
+                                       options=dead_letters.OPTIONS)
             await producer.open()
             self._dead_producer = producer
-        payloads = [{"topic": topic, "seqno": m.seqno, "reason": reason,
-                     "message": _message_record(m)} for m, reason in dead]
-        ids = [f"{topic}:{m.seqno}" for m, _ in dead]
-        await self._dead_producer.produce_many(payloads, msg_ids=ids)
+        await dead_letters.send_dead_letters(self._dead_producer, topic, dead, f"{topic}:")
 
     async def _close_dead_producer(self) -> None:
         if self._dead_producer is not None:
@@ -368,14 +364,6 @@ class Exporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), wait)
                 raise Stopped(what)
-
-
-def _message_record(message: Message) -> dict[str, Any]:
-    """The dead message as JSON (its bytes as text when they do not decode)."""
-    try:
-        return message.to_dict()
-    except ValueError:
-        return {"seqno": message.seqno, "producer": message.producer, "text": message.text()}
 
 
 __all__ = ["BATCHES_IN_MEMORY", "Exporter", "Stopped"]

@@ -13,7 +13,9 @@
 | seqno          | int64                      | the topic message's seqno                  |
 | producer       | string                     | the topic message's producer               |
 
-Exactly one ``value_*`` column is set per row. Payloads follow the app message format
+Exactly one ``value_*`` column is set per row, except for an integer beyond ±2**53
+(float64 no longer holds every integer there): ``value_number`` holds the nearest
+float64 and ``value_string`` the exact digits. Payloads follow the app message format
 (``lakeport.apps.messages``: ``{"asset", "datastream", "value", "unit", "time", "type"}``).
 """
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,60 @@ _TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk qu
                     errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
+PROBE_PREFIX = ".lakeport-probe-"
+STALE_PROBE_SECONDS = 600.0
+"""A probe lives for milliseconds: one this old was left by a health check that never ended
+(also one without a pid in its name, or of a process on another host)."""
+
+
+def _dead_writer(name: str) -> bool:
+    """Whether the process named at the end of ``name`` (``…tmp-<pid>``) no longer runs."""
+    _, sep, pid = name.rpartition(".tmp-")
+    if not sep or not pid.isdigit() or not 0 < int(pid) < 2**31:
+        return False
+    return int(pid) != os.getpid() and not pid_alive(int(pid))
+
+
 def _drop_stale_temps(folder: Path, pattern: str = ".*.tmp-*") -> None:
     """Delete temporary files in ``folder`` (those matching ``pattern``) left by writers that
     died (a killed exporter's batch, written again under the same name after its restart)."""
     for stale in folder.glob(pattern):
-        pid = stale.name.rpartition("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+        if _dead_writer(stale.name):
             stale.unlink(missing_ok=True)
+
+
+def _drop_stale_probes(folder: Path) -> None:
+    """Delete health-check probes in ``folder`` left by exporters killed while probing: those
+    of processes that no longer run, and any older than :data:`STALE_PROBE_SECONDS`. Best
+    effort: a probe that cannot be removed (another user's) is left, the export goes on."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for probe in folder.glob(f"{PROBE_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if (now - probe.lstat().st_mtime > STALE_PROBE_SECONDS
+                        or _dead_writer(probe.name)):
+                    probe.unlink(missing_ok=True)
+
+
+def _probe_unnamed(folder: Path) -> bool:
+    """Write and sync a file without a name in ``folder`` (Linux ``O_TMPFILE``), so a process
+    killed while probing leaves nothing behind; False where the system or file system has no
+    such files (then a named probe is used)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return False
+        raise
+    try:
+        os.write(fd, b"probe")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 class LocalSink(Sink):
@@ -60,7 +109,13 @@ class LocalSink(Sink):
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._error(exc, "create the folder") from exc
-        probe = self.root / f".lakeport-probe-{uuid.uuid4().hex}"
+        _drop_stale_probes(self.root)
+        try:
+            if _probe_unnamed(self.root):
+                return
+        except OSError as exc:
+            raise self._error(exc, "write to the folder") from exc
+        probe = self.root / f"{PROBE_PREFIX}{uuid.uuid4().hex}.tmp-{os.getpid()}"
         try:
             with open(probe, "wb") as out:
                 out.write(b"probe")
