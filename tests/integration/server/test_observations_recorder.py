@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,15 @@ def wait_for_count(http, expected: int) -> dict:  # type: ignore[no-untyped-def]
         time.sleep(0.05)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_readings_become_observations_and_bad_ones_are_skipped(recording: Platform) -> None:
     with recording.client() as http:
         counts = wait_for_count(http, 505)
@@ -67,3 +77,58 @@ def test_readings_become_observations_and_bad_ones_are_skipped(recording: Platfo
                            "time": "2026-01-15T08:00:00.499Z", "value": 499.0}]
         asyncio.run(produce(recording.settings.streams_url, readings(500, 100)))
         assert wait_for_count(http, 606)["observations"] == 606  # resumes after its acks
+
+
+async def rename_observations(store_url: str, old: str, new: str) -> None:
+    import sqlalchemy as sa
+
+    from lakeport.server.store import Store
+
+    async with Store(store_url) as store, store.begin() as conn:
+        await conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+def test_a_block_the_store_refuses_is_retried_not_skipped(
+        recording: Platform, caplog: pytest.LogCaptureFixture) -> None:
+    """An error that is not the store being away (here its table is missing for a while) is
+    retried too: the block is stored once the table is back, none of it is dropped."""
+    url = recording.settings.store_url
+
+    def failures() -> int:
+        return sum(r.name == "lakeport.server.recorder" and r.levelno >= logging.ERROR
+                   for r in caplog.records)
+
+    with recording.client() as http:
+        assert wait_for_count(http, 505)["observations"] == 505
+        asyncio.run(rename_observations(url, "observations", "observations_away"))
+        try:
+            asyncio.run(produce(recording.settings.streams_url, readings(500, 100)))
+            wait_until(lambda: failures() >= 4, 30)  # the old recorder skipped after 3
+            assert failures() >= 3, caplog.text
+        finally:
+            asyncio.run(rename_observations(url, "observations_away", "observations"))
+        assert wait_for_count(http, 606)["observations"] == 606
+        assert any("stored seqnos" in r.getMessage() for r in caplog.records)
+
+
+def test_a_locked_sqlite_file_is_transient_a_missing_table_is_not(tmp_path: Path) -> None:
+    import sqlite3
+
+    from lakeport.server.observations.recorder import transient
+
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("INSERT INTO t VALUES (1)")
+        assert transient(locked.value), locked.value
+        holder.execute("ROLLBACK")
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            other.execute("INSERT INTO nowhere VALUES (1)")
+        assert not transient(missing.value), missing.value
+    finally:
+        holder.close()
+        other.close()

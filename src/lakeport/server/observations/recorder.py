@@ -7,6 +7,12 @@ observed property = datastream (created on first sight, owned by ``recorder``, d
 the value, unit from ``unit``), inserts the block in one transaction and acks it after the
 commit. Readings that are not readings, or whose value does not fit the property's data type,
 are skipped and counted in the log.
+
+A block that cannot be stored is never skipped: while the store is unreachable (a connection
+refused or lost, a server shutting down, a busy SQLite file) the block is tried again with a
+backoff that doubles up to ``RETRY_MAX`` seconds, nothing is acked and the consumer's lag grows;
+once the store is back the block is stored and recording goes on. Other errors are retried the
+same way with their traceback in the log.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lakeport.errors import Transient
 from lakeport.export.rows import build_rows
 from lakeport.server.observations.catalog import ensure_datastreams
 from lakeport.server.observations.models import NAME_PATTERN
@@ -37,7 +45,16 @@ CONSUMER = "recorder"
 OWNER = "recorder"
 BLOCK = 50_000
 TYPES = ("number", "string", "boolean", "object")
+RETRY_FIRST = 0.1
+RETRY_MAX = 5.0
 _NAME = re.compile(NAME_PATTERN)
+# SQLSTATE classes and codes a retry can get past: connection exceptions, insufficient
+# resources, operator intervention (admin / crash shutdown, cannot connect now), serialization
+# failures and deadlocks, a lock not available
+_TRANSIENT_STATES = ("08", "53", "57P", "40001", "40P01", "55P03")
+# SQLite's errors of a file it cannot use now (sqlite3.OperationalError has no code to test)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "unable to open database",
+                "disk i/o error")
 
 
 async def _ensure(conn: AsyncConnection, dialect: str, table: sa.Table,
@@ -130,9 +147,61 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
     return stored, skipped
 
 
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it wraps) says the store is unreachable or busy for now."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, (Transient, OSError)):
+            return True
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        state = getattr(err, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_STATES):
+            return True
+        # asyncpg's own errors of a closed or broken session (COPY raises them past
+        # SQLAlchemy), e.g. the next call on a session the server has just ended
+        if type(err).__module__.startswith("asyncpg") and type(err).__name__ in (
+                "InterfaceError", "InternalClientError", "ConnectionDoesNotExistError"):
+            return True
+        if type(err).__module__ == "sqlite3" and str(err).lower().startswith(_SQLITE_BUSY):
+            return True
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]
+    return False
+
+
+async def _store_until_stored(store: Store, state: ServiceState, topic: str, what: str,
+                              rows: pa.Table) -> int:
+    """Store ``rows``, trying again with a growing delay (at most ``RETRY_MAX`` seconds) until
+    it succeeds; the number of readings skipped as invalid."""
+    failures = 0
+    delay = RETRY_FIRST
+    while True:
+        try:
+            _, skipped = await store_rows(store, state, rows)
+        except Exception as exc:
+            failures += 1
+            if transient(exc):
+                log.warning("recorder %s: the store is unavailable (failure %d), %s not acked; "
+                            "retrying in %.1f s: %s", topic, failures, what, delay,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            else:
+                log.exception("recorder %s: storing %s failed (failure %d), not acked; "
+                              "retrying in %.1f s", topic, what, failures, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        if failures:
+            log.warning("recorder %s: stored %s after %d failures", topic, what, failures)
+        return skipped
+
+
 async def record(engine: Engine, store: Store, state: ServiceState, topic: str) -> None:
     """Record ``topic`` until cancelled (reopening the consumer after a failure)."""
-    failures = 0
     while True:
         try:
             async with engine.consumer(CONSUMER, topic, position="unread",
@@ -145,16 +214,8 @@ async def record(engine: Engine, store: Store, state: ServiceState, topic: str) 
                     if not len(block):
                         continue
                     rows, dead = build_rows(block)
-                    try:
-                        _, skipped = await store_rows(store, state, rows)
-                    except Exception:
-                        failures += 1
-                        if failures < 3:
-                            raise
-                        log.exception("recorder %s: skipping seqnos %d-%d after 3 failed "
-                                      "attempts", topic, block.first_seqno, block.last_seqno)
-                        skipped = rows.num_rows
-                    failures = 0
+                    what = f"seqnos {block.first_seqno}-{block.last_seqno}"
+                    skipped = await _store_until_stored(store, state, topic, what, rows)
                     await consumer.ack(block.last_seqno)
                     if dead or skipped:
                         log.warning("recorder %s: skipped %d readings (%s)", topic,
@@ -167,4 +228,4 @@ async def record(engine: Engine, store: Store, state: ServiceState, topic: str) 
             await asyncio.sleep(1.0)
 
 
-__all__ = ["CONSUMER", "record", "store_rows"]
+__all__ = ["CONSUMER", "RETRY_MAX", "record", "store_rows", "transient"]
