@@ -17,9 +17,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from lakeport.errors import Invalid
+from lakeport.errors import Invalid, Terminal
 
 FORMAT_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+"""The folder value Hive-partitioned readers take for a null value."""
+
+_HIVE_ESCAPED = frozenset('"#%\'*/:=?[\\]^{}')
+"""Characters Hive and Spark percent-encode in partition values (besides control characters)."""
+
+
+def _percent(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode())
+
+
+def partition_value(value: str) -> str:
+    """``value`` as the ``<value>`` of one ``name=<value>`` folder, escaped as Hive does and
+    DuckDB, polars and pyarrow (``segment_encoding="uri"``) undo: ``/ = % \\ : # " ' * ? [ ] { }
+    ^``, control and other non-printable characters become ``%XX`` (UTF-8 bytes), so a value is
+    always exactly one folder level. Trailing dots become ``%2E`` too (``.`` and ``..`` are
+    never a value on disk, and Azure advises against path segments ending in a dot); an empty value
+    stays empty (``asset=``, read back as ``""``), and a value spelled like :data:`HIVE_NULL`
+    gets its first ``_`` escaped so DuckDB does not read it as null."""
+    escaped = "".join(_percent(c) if c in _HIVE_ESCAPED or not c.isprintable() else c
+                      for c in value)
+    kept = escaped.rstrip(".")
+    escaped = kept + "%2E" * (len(escaped) - len(kept))
+    return "%5F" + escaped[1:] if value == HIVE_NULL else escaped
+
+
+def _unsafe_segment(segment: str) -> bool:
+    return segment in ("", ".", "..") or "/" in segment or "\\" in segment or "\x00" in segment
 
 
 @dataclass(frozen=True)
@@ -37,7 +66,8 @@ class Batch:
 
     def partitions(self, by_asset: bool = False) -> list[tuple[str, pa.Table]]:
         """``("date=YYYY-MM-DD[/asset=A]", rows)`` per Hive partition, in a stable order
-        (rows keep their seqno order within a partition)."""
+        (rows keep their seqno order within a partition); ``A`` is the asset escaped by
+        :func:`partition_value`, so it is always one folder level."""
         table = self.table
         if table.num_rows == 0:
             return []
@@ -57,15 +87,23 @@ class Batch:
         offset = 0
         for value, count in groups:
             day, _, asset = value.partition("\x00")
-            path = f"date={day}" + (f"/asset={asset}" if by_asset else "")
+            path = f"date={day}" + (f"/asset={partition_value(asset)}" if by_asset else "")
             out.append((path, table.slice(offset, count)))
             offset += count
         return out
 
     def object_key(self, prefix: str, partition: str, extension: str) -> str:
         """``<prefix>/<topic>/<partition>/<topic>-<first>-<last>.<ext>``: the same batch always
-        lands under the same key, so a retry overwrites instead of duplicating."""
+        lands under the same key, so a retry overwrites instead of duplicating.
+
+        Raises Terminal unless the key stays in ``<prefix>/<topic>/``: the topic must be one
+        folder level other than ``.`` and ``..``, each partition level one ``name=value``."""
         name = f"{self.topic}-{self.first_seqno}-{self.last_seqno}.{extension}"
+        levels = partition.split("/") if partition else []
+        if _unsafe_segment(self.topic) or any(
+                _unsafe_segment(level) or "=" not in level[1:] for level in levels):
+            raise Terminal(f"topic {self.topic!r}, partition {partition!r}: the file would not "
+                           "land in the topic's own folder of the lake")
         return "/".join(p for p in (prefix.strip("/"), self.topic, partition, name) if p)
 
 
