@@ -12,7 +12,7 @@ import asyncio
 import os
 from typing import Any
 
-from lakeport.allocator import keep_freed_memory
+from lakeport.allocator import tune_process
 
 SOURCE = os.environ.get("LAKEPORT_BENCH_SOURCE", "")
 CHUNK = 4 << 20
@@ -37,7 +37,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        keep_freed_memory()  # as lakeport serve does
+        tune_process()  # as lakeport serve does
         await _lifespan(receive, send)
         return
     if scope["method"] == "PUT":

@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 
+from lakeport import tune_process
 from lakeport.streams.registry import open_engine
 
 
@@ -58,6 +59,7 @@ def main(argv: list[str]) -> int:
         return 2
     url, topic, rate, seconds = argv[0], argv[1], int(argv[2]), float(argv[3])
     batch = int(argv[4]) if len(argv) == 5 else 50
+    tune_process()  # as lakeport's own processes are
     asyncio.run(produce_paced(url, topic, rate, seconds, batch))
     return 0
 

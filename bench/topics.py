@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from _sqlite_baselines import naive_sqlite_rate, sqlite_wal_batched_rate
+from lakeport import tune_process
 from lakeport.streams.base import EndOfTopic, Engine, Producer
 from lakeport.streams.registry import open_engine
 
@@ -525,7 +526,9 @@ def bench_main(args: argparse.Namespace,
                measure: Callable[[argparse.Namespace, Callable[[str], None]], Any],
                render: Callable[[Console, Any, argparse.Namespace, float], None]) -> int:
     """Run a bench: progress on stderr (one live line in a terminal, timed lines otherwise),
-    the table on stdout, the ``--json`` figures last; exit 1 when a check failed."""
+    the table on stdout, the ``--json`` figures last; exit 1 when a check failed. The bench
+    process is tuned as lakeport's own processes are (``lakeport.tune_process``)."""
+    tune_process()
     out = Console() if sys.stdout.isatty() else Console(width=160)
     err = Console(stderr=True)
     started = time.perf_counter()

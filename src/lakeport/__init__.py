@@ -1,11 +1,12 @@
 """lakeport: move industrial sensor data from the edge into data lakes."""
 
-from lakeport.allocator import arrow_uses_system_allocator
+from lakeport.allocator import started_as_command, tune_process
 
-arrow_uses_system_allocator()  # before anything imports pyarrow
+if started_as_command():  # the lakeport command's own process, before pyarrow is imported
+    tune_process()
 
 
-from lakeport.errors import (  # noqa: E402
+from lakeport.errors import (
     Closed,
     Conflict,
     Forbidden,
@@ -18,7 +19,7 @@ from lakeport.errors import (  # noqa: E402
     Unauthorized,
     Unavailable,
 )
-from lakeport.streams import (  # noqa: E402
+from lakeport.streams import (
     Consumer,
     EndMarker,
     EndOfTopic,
@@ -66,6 +67,7 @@ __all__ = [
     "Unavailable",
     "__version__",
     "open_engine",
+    "tune_process",
 ]
 
 

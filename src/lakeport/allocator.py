@@ -10,10 +10,15 @@ many threads allocate. The same goes for HTTP bodies of megabytes: the platform 
 the client apply it too (uvicorn receives a large upload three times faster). Long-running
 bulk work (an exporter) calls :func:`release_free_memory` after each batch, so the process
 follows its working set.
-Arrow allocates through the same heap (``ARROW_DEFAULT_MEMORY_POOL=system``, set by
-:func:`arrow_uses_system_allocator` when lakeport is imported before pyarrow): its own
-allocators reserve large arenas that stay resident long after a batch. Nothing changes on
-other C libraries. Set ``LAKEPORT_MALLOC_TUNING=0`` to leave the allocators as they are.
+Arrow allocates through the same heap (its system memory pool): its own allocators reserve
+large arenas that stay resident long after a batch. Nothing changes on other C libraries.
+
+These are settings of the whole process, so only lakeport's own processes make them: the
+``lakeport`` command (serve, workers, exporters, the demo, apps it runs) calls
+:func:`tune_process` first thing. Importing lakeport, creating a client or opening an engine
+changes nothing; a program using lakeport as a library opts in with
+``lakeport.tune_process()``. Set ``LAKEPORT_MALLOC_TUNING=0`` to leave the allocators as they
+are everywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import itertools
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,6 +42,7 @@ MMAP_THRESHOLD = 32 << 20
 ARENA_MAX = 2
 
 _applied = False
+_tuned = False  # tune_process() ran: this process opted in
 _libc: ctypes.CDLL | None = None
 
 
@@ -83,18 +91,67 @@ def tuning_enabled() -> bool:
     return os.environ.get("LAKEPORT_MALLOC_TUNING", "1") != "0"
 
 
+def started_as_command() -> bool:
+    """Whether this process is the ``lakeport`` command (the console script, or
+    ``python -m lakeport.cli``)."""
+    argv = getattr(sys, "argv", None) or [""]
+    name = os.path.basename(str(argv[0])).lower()
+    if name in ("lakeport", "lakeport.exe", "lakeport-script.py"):
+        return True
+    return ("-m", "lakeport.cli") in itertools.pairwise(getattr(sys, "orig_argv", ()))
+
+
 def arrow_uses_system_allocator() -> None:
-    """Make Arrow allocate from the C heap (unless the user chose a pool)."""
-    if tuning_enabled():
-        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    """Make Arrow allocate from the C heap (unless the user chose a pool with
+    ``ARROW_DEFAULT_MEMORY_POOL``); the environment is left as it was.
+
+    Arrow reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when pyarrow is imported: before that the
+    variable is set just for the import; after it pyarrow's default pool is replaced, which
+    covers the allocations pyarrow makes for Python calls (not those inside C++ code that
+    asks Arrow for its own default).
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    if "pyarrow" in sys.modules:
+        import pyarrow
+
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+        return
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool()
+    finally:
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+
+
+def tune_process() -> bool:
+    """Tune this process's allocators for bulk data (Arrow on the C heap, freed heap memory
+    kept for the next batch); return whether the glibc settings are in effect.
+
+    The ``lakeport`` command calls it; a program using lakeport as a library may call it
+    once, at start, to get the same throughput. ``import lakeport`` imports pyarrow, so there
+    it replaces pyarrow's default pool; start the program with
+    ``ARROW_DEFAULT_MEMORY_POOL=system`` for Arrow's C++ allocations too. Does nothing when
+    ``LAKEPORT_MALLOC_TUNING=0``.
+    """
+    global _tuned
+    if not tuning_enabled():
+        return False
+    if not _tuned:
+        _tuned = True
+        arrow_uses_system_allocator()
+    return keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
-    """Apply the glibc settings once per process; return whether they are in effect."""
+    """Apply the glibc settings once, in a process that opted in with :func:`tune_process`
+    (the ``lakeport`` command does); return whether they are in effect."""
     global _applied
     if _applied:
         return True
-    if not tuning_enabled():
+    if not _tuned or not tuning_enabled():
         return False
     if any(name.startswith("MALLOC_") for name in os.environ):
         return False  # the user chose their own settings

@@ -290,6 +290,18 @@ def test_demo_runs_the_pipeline_into_the_lake_and_ends_with_a_summary(tmp_path: 
         f"SELECT count(*), count(DISTINCT seqno) FROM "
         f"read_parquet('{tmp_path}/lake/transformed-data/**/*.parquet')").fetchall()
     assert rows == distinct == info["entries"], "every transformed reading landed once"
+    lines = result.stdout.splitlines()
+    query = lines[next(i for i, line in enumerate(lines) if line.startswith("Query the lake")) + 1]
+    assert "duckdb" not in query, "the query needs only what scripts/demo installs"
+    queried = subprocess.run(query, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
+    assert queried.returncode == 0, queried.stderr
+    groups = [line.split() for line in queried.stdout.splitlines()]
+    assert groups[0] == ["asset", "datastream", "count", "mean"]
+    assert [group[:2] for group in groups[1:]] == [
+        [asset, datastream] for asset in ("pump-01", "pump-02")
+        for datastream in ("pressure", "temperature", "vibration")]
+    assert sum(int(group[2]) for group in groups[1:]) == rows
     payload = json.loads(lakeport("topics", "consume", "transformed-data", "--payload-only",
                                   "-n", "1").stdout)
     assert payload["processed"] is True and payload["asset"] == "pump-01"

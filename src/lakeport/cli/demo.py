@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import shutil
 import sys
 import time
@@ -23,6 +24,7 @@ import typer
 from rich import box
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -336,6 +338,23 @@ def _command_name() -> str:
     return started_as if relative.startswith("..") else relative
 
 
+def query_command(lake: Path) -> str:
+    """A shell command that queries the demo's lake with pyarrow (a lakeport dependency),
+    run by this Python (``.venv/bin/python`` after ``scripts/demo``)."""
+    python = os.path.relpath(sys.executable)
+    python = shlex.quote(sys.executable if python.startswith("..") else python)
+    code = (
+        "import pyarrow.dataset as ds; "
+        f"t = ds.dataset('{lake}').to_table(columns=['asset', 'datastream', 'value_number'])"
+        ".group_by(['asset', 'datastream'])"
+        ".aggregate([([], 'count_all'), ('value_number', 'mean')])"
+        ".sort_by([('asset', 'ascending'), ('datastream', 'ascending')]); "
+        "print(*('%-10s %-12s %6s %8s' % r for r in [('asset', 'datastream', 'count', 'mean'), "
+        "*((a, d, n, round(m, 2)) for a, d, n, m in zip(*t.to_pydict().values()))]), sep='\\n')"
+    )
+    return f'{python} -c "{code}"'
+
+
 def _summary(state: DemoState, url: str | None) -> None:
     elapsed = time.monotonic() - state.started
     latencies = sorted(state.follower.latencies_ms)
@@ -355,12 +374,8 @@ def _summary(state: DemoState, url: str | None) -> None:
         status = state.exporter.status
         lines.append(f"  exporter   {status.rows:,} rows in {status.files:,} Parquet files → "
                      f"{state.lake}/")
-        lines += [
-            "Query the lake:",
-            "  python -c \"import duckdb; print(duckdb.sql(\\\"SELECT asset, datastream, count(*), "
-            f"round(avg(value_number), 2) FROM read_parquet('{state.lake}/**/*.parquet') "
-            "GROUP BY ALL ORDER BY ALL\\\"))\"",
-        ]
+        lines += ["Query the lake (count and mean value per asset and datastream):",
+                  "  " + escape(query_command(state.lake))]
     command = _command_name()
     if state.server_url is not None:
         lines += [

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from lakeport import __version__
+from lakeport.allocator import tune_process
 from lakeport.cli import app as apps
 from lakeport.cli import (
     export,
@@ -100,6 +101,7 @@ def _usage_error(exc: UsageError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line and exit with 0 (done), 1 (user error) or 2 (bug)."""
+    tune_process()  # lakeport's own process: allocators tuned for bulk data (allocator.py)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="lakeport", standalone_mode=False)

@@ -20,7 +20,6 @@ import httpx
 import orjson
 
 from lakeport import __version__
-from lakeport.allocator import keep_freed_memory
 from lakeport.client.config import ClientConfig
 from lakeport.client.errors import ApiUnavailable, ClientError, error_from_response
 
@@ -32,8 +31,7 @@ _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_U
 
 # httpcore reads at most 64 KB per call and splits each larger chunk the socket gave it,
 # copying the rest every time; with 1 MB a download takes each chunk whole (1.5x faster).
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, 1 << 20)
+READ_SIZE = 1 << 20
 
 Body = bytes | AsyncIterator[bytes] | None
 BodyFactory = Callable[[], Body]
@@ -70,7 +68,6 @@ class Http:
 
     def __init__(self, config: ClientConfig,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        keep_freed_memory()  # bodies of megabytes: reuse freed buffers, no page faults
         self.config = config
         self.url = config.url.rstrip("/")
         headers = {"user-agent": f"lakeport-client/{__version__}"}
@@ -80,6 +77,8 @@ class Http:
         timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
         self.client = httpx.AsyncClient(base_url=self.url + API_PREFIX, headers=headers,
                                         timeout=timeout, transport=transport)
+        if transport is None:
+            _read_big_chunks(self.client)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -177,6 +176,63 @@ class Http:
         return base * (0.5 + random.random() / 2)
 
 
+class _BigReads(httpcore.AsyncNetworkStream):
+    """A connection that reads at least :data:`READ_SIZE` bytes per call."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max(max_bytes, READ_SIZE), timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        return _BigReads(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _BigReadsBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, with connections that read :data:`READ_SIZE` at a time."""
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        return _BigReads(await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address,
+            socket_options=socket_options))
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        return _BigReads(await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _read_big_chunks(client: httpx.AsyncClient) -> None:
+    """Give this client's connections (direct and through proxies) the 1 MB read size, for
+    this client only; httpx has no option for it, so its connection pools get a wrapped
+    network backend (without them, as in another httpx version, reads stay at 64 KB)."""
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
+                backend, _BigReadsBackend):
+            pool._network_backend = _BigReadsBackend(backend)  # type: ignore[union-attr]
+
+
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
@@ -188,4 +244,5 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-__all__ = ["API_PREFIX", "Body", "BodyFactory", "Http", "as_time", "clean_params", "dump_json"]
+__all__ = ["API_PREFIX", "READ_SIZE", "Body", "BodyFactory", "Http", "as_time", "clean_params",
+           "dump_json"]
