@@ -4,18 +4,17 @@ land and the rest goes to the dead-letter topic with the exact original bytes.""
 from __future__ import annotations
 
 import base64
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
 import pytest
+from _engines import memory_or_file_engine  # noqa: F401 (the engine fixture)
 
 from lakeport.export.config import ExportConfig
 from lakeport.export.runtime import Exporter
-from lakeport.streams import Engine, open_engine
+from lakeport.streams import Engine
 from lakeport.streams.types import Format, Message, TopicOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,14 +22,6 @@ TOPIC = "plant-data"
 DEAD = "dead-letter.export.lake"
 BIG = 123456789012345678  # above 2**53
 BINARY = b"\xff\xfe\x00{"
-
-
-@pytest.fixture(params=["memory", "file"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    url = f"memory://{uuid.uuid4().hex}" if request.param == "memory" else \
-        (tmp_path / "streams").as_uri()
-    async with open_engine(url) as opened:
-        yield opened
 
 
 def reading(value: Any, asset: str = "pump-1") -> dict[str, Any]:

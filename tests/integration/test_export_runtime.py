@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
 import pytest
+from _engines import memory_or_file_engine  # noqa: F401 (the engine fixture)
 
 from lakeport.errors import Terminal, Transient
 from lakeport.export.config import ExportConfig
@@ -29,14 +28,6 @@ from lakeport.streams import Engine, open_engine
 
 pytestmark = pytest.mark.timeout(60)
 TOPIC = "transformed-data"
-
-
-@pytest.fixture(params=["memory", "file"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    url = f"memory://{uuid.uuid4().hex}" if request.param == "memory" else \
-        (tmp_path / "streams").as_uri()
-    async with open_engine(url) as opened:
-        yield opened
 
 
 def reading(i: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from _postgres import PrivatePostgres, private_postgres
+from test_observations_recorder import wait_until
 
 from lakeport.apps.messages import Number
 from server_fixtures import platform_settings, running_platform
@@ -77,15 +78,6 @@ async def recorder_lag(url: str) -> int | None:
     async with open_engine(url) as engine:
         info = await engine.topic_info(TOPIC)
     return next((c.lag for c in info.consumers if c.name == "recorder"), None)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_recorder_keeps_every_reading_through_a_store_outage(
