@@ -152,16 +152,37 @@ async def forget(conn: AsyncConnection, kind: str, name: str) -> None:
     await conn.execute(grants.delete().where(grants.c.kind == kind, grants.c.name == name))
 
 
-async def readable_of_kind(conn: AsyncConnection, user: User, kind: str) -> set[str]:
-    """Names of the resources of ``kind`` the caller owns (as recorded in
-    :data:`resource_owners`) or holds a grant on."""
-    owned = sa.select(resource_owners.c.name).where(resource_owners.c.kind == kind,
-                                                    resource_owners.c.owner_id == user.id)
-    shared = sa.select(grants.c.name).where(grants.c.kind == kind, grants.c.user_id == user.id)
-    return set((await conn.execute(owned.union(shared))).scalars())
+async def levels_of_kind(conn: AsyncConnection, user: User, kind: str) -> dict[str, Level]:
+    """The caller's level on each resource of ``kind`` it owns (as recorded in
+    :data:`resource_owners`) or holds a grant on, in one query."""
+    owned = sa.select(resource_owners.c.name, sa.literal("owner").label("permission")).where(
+        resource_owners.c.kind == kind, resource_owners.c.owner_id == user.id)
+    shared = sa.select(grants.c.name, grants.c.permission).where(
+        grants.c.kind == kind, grants.c.user_id == user.id)
+    levels: dict[str, Level] = {}
+    for name, permission in await conn.execute(owned.union_all(shared)):
+        level = Level.OWNER if permission == "owner" else PERMISSIONS.get(permission,
+                                                                           Level.NONE)
+        levels[name] = max(level, levels.get(name, Level.NONE))
+    return levels
 
 
-__all__ = ["DEFAULT_LEVEL", "KINDS", "PERMISSIONS", "Level", "claim", "forget",
-           "granted_levels", "grants", "level_of", "owner_id_of", "parse_permission",
-           "permission_name", "readable_of_kind", "recorded_level", "require",
-           "resource_owners", "user_id_named"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "KINDS",
+    "PERMISSIONS",
+    "Level",
+    "claim",
+    "forget",
+    "granted_levels",
+    "grants",
+    "level_of",
+    "levels_of_kind",
+    "owner_id_of",
+    "parse_permission",
+    "permission_name",
+    "recorded_level",
+    "require",
+    "resource_owners",
+    "user_id_named",
+]

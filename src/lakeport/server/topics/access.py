@@ -20,7 +20,7 @@ from lakeport.server.access import (
     Level,
     claim,
     forget,
-    readable_of_kind,
+    levels_of_kind,
     recorded_level,
     require,
 )
@@ -61,12 +61,13 @@ async def forget_topic(store: Store, topic: str) -> None:
         await forget(conn, KIND, topic)
 
 
-async def readable_topics(store: Store, user: User, names: list[str]) -> set[str]:
-    """Which of ``names`` the caller may read."""
+async def readable_topics(store: Store, user: User, names: list[str]) -> dict[str, Level]:
+    """The caller's level on each of ``names`` it may read."""
     if user.admin:
-        return set(names)
+        return dict.fromkeys(names, Level.OWNER)
     async with store.connect() as conn:
-        return await readable_of_kind(conn, user, KIND) & set(names)
+        levels = await levels_of_kind(conn, user, KIND)
+    return {name: levels[name] for name in names if levels.get(name, Level.NONE) >= Level.READ}
 
 
 def engine_consumer_name(user: User, name: Any) -> str | None:

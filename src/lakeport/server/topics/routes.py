@@ -136,13 +136,10 @@ def _producer_name(body: dict[str, Any], user: User) -> str:
 async def list_topics(user: User = Depends(current_user), store: Store = Depends(get_store),
                       engine: Engine = Depends(get_engine)) -> JSONResponse:
     infos = await engine.list_topics()
-    readable = await readable_topics(store, user, [info.name for info in infos])
-    items = []
-    for info in infos:
-        if info.name in readable:
-            level = await topic_level(store, user, info.name)
-            items.append(info_to_json(await shown_info(store, user, level, info)))
-    return JSONResponse({"items": items})
+    levels = await readable_topics(store, user, [info.name for info in infos])
+    return JSONResponse({"items": [info_to_json(await shown_info(store, user, levels[info.name],
+                                                                 info))
+                                   for info in infos if info.name in levels]})
 
 
 @router.put("/topics/{topic}", summary="Create a topic", status_code=201, response_model=None,
