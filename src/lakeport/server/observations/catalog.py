@@ -21,7 +21,6 @@ from lakeport.server.observations.tables import (
     datastreams,
     features,
     properties,
-    sensors,
 )
 from lakeport.server.store import insert_ignore
 from lakeport.server.store.schema import now_ms
@@ -52,16 +51,6 @@ class DatastreamCache:
     def forget(self, ids: set[int]) -> None:
         """Drop the datastreams ``ids`` (deleted with their sensor, feature or property)."""
         self.ids = {triple: ident for triple, ident in self.ids.items() if ident not in ids}
-
-
-async def sensor_id(conn: AsyncConnection, name: str) -> int:
-    """The id of sensor ``name``; NotFound ``unknown sensor 'x'``."""
-    if not isinstance(name, str):
-        raise Invalid(f"sensor must be a sensor name, not {name!r}")
-    found = (await conn.execute(sa.select(sensors.c.id).where(sensors.c.name == name))).scalar()
-    if found is None:
-        raise NotFound(f"unknown sensor {name!r}")
-    return int(found)
 
 
 async def feature_id(conn: AsyncConnection, name: str | None) -> int:
@@ -139,4 +128,4 @@ def text_value(number: float | None, text: str | None) -> str:
 
 
 __all__ = ["DatastreamCache", "Prop", "Triple", "decode_value", "ensure_datastreams",
-           "feature_id", "property_map", "sensor_id", "text_value"]
+           "feature_id", "property_map", "text_value"]
