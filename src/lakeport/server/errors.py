@@ -24,15 +24,20 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def error_response(exc: LakeportError) -> JSONResponse:
+    """The answer to a lakeport error: its status, code, message and details."""
+    code, status = wire_code(exc)
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return JSONResponse(error_body(code, str(exc), getattr(exc, "details", None)), status,
+                        headers=headers)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn errors into JSON error bodies."""
 
     @app.exception_handler(LakeportError)
     async def lakeport_error(_: Request, exc: LakeportError) -> JSONResponse:
-        code, status = wire_code(exc)
-        details = getattr(exc, "details", None)
-        headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
-        return JSONResponse(error_body(code, str(exc), details), status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,4 +59,4 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("internal", "internal server error"), 500)
 
 
-__all__ = ["error_body", "install"]
+__all__ = ["error_body", "error_response", "install"]

@@ -15,10 +15,9 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lakeport.errors import LakeportError, TooLarge, wire_code
+from lakeport.errors import LakeportError, TooLarge
 from lakeport.server.auth import HEADER, authenticate
-from lakeport.server.errors import error_body
-from lakeport.server.responses import JSONResponse
+from lakeport.server.errors import error_response
 from lakeport.server.settings import ServerSettings
 
 log = logging.getLogger("lakeport.server")
@@ -42,11 +41,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def _answer(scope: Scope, send: Send, exc: LakeportError) -> None:
-    code, status = wire_code(exc)
-    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
-    response = JSONResponse(error_body(code, str(exc), getattr(exc, "details", None)), status,
-                            headers=headers)
-    await response(scope, _no_body, send)
+    await error_response(exc)(scope, _no_body, send)
 
 
 async def _no_body() -> Message:
