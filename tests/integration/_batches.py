@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.export.sinks import Batch
+from lakeport.readings import ROW_SCHEMA
 
 BASE = datetime(2026, 5, 1, 23, 59, 56, tzinfo=UTC)
 

@@ -24,10 +24,10 @@ from _azurite import (
 )
 
 from lakeport.errors import Invalid, NotFound, Terminal, Transient
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.export.sinks import open_sink
 from lakeport.export.sinks.adls import AdlsSink, parse_abfs_url
 from lakeport.export.sinks.base import Batch
+from lakeport.readings import ROW_SCHEMA
 
 # The first run on a machine installs Azurite with npm inside the module fixture.
 pytestmark = pytest.mark.timeout(60 if find_azurite_blob() else 60 + INSTALL_TIMEOUT_S)

@@ -22,10 +22,10 @@ from databricks.sdk.service.jobs import JobSettings, Source
 
 from conftest import require_service
 from lakeport.errors import Invalid, NotFound, Terminal, Transient
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.export.sinks import Batch, open_sink
 from lakeport.export.sinks.databricks import DatabricksVolumeSink
 from lakeport.export.sinks.databricks_jobs import delta_table_ddl, job_name
+from lakeport.readings import ROW_SCHEMA
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ import pytest
 
 from lakeport.errors import Invalid
 from lakeport.export.formats import EXTENSIONS, write_table
-from lakeport.export.schema import ROW_SCHEMA
+from lakeport.readings import ROW_SCHEMA
 
 WHEN = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lakeport.apps.messages import CONTROL_CHANGES, DATA_TYPES, ControlChange, topic_name
-from lakeport.apps.simulator import ALL_DATA_TYPES, PRODUCER
+from lakeport.apps.messages import CONTROL_CHANGES, MESSAGE_CLASSES, ControlChange, topic_name
+from lakeport.apps.simulator import PRODUCER
 from lakeport.errors import Invalid, NotFound
+from lakeport.readings import DATA_TYPES
 
 if TYPE_CHECKING:
     from lakeport.apps.manifest import Manifest
@@ -69,7 +70,7 @@ class Row:
             message: Any = ControlChange(asset=self.asset, datastream=self.datastream,
                                          value=self.value, time=when)
         else:
-            message = DATA_TYPES[self.data_type](asset=self.asset, datastream=self.datastream,
+            message = MESSAGE_CLASSES[self.data_type](asset=self.asset, datastream=self.datastream,
                                                  value=self.value, unit=self.unit, time=when)
         return message.to_payload()
 
@@ -90,12 +91,12 @@ class CsvPlan:
         for subscription in manifest.subscriptions():
             control = subscription.topic == control_topic
             if subscription.datastreams is None:
-                types = tuple(subscription.data_types or ALL_DATA_TYPES)
+                types = tuple(subscription.data_types or DATA_TYPES)
                 self.by_type = Target(subscription.topic, types, None, control)
                 continue
             for name in subscription.datastreams:
                 stream = declared.get((control, name))
-                types = (stream.data_type,) if stream is not None else ALL_DATA_TYPES
+                types = (stream.data_type,) if stream is not None else DATA_TYPES
                 unit = stream.unit if stream is not None else None
                 self.named.setdefault(name, Target(subscription.topic, types, unit, control))
 

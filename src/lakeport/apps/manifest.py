@@ -20,7 +20,6 @@ import yaml
 from pydantic import PrivateAttr, ValidationError
 
 from lakeport.apps.manifest_models import (
-    ALL_DATA_TYPES,
     ALL_SECTIONS,
     IO,
     TYPE_SECTIONS,
@@ -54,6 +53,7 @@ from lakeport.apps.secrets import (
     secret_refs,
 )
 from lakeport.errors import Invalid
+from lakeport.readings import DATA_TYPES
 
 MANIFEST_FILE = "app.yaml"
 
@@ -187,7 +187,7 @@ class Manifest(ManifestModel):
 
 def _union(ios: Iterable[IO]) -> tuple[str, ...]:
     wanted = {data_type for io in ios for data_type in io.data_types}
-    return tuple(t for t in ALL_DATA_TYPES if t in wanted)
+    return tuple(t for t in DATA_TYPES if t in wanted)
 
 
 def _mask(value: Any) -> Any:

@@ -26,9 +26,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from lakeport.readings import DATA_TYPES, DataType
+
 AppType = Literal["app", "importer", "exporter", "docker"]
-DataType = Literal["number", "string", "boolean", "object"]
-ALL_DATA_TYPES: tuple[str, ...] = ("number", "string", "boolean", "object")
 SPEC_MAJOR = 5
 
 # Sections only some app types may have.
@@ -270,7 +270,7 @@ class IO(Strict):
     """An importer's or exporter's IO: which data types it carries, whether it takes control."""
 
     name: StreamName
-    data_types: list[DataType] = Field(default_factory=lambda: list(ALL_DATA_TYPES),
+    data_types: list[DataType] = Field(default_factory=lambda: list(DATA_TYPES),
                                        min_length=1)
     control: bool = False
 

@@ -130,7 +130,7 @@ class DataTag(AppMessage):
     datastreams: list[str] = Field(default_factory=list)
 
 
-DATA_TYPES = {"number": Number, "string": String, "boolean": Boolean, "object": Object}
+MESSAGE_CLASSES = {"number": Number, "string": String, "boolean": Boolean, "object": Object}
 
 AnyMessage = Annotated[
     Number | String | Boolean | Object | ControlChange | Recommendation | DataTag,

@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Any
 from lakeport.apps.messages import (
     ASSET_DATA,
     CONTROL_CHANGES,
-    DATA_TYPES,
+    MESSAGE_CLASSES,
     ControlChange,
     topic_name,
 )
 from lakeport.errors import Invalid
+from lakeport.readings import DATA_TYPES
 
 if TYPE_CHECKING:
     from lakeport.apps.manifest import Manifest
     from lakeport.streams.base import Engine
 
 PATTERNS = ("random", "sine", "ramp", "counter")
-ALL_DATA_TYPES = ("number", "string", "boolean", "object")
 # Datastream names for apps that accept data types rather than named datastreams.
 DATA_NAMES = {"number": "temperature", "string": "status", "boolean": "running",
               "object": "payload"}
@@ -176,7 +176,7 @@ def plan_series(manifest: Manifest) -> list[Series]:
                 series.append(Series(subscription.topic, name, data_type, unit, control))
             continue
         names = CONTROL_NAMES if control else DATA_NAMES
-        for data_type in subscription.data_types or ALL_DATA_TYPES:
+        for data_type in subscription.data_types or DATA_TYPES:
             series.append(Series(subscription.topic, names[data_type], data_type,
                                  None if control else DATA_UNITS.get(data_type), control))
     return series
@@ -211,7 +211,7 @@ class Simulator:
             message: Any = ControlChange(asset=self.asset_name(asset + 1),
                                          datastream=series.datastream, value=value, time=when)
         else:
-            message = DATA_TYPES[series.data_type](
+            message = MESSAGE_CLASSES[series.data_type](
                 asset=self.asset_name(asset + 1), datastream=series.datastream, value=value,
                 unit=series.unit, time=when)
         return series.topic, message.to_payload()

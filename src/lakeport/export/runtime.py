@@ -26,9 +26,9 @@ from lakeport.allocator import release_free_memory
 from lakeport.apps.messages import dead_letter_topic
 from lakeport.errors import LakeportError, Terminal, Transient
 from lakeport.export.config import ExportConfig
-from lakeport.export.rows import DeadLetter, build_rows, empty_table
 from lakeport.export.sinks import Batch, Sink, open_sink
 from lakeport.export.status import ExportStatus, export_dir, write_json_atomic
+from lakeport.readings import DeadLetter, build_rows, empty_table
 from lakeport.streams import Engine, dead_letters, open_engine
 from lakeport.streams.base import Consumer, Producer
 from lakeport.streams.block import MessageBlock

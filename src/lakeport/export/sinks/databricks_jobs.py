@@ -26,7 +26,7 @@ from databricks.sdk.service.jobs import (
 )
 
 from lakeport.errors import Invalid
-from lakeport.export.schema import ROW_SCHEMA
+from lakeport.readings import ROW_SCHEMA
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+$")
 

@@ -5,7 +5,7 @@ app transaction ``(<app_id>/<topic>, last seqno)``. Before writing, the sink rea
 transaction's version from the table and skips the batch when it is already there, so a
 batch retried after a crash is a no-op: exactly one copy of every row.
 
-The table has the columns of :data:`lakeport.export.schema.ROW_SCHEMA` plus ``date``
+The table has the columns of :data:`lakeport.readings.ROW_SCHEMA` plus ``date``
 (``YYYY-MM-DD`` of ``time`` in UTC, a string), and is partitioned by ``date`` (option
 ``partition_by_date``). It is created on the first write; the schema is enforced (an
 existing table with other columns is a Terminal error naming them).
@@ -30,9 +30,9 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.export.sinks.base import Batch, Sink, parse_options
 from lakeport.export.sinks.s3 import S3Options, parse_s3_url
+from lakeport.readings import ROW_SCHEMA
 
 DATE_COLUMN = "date"
 TABLE_SCHEMA = ROW_SCHEMA.append(pa.field(DATE_COLUMN, pa.string(), nullable=False))

@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from lakeport.readings import DataType
+
 NAME_PATTERN = r"^[A-Za-z0-9+_=:@.\-]{1,200}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=200)]
 
@@ -53,7 +55,6 @@ def _json_numbers(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_numbers)]
 """A JSON object of free-form fields whose numbers JSON can hold."""
-DataType = Literal["number", "string", "boolean", "object"]
 
 
 class _Body(BaseModel):

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.errors import Transient
-from lakeport.export.rows import build_rows
+from lakeport.readings import DATA_TYPES, build_rows
 from lakeport.server.observations.catalog import ensure_datastreams
 from lakeport.server.observations.models import NAME_PATTERN
 from lakeport.server.observations.tables import features, properties, sensors
@@ -44,7 +44,6 @@ log = logging.getLogger("lakeport.server.recorder")
 CONSUMER = "recorder"
 OWNER = "recorder"
 BLOCK = 50_000
-TYPES = ("number", "string", "boolean", "object")
 RETRY_FIRST = 0.1
 RETRY_MAX = 5.0
 _NAME = re.compile(NAME_PATTERN)
@@ -82,7 +81,7 @@ def _groups(keys: pa.Array) -> Iterable[tuple[str, np.ndarray]]:
 
 
 async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple[int, int]:
-    """Store reading rows (``lakeport.export.schema.ROW_SCHEMA``); (stored, skipped)."""
+    """Store reading rows (``lakeport.readings.ROW_SCHEMA``); (stored, skipped)."""
     if not rows.num_rows:
         return 0, 0
     number, string = rows["value_number"].combine_chunks(), rows["value_string"].combine_chunks()
@@ -116,7 +115,7 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
         unit = units[int(index[0])].as_py() or ""
         property_rows.setdefault(stream, {
             "name": stream, "unit": unit.replace("\x00", "")[:100],
-            "data_type": TYPES[int(kind[index[0]])], "description": "", "owner": OWNER,
+            "data_type": DATA_TYPES[int(kind[index[0]])], "description": "", "owner": OWNER,
             "created_ms": created})
     async with store.begin() as conn:
         sensor_by = await _ensure(conn, store.dialect, sensors, sensor_rows)
@@ -125,7 +124,7 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
         planned = []
         for asset, stream, index in good:
             prop = prop_by[stream]
-            keep = index[(kind[index] == TYPES.index(prop.data_type)) & ~nul[index]]
+            keep = index[(kind[index] == DATA_TYPES.index(prop.data_type)) & ~nul[index]]
             skipped += len(index) - len(keep)
             if keep.size:
                 planned.append(((sensor_by[asset].id, prop.id, feature_by[asset].id), prop, keep))

@@ -12,8 +12,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lakeport.export import rows
-from lakeport.export.schema import ROW_SCHEMA
+from lakeport import readings
+from lakeport.readings import ROW_SCHEMA
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Format, Message, datetime_to_ns
 
@@ -31,7 +31,7 @@ def reading(value: Any) -> bytes:
 
 
 def test_a_big_integer_beside_a_string_is_kept_exactly() -> None:
-    table, dead = rows.build_rows(block([reading(BIG), reading("open")]))
+    table, dead = readings.build_rows(block([reading(BIG), reading("open")]))
     assert dead == []
     assert table["value_number"].to_pylist() == [float(BIG), None]
     assert table["value_string"].to_pylist() == [str(BIG), "open"]
@@ -39,7 +39,7 @@ def test_a_big_integer_beside_a_string_is_kept_exactly() -> None:
 
 def test_big_integers_alone_and_in_the_all_number_path_keep_their_digits() -> None:
     for values in ([BIG, 1.5], [BIG], [-BIG, 2, 2**53, 2**53 + 1, 2**64 - 1]):
-        table, dead = rows.build_rows(block([reading(v) for v in values]))
+        table, dead = readings.build_rows(block([reading(v) for v in values]))
         assert dead == []
         assert table["value_number"].to_pylist() == [float(v) for v in values]
         assert table["value_string"].to_pylist() == [
@@ -52,7 +52,7 @@ def test_integers_beyond_64_bits_keep_their_digits() -> None:
              b'{"asset":"a","datastream":"d","value":-%d}' % huge,
              b'{"asset":"a","datastream":"d","value":1.0e29}',
              reading("x")]
-    table, dead = rows.build_rows(block(datas))
+    table, dead = readings.build_rows(block(datas))
     assert dead == []
     assert table["value_number"].to_pylist() == [float(huge), -float(huge), 1e29, None]
     assert table["value_string"].to_pylist() == [str(huge), f"-{huge}", None, "x"]
@@ -61,7 +61,7 @@ def test_integers_beyond_64_bits_keep_their_digits() -> None:
 def test_a_value_nested_deeper_than_the_json_writer_goes_is_still_written() -> None:
     deep = b"[" * 400 + b"]" * 400
     datas = [b'{"asset":"a","datastream":"d","value":' + deep + b"}", reading("x")]
-    table, dead = rows.build_rows(block(datas))
+    table, dead = readings.build_rows(block(datas))
     assert dead == []
     assert json.loads(table["value_object"][0].as_py()) == json.loads(deep)
 
@@ -69,7 +69,7 @@ def test_a_value_nested_deeper_than_the_json_writer_goes_is_still_written() -> N
 def test_a_value_nested_too_deep_to_write_is_a_dead_letter() -> None:
     deep = b"[" * 1000 + b"]" * 1000
     datas = [b'{"asset":"a","datastream":"d","value":' + deep + b"}", reading("x")]
-    table, dead = rows.build_rows(block(datas))
+    table, dead = readings.build_rows(block(datas))
     assert table["value_string"].to_pylist() == ["x"]
     assert [(m.seqno, reason) for m, reason in dead] == [
         (1, "value is nested too deeply to be written as JSON text")]
@@ -78,7 +78,7 @@ def test_a_value_nested_too_deep_to_write_is_a_dead_letter() -> None:
 def test_a_null_payload_first_in_a_batch_is_a_dead_letter() -> None:
     # Arrow's JSON reader crashes the process on a body starting with null
     for fmt in (Format.JSON, Format.BYTES):
-        table, dead = rows.build_rows(block([b"null", reading(1.5)], fmt))
+        table, dead = readings.build_rows(block([b"null", reading(1.5)], fmt))
         assert table["value_number"].to_pylist() == [1.5]
         assert [m.seqno for m, _ in dead] == [1]
 
@@ -123,7 +123,7 @@ def _payloads() -> st.SearchStrategy[bytes]:
 
 
 def _check(datas: list[bytes], fmt: Format) -> None:
-    table, dead = rows.build_rows(block(datas, fmt))
+    table, dead = readings.build_rows(block(datas, fmt))
     assert table.schema == ROW_SCHEMA
     table.validate(full=True)
     row_seqnos = table["seqno"].to_pylist()
@@ -155,7 +155,7 @@ def test_readings_with_arbitrary_fields_become_rows_or_dead_letters(datas: list[
 
 
 def test_numbers_keep_their_sign_and_zero() -> None:
-    table, dead = rows.build_rows(block([reading(-0.0), reading(0.0), reading("s")]))
+    table, dead = readings.build_rows(block([reading(-0.0), reading(0.0), reading("s")]))
     assert dead == []
     numbers = table["value_number"].to_pylist()
     assert str(numbers[0]) == "-0.0" and str(numbers[1]) == "0.0"

@@ -1,10 +1,30 @@
-"""A block of topic messages → Arrow rows in :data:`ROW_SCHEMA`, plus dead letters for what
-is not a reading.
+"""The sensor-reading model: the four data types, the Arrow row schema every reading lands in,
+and the builder that turns a block of topic messages into those rows.
 
-The hot path of every exporter. A block of app-format payloads (``{"asset", "datastream",
-"value", "unit", "time", "type"}``) is parsed in one C call by Arrow's JSON reader when every
-value is a number; otherwise (strings, booleans, objects, bad payloads) the batch is parsed
-with orjson and checked row by row, so only the bad messages become dead letters.
+Shared by the exporter and the observation recorder. One row per reading:
+
+| column         | type                       | from the message                           |
+|----------------|----------------------------|--------------------------------------------|
+| time           | timestamp[us, tz=UTC]      | payload ``time`` (else the topic's time)   |
+| asset          | string                     | payload ``asset``                          |
+| datastream     | string                     | payload ``datastream``                     |
+| value_number   | float64                    | ``value`` when a number                    |
+| value_string   | string                     | ``value`` when a string                    |
+| value_bool     | bool                       | ``value`` when a boolean                   |
+| value_object   | string (JSON text)         | ``value`` when an object or a list         |
+| unit           | string                     | payload ``unit`` (optional)                |
+| seqno          | int64                      | the topic message's seqno                  |
+| producer       | string                     | the topic message's producer               |
+
+Exactly one ``value_*`` column is set per row, except for an integer beyond ±2**53
+(float64 no longer holds every integer there): ``value_number`` holds the nearest
+float64 and ``value_string`` the exact digits. Payloads follow the app message format
+(``lakeport.apps.messages``: ``{"asset", "datastream", "value", "unit", "time", "type"}``).
+
+:func:`build_rows` is the hot path of every exporter. A block of such payloads is parsed in
+one C call by Arrow's JSON reader when every value is a number; otherwise (strings, booleans,
+objects, bad payloads) the batch is parsed with orjson and checked row by row, so only the bad
+messages become dead letters (:data:`DeadLetter`).
 """
 
 from __future__ import annotations
@@ -13,7 +33,7 @@ import json
 import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import orjson
@@ -21,14 +41,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from lakeport.export.schema import ROW_SCHEMA
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Message, datetime_to_ns
+
+DataType = Literal["number", "string", "boolean", "object"]
+"""The data type of a reading's value."""
+
+DATA_TYPES: tuple[DataType, ...] = get_args(DataType)
+"""The four data types, in the order of the ``value_*`` columns."""
+
+ROW_SCHEMA = pa.schema(
+    [
+        pa.field("time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("asset", pa.string(), nullable=False),
+        pa.field("datastream", pa.string(), nullable=False),
+        pa.field("value_number", pa.float64()),
+        pa.field("value_string", pa.string()),
+        pa.field("value_bool", pa.bool_()),
+        pa.field("value_object", pa.string()),
+        pa.field("unit", pa.string()),
+        pa.field("seqno", pa.int64(), nullable=False),
+        pa.field("producer", pa.string(), nullable=False),
+    ]
+)
 
 DeadLetter = tuple[Message, str]
 """A message that is not a sensor reading, and why."""
 
-DATA_TYPES = frozenset({"number", "string", "boolean", "object"})
 _TIME_TYPE = ROW_SCHEMA.field("time").type
 _NUMERIC_SCHEMA = pa.schema(
     [

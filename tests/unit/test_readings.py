@@ -8,8 +8,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from lakeport.export import rows
-from lakeport.export.schema import ROW_SCHEMA
+from lakeport import readings
+from lakeport.readings import ROW_SCHEMA
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Format, Message, datetime_to_ns
 
@@ -21,8 +21,8 @@ def message(seqno: int, payload: object, producer: str = "sim") -> Message:
     return Message(seqno, datetime_to_ns(MESSAGE_TIME), producer, data)
 
 
-def build_rows(messages: list[Message]) -> tuple[pa.Table, list[rows.DeadLetter]]:
-    return rows.build_rows(MessageBlock.from_messages(messages, Format.JSON))
+def build_rows(messages: list[Message]) -> tuple[pa.Table, list[readings.DeadLetter]]:
+    return readings.build_rows(MessageBlock.from_messages(messages, Format.JSON))
 
 
 def reading(i: int, **extra: object) -> dict[str, object]:
