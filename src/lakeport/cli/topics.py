@@ -49,13 +49,14 @@ NameArg = Annotated[str, typer.Argument(help="Topic name (A-Z a-z 0-9 and + _ = 
 
 
 def _topic_options(fmt: Format, max_size: str | None, max_age: str | None,
-                   persistence: Persistence) -> TopicOptions:
+                   persistence: Persistence, replicas: int | None = None) -> TopicOptions:
     size = parse_option(parse_size, max_size, "--max-size")
     age = duration(max_age, "--max-age")
     for option, value in (("--max-size", size), ("--max-age", age)):
         if value is not None and value <= 0:
             raise Invalid(f"{option}: must be more than 0")
-    return TopicOptions(format=fmt, persistence=persistence, max_size=size, max_age=age)
+    return TopicOptions(format=fmt, persistence=persistence, max_size=size, max_age=age,
+                        replicas=replicas)
 
 
 @app.command()
@@ -68,6 +69,9 @@ def create(
         help="Retention: keep messages at most this long, e.g. 7d, 12h.")] = None,
     persistence: Annotated[Persistence, typer.Option(
         help="disk survives restarts; ram is faster, lost on reboot.")] = Persistence.DISK,
+    replicas: Annotated[int | None, typer.Option(
+        min=1, max=5, help="Copies kept on a NATS cluster (1-5); default: the URL's "
+        "?replicas= or 1. Other engines keep one copy.")] = None,
     exist_ok: Annotated[bool, typer.Option(
         "--exist-ok", help="Succeed if the topic already exists.")] = False,
     url: UrlOption = None,
@@ -75,8 +79,11 @@ def create(
     """Create a topic.
 
     Example: lakeport topics create raw-sensor-data --max-size 512MB --max-age 7d
+
+    On a NATS cluster: lakeport topics create raw-sensor-data --replicas 3
+    --url nats://a:4222,b:4222,c:4222
     """
-    options = _topic_options(fmt, max_size, max_age, persistence)
+    options = _topic_options(fmt, max_size, max_age, persistence, replicas)
 
     run(on_engine(url, lambda engine: engine.create_topic(name, options, exist_ok=exist_ok)))
     stderr.print(f"created topic [bold]{name}[/] ({options.format.value})")
@@ -137,6 +144,7 @@ def show(
         ("format", record["format"]),
         ("persistence", record["persistence"]),
         ("retention", retention),
+        ("replicas", record["replicas"]),
         ("seqnos", _seqno_range(info)),
         ("entries", f"{info.entries:,}"),
         ("size", human_bytes(info.bytes)),

@@ -24,6 +24,7 @@ from lakeport.streams.types import (
     TopicOptions,
     encode_payload,
     now_ns,
+    require_one_copy,
 )
 
 _member_ids = itertools.count(1)
@@ -164,7 +165,9 @@ class MemoryEngine(Engine):
             if exist_ok:
                 return self.topics[name].info()
             raise Conflict(f"topic {name!r} already exists")
-        self.topics[name] = _Topic(name, options or TopicOptions())
+        options = options or TopicOptions()
+        require_one_copy(options, "memory")
+        self.topics[name] = _Topic(name, options)
         return self.topics[name].info()
 
     async def delete_topic(self, name: str) -> None:

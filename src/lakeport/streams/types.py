@@ -25,6 +25,8 @@ MAX_DURATION = 100 * 365 * 86_400
 """The longest duration accepted anywhere, in seconds: 100 years (3153600000 s)."""
 MAX_SIZE = 1 << 62
 """The largest ``max_size`` of a topic, in bytes: 2**62 (4 EiB)."""
+MAX_REPLICAS = 5
+"""The most copies of a topic a cluster keeps (JetStream's limit)."""
 
 
 def _shown(value: Any) -> str:
@@ -171,6 +173,9 @@ class TopicOptions(BaseModel):
                                   description="retention: seconds kept at most")
     dedup_window: float = Field(default=120.0, ge=0, le=MAX_DURATION, allow_inf_nan=False,
                                 description="seconds a msg_id is remembered")
+    replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS,
+                                 description="copies kept on a cluster (nats:// only); "
+                                             "None: the engine's default")
 
     @field_validator("max_size", mode="before")
     @classmethod
@@ -188,6 +193,13 @@ class TopicOptions(BaseModel):
     def _window(cls, value: Any) -> Any:
         return _option_number("dedup_window", value, parse_duration, str | timedelta, 0, True,
                               MAX_DURATION)
+
+
+def require_one_copy(options: TopicOptions, engine: str) -> None:
+    """Refuse ``replicas`` above 1 on an engine that keeps one copy of a topic."""
+    if options.replicas not in (None, 1):
+        raise Invalid(f"replicas={options.replicas}: the {engine} engine keeps one copy of a "
+                      "topic; replicated topics need a NATS cluster (nats://a,b,c?replicas=3)")
 
 
 OnNoExists = Literal["wait", "fail", "create"]
@@ -443,6 +455,7 @@ class TopicInfo:
             "persistence": self.options.persistence.value,
             "max_size": self.options.max_size,
             "max_age": self.options.max_age,
+            "replicas": self.options.replicas or 1,
             "first_seqno": self.first_seqno,
             "last_seqno": self.last_seqno,
             "entries": self.entries,

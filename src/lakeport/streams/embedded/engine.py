@@ -41,6 +41,7 @@ from lakeport.streams.types import (
     TopicOptions,
     encode_payload,
     encode_payloads,
+    require_one_copy,
     validate_topic_name,
 )
 
@@ -112,6 +113,7 @@ class EmbeddedEngine(Engine):
         self, name: str, options: TopicOptions | None = None, *, exist_ok: bool = False
     ) -> TopicInfo:
         options = options or TopicOptions()
+        require_one_copy(options, "embedded")
         final = self.topic_dir(name)
         if final.exists():
             if exist_ok:

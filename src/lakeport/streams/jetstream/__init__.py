@@ -40,6 +40,11 @@ How the topic API maps onto JetStream, and what the adapter adds where it does n
 - **lag** ↔ the durable's ``num_pending + num_ack_pending``; ``topic_info().consumers`` lists
   the durables with their ack floor, lag, mode and live lease holders. A deleted stream
   makes an open consumer raise Closed on its next receive.
+- **clusters**: the URL may name several servers of one cluster
+  (``nats://a:4222,b:4222,c:4222?replicas=3``, see :mod:`.url`). ``replicas`` ↔
+  ``num_replicas`` (the topic option, else the URL's default); the lease bucket gets the
+  URL's ``replicas`` too. While a leader is elected, producers publish again with the same
+  msg id and consumers pull and ack again, up to the URL's ``failover_timeout``.
 - **connection**: an unreachable server raises Unavailable within about 3 s; once connected
   the client rides out server restarts for about a minute.
 """

@@ -93,8 +93,9 @@ def read_consumer_description(durable: str, description: str | None) -> tuple[st
         return decode_token(durable) or durable, "shared"
 
 
-def stream_config(topic: str, options: TopicOptions) -> dict[str, Any]:
-    """The JetStream stream config that stores a topic with these options."""
+def stream_config(topic: str, options: TopicOptions, replicas: int = 1) -> dict[str, Any]:
+    """The JetStream stream config that stores a topic with these options (``replicas``
+    copies unless the options name their own)."""
     max_age_ns = int(options.max_age * 1e9) if options.max_age else 0
     dedup_ns = int(options.dedup_window * 1e9)
     if max_age_ns and dedup_ns > max_age_ns:
@@ -110,7 +111,7 @@ def stream_config(topic: str, options: TopicOptions) -> dict[str, Any]:
         "max_msgs": -1,
         "max_msg_size": -1,
         "discard": "old",
-        "num_replicas": 1,
+        "num_replicas": options.replicas or replicas,
     }
     if dedup_ns:
         config["duplicate_window"] = dedup_ns

@@ -4,6 +4,11 @@ exclusive and standby use ``AckPolicy.ALL`` (acking one message acks all before 
 shared uses ``AckPolicy.EXPLICIT`` and acks each delivered message up to the seqno. Pull
 requests are sent on an inbox of this consumer and the delivered messages are buffered; the
 messages delivered but not acked are kept by seqno so an ack can name them.
+
+Failover: while a cluster elects a new leader for the stream or the durable, requests go
+unanswered. Pull requests are sent again after a pause, a topic check that gets no answer
+is not a deleted topic, and an ack is sent again (acks are idempotent) until the engine's
+``failover_timeout``; the durable keeps its ack floor, so delivery goes on from there.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import nats.errors
 import orjson
 from nats.aio.msg import Msg
 
-from lakeport.errors import Closed, Conflict, LakeportError, NotFound
+from lakeport.errors import Closed, Conflict, LakeportError, NotFound, Unavailable
 from lakeport.streams.base import Consumer, ConsumerSpec
 from lakeport.streams.jetstream import api
 from lakeport.streams.jetstream.codec import (
@@ -40,6 +45,8 @@ EPHEMERAL_INACTIVE = 60.0  # seconds before the server drops an ephemeral reader
 EXCLUSIVE_ACK_WAIT = 86_400.0  # exclusive/standby re-place the durable when they take over
 TAKEOVER_POLL = 0.25
 BATCH_GRACE = 0.02  # seconds to wait for the rest of a batch that the server is sending
+ACK_ANSWER = 5.0  # seconds to wait for the server to confirm an ack, per attempt
+NO_LEADER_PAUSE = 0.25  # seconds before pulling again after "503 no responders"
 
 
 class JetStreamConsumer(Consumer):
@@ -284,7 +291,10 @@ class JetStreamConsumer(Consumer):
             # a status of a pull request: 408 expired, 404 no messages, 409 deleted/...
             headers = msg.headers or {}
             if msg.subject == self._request:
-                self._request, self._requested = "", 0
+                if headers.get("Status") == "503":  # no leader right now: pull again later
+                    self._request_ends = time.monotonic() + NO_LEADER_PAUSE
+                else:
+                    self._request, self._requested = "", 0
             if headers.get("Status") == "409" and "Deleted" in headers.get("Description", ""):
                 self._deleted = True
         self._event.set()
@@ -374,6 +384,10 @@ class JetStreamConsumer(Consumer):
             await self.engine.stream_info(self.topic)
         except NotFound as exc:
             raise Closed(f"topic {self.topic!r} was deleted") from exc
+        except Unavailable:
+            if not force:
+                return  # no answer during an election is not a deleted topic
+            raise
         if durable and self._deleted:
             raise Closed(f"{self._label} was deleted")
 
@@ -419,17 +433,41 @@ class JetStreamConsumer(Consumer):
             return
         msgs = [held.pop(s) for s in done]
         nc = self.engine.nc
+        what = f"cannot ack seqno {seqno} of {self._label}"
         try:
             if self._explicit:
                 for msg in msgs[:-1]:
                     await nc.publish(msg.reply, b"+ACK")
-            # the last ack waits for the server, so an ack is durable when this returns
-            await nc.request(msgs[-1].reply, b"+ACK", timeout=5.0)
-        except nats.errors.NoRespondersError as exc:
-            await self._check_topic(force=True)
-            raise Closed(f"{self._label} no longer exists") from exc
         except Exception as exc:
-            raise api.translate(exc, f"cannot ack seqno {seqno} of {self._label}") from exc
+            raise api.translate(exc, what) from exc
+        # the last ack waits for the server, so an ack is durable when this returns; it is
+        # sent again while a new leader is elected (acking twice is harmless)
+        gives_up = time.monotonic() + self.engine.settings.failover_timeout
+        pause = 0.05
+        while True:
+            try:
+                await nc.request(msgs[-1].reply, b"+ACK", timeout=ACK_ANSWER)
+                return
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError,
+                    TimeoutError) as exc:
+                if await self._durable_gone():
+                    raise Closed(f"{self._label} no longer exists") from exc
+                if time.monotonic() > gives_up:
+                    raise api.translate(exc, what) from exc
+            except Exception as exc:
+                raise api.translate(exc, what) from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _durable_gone(self) -> bool:
+        """True if the server says the topic or the durable no longer exists (no answer:
+        False, an election may be on)."""
+        try:
+            return await self._consumer_info() is None
+        except Closed:
+            return True
+        except Unavailable:
+            return False
 
     async def _nak_all(self) -> None:
         msgs = [*self._held.values(), *self._ready]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
 import nats.js.errors
@@ -26,6 +25,7 @@ from lakeport.streams.jetstream.codec import (
     stream_name,
 )
 from lakeport.streams.jetstream.lease import LEASE_TTL, active_members
+from lakeport.streams.jetstream.url import display_url, parse_nats_url
 from lakeport.streams.types import (
     ConsumerInfo,
     OnNoExists,
@@ -35,16 +35,6 @@ from lakeport.streams.types import (
 )
 
 CONNECT_TIMEOUT = 3.0  # seconds to connect at most, all attempts together
-
-
-def display_url(url: str) -> str:
-    """``url`` without a password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -72,6 +62,7 @@ class JetStreamEngine(Engine):
 
     def __init__(self, url: str = "nats://127.0.0.1:4222") -> None:
         super().__init__(url)
+        self.settings = parse_nats_url(url)
         self._nc: Client | None = None
         self._kv: KeyValue | None = None
         self._kv_lock = asyncio.Lock()
@@ -94,7 +85,7 @@ class JetStreamEngine(Engine):
         async def remember(exc: BaseException) -> None:
             errors[:] = [exc]  # the last one names why a connection failed
 
-        servers = [s.strip() for s in self.url.split(",") if s.strip()]
+        servers = list(self.settings.servers)
         try:
             await asyncio.wait_for(
                 nc.connect(
@@ -150,23 +141,33 @@ class JetStreamEngine(Engine):
                 js = self.nc.jetstream()
                 try:
                     self._kv = await js.key_value(LEASE_BUCKET)
+                    await self._replicate_bucket()
                 except nats.js.errors.BucketNotFoundError:
-                    self._kv = await self._create_bucket(js)
+                    self._kv = await self._create_bucket(js, self.settings.replicas)
                 except Exception as exc:
                     raise api.translate(exc, "cannot open the consumer lease bucket") from exc
             return self._kv
 
     @staticmethod
-    async def _create_bucket(js: Any) -> KeyValue:
-        config = KeyValueConfig(
-            bucket=LEASE_BUCKET, history=1, ttl=LEASE_TTL, storage=StorageType.MEMORY
-        )
+    async def _create_bucket(js: Any, replicas: int) -> KeyValue:
+        config = KeyValueConfig(bucket=LEASE_BUCKET, history=1, ttl=LEASE_TTL,
+                                storage=StorageType.FILE, replicas=replicas)
         try:
             return await js.create_key_value(config)
         except nats.js.errors.BadRequestError:  # created by someone else meanwhile
             return await js.key_value(LEASE_BUCKET)
         except Exception as exc:
             raise api.translate(exc, "cannot create the consumer lease bucket") from exc
+
+    async def _replicate_bucket(self) -> None:
+        """Give a lease bucket made with fewer copies the URL's ``replicas``."""
+        stream = f"KV_{LEASE_BUCKET}"
+        info = await self._api(f"STREAM.INFO.{stream}", None, "the consumer lease bucket")
+        config = info["config"]
+        if config.get("num_replicas", 1) < self.settings.replicas:
+            config["num_replicas"] = self.settings.replicas
+            await self._api(f"STREAM.UPDATE.{stream}", config,
+                            "cannot replicate the consumer lease bucket")
 
     async def _api(self, subject: str, payload: dict[str, Any] | None, what: str) -> dict[str, Any]:
         return await api.request(self.nc, subject, payload, what)
@@ -197,7 +198,9 @@ class JetStreamEngine(Engine):
             if exist_ok:
                 return await self.topic_info(name)
             raise Conflict(f"topic {name!r} already exists")
-        config = stream_config(name, options)
+        config = stream_config(name, options, self.settings.replicas)
+        if config["num_replicas"] > 1:
+            await self.leases()  # while every server is up: a replicated bucket needs them
         try:
             await self._api(
                 f"STREAM.CREATE.{config['name']}", config, f"cannot create topic {name!r}"
@@ -234,6 +237,7 @@ class JetStreamEngine(Engine):
         if described is None:
             return None
         name, options = described
+        options = options.model_copy(update={"replicas": config.get("num_replicas") or 1})
         entries = state.get("messages", 0)
         last = state.get("last_seq", 0)
         return TopicInfo(

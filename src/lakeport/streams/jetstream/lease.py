@@ -6,14 +6,24 @@ JetStream has no exclusive consumer. One KV entry per (topic, consumer name) in 
 (a few seconds) makes the entry of a member that died disappear; live members refresh it
 about once a second with compare-and-set updates.
 
-- exclusive: ``create`` the entry; if it exists the consumer is refused with Conflict.
+- exclusive: ``create`` the entry; if a live member holds it the consumer is refused with
+  Conflict.
 - standby: the same, but a member that cannot create it waits and retries; it becomes
   active when the active member closes (entry deleted) or dies (entry expires).
 - shared: members add themselves to a shared entry; other modes are refused meanwhile.
+
+A member restarted right after its predecessor was killed finds the predecessor's entry
+still there. Before refusing, it watches the entry until it expires (at most
+``LEASE_TTL``, logged): a live holder refreshes it within ``REFRESH_EVERY`` and the new
+member is refused; a dead one does not and the new member takes the lease over. A refresh
+that finds the entry gone (the bucket lost it, e.g. while its server restarted) creates it
+again: the lease was not taken by anyone else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import time
@@ -30,7 +40,10 @@ from lakeport.streams.types import Mode
 
 LEASE_TTL = 4.0
 REFRESH_EVERY = 1.0
+WATCH_EVERY = 0.25  # seconds between looks at a holder that may be dead
 _CAS_TRIES = 20
+
+log = logging.getLogger("lakeport.streams.jetstream")
 
 
 def member_id() -> str:
@@ -103,9 +116,25 @@ class Lease:
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue
             if self.mode is Mode.EXCLUSIVE or record["mode"] != self.mode.value:
+                if await self._outlived(record, revision):
+                    continue  # the holder died: its entry is free now
                 raise self._conflict(record["mode"])
             return False
         return False
+
+    async def _outlived(self, record: dict[str, Any], revision: int) -> bool:
+        """Watch a held entry until its holders' expiry: True if nobody refreshed it."""
+        ends = max(record["members"].values())
+        log.info("%s: waiting up to %.1fs for the lease of a %s member that may have died",
+                 self.label, max(0.0, ends - time.time()), record["mode"])
+        while time.time() < ends:
+            await asyncio.sleep(min(WATCH_EVERY, max(0.0, ends - time.time())))
+            current = await self._read()
+            if current is None:
+                return True
+            if current[1] != revision:
+                return not current[0]["members"]  # refreshed: the holder is alive
+        return True
 
     def _me(self) -> dict[str, float]:
         return {self.member: time.time() + LEASE_TTL}
@@ -119,6 +148,8 @@ class Lease:
                 else:
                     record, revision = current
                     if record["members"] and record["mode"] != Mode.SHARED.value:
+                        if await self._outlived(record, revision):
+                            continue
                         raise self._conflict(record["mode"])
                     members = {**record["members"], **self._me()}
                     self.revision = await self.kv.update(
@@ -142,8 +173,15 @@ class Lease:
             )
             return True
         except nats.js.errors.KeyWrongLastSequenceError:
-            self.held = False
-            return False
+            pass
+        try:  # gone from the bucket without anyone taking it: hold it again
+            if await self._read() is None:
+                self.revision = await self.kv.create(self.key, self._record(self._me()))
+                return True
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        self.held = False
+        return False
 
     async def release(self) -> None:
         """Give the lease up so a standby can take over at once."""

@@ -4,13 +4,23 @@ Every message is published with a reply subject under one inbox of the producer;
 server's PubAck (``{"stream", "seq", "duplicate"}``) resolves that message's future. Many
 publishes are in flight at once (up to ``MAX_IN_FLIGHT``), so throughput is not bound by
 the round trip of each message.
+
+Failover: while a cluster elects a new stream leader, publishes are answered "no
+responders" or not at all. Such messages are published again, in their first order and
+with the same ``Nats-Msg-Id``, with a growing pause, until the engine's
+``failover_timeout``; then they fail with Unavailable. A message that was never confirmed
+may have been stored, so it is only sent again when it has a msg id: on a replicated topic
+(``replicas`` above 1) every message gets one (the caller's, else ``<producer id>-<n>``),
+so the retry cannot store it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -18,26 +28,30 @@ from typing import Any
 import orjson
 from nats.aio.msg import Msg
 
-from lakeport.errors import Closed, Invalid, NotFound, Unavailable
+from lakeport.errors import Closed, Invalid, NotFound, Transient, Unavailable
 from lakeport.streams.base import Producer
 from lakeport.streams.jetstream import api
-from lakeport.streams.jetstream.codec import message_headers, topic_subject
+from lakeport.streams.jetstream.codec import MSG_ID_HEADER, message_headers, topic_subject
 from lakeport.streams.types import encode_payload
 
 MAX_IN_FLIGHT = 20_000
-ACK_TIMEOUT = 10.0
+ACK_TIMEOUT = 10.0  # seconds: a message without a msg id fails when unconfirmed this long
+RESEND_AFTER = 3.0  # seconds: a message with a msg id is sent again when unconfirmed this long
+RETRY_FIRST = 0.05  # seconds before the first retry during a failover, doubled up to
+RETRY_MAX = 1.0
 
 
 class _Batch:
     """Messages published together; its future resolves when every PubAck arrived."""
 
-    __slots__ = ("deadline", "future", "remaining", "seqnos", "single")
+    __slots__ = ("deadline", "failover_ends", "future", "remaining", "seqnos", "single")
 
     def __init__(self, size: int, single: bool) -> None:
         self.seqnos = [0] * size
         self.remaining = size
         self.single = single
         self.deadline = 0.0
+        self.failover_ends = 0.0  # when retries give up (set by the first retry)
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def resolve(self, index: int, seqno: int) -> None:
@@ -49,6 +63,24 @@ class _Batch:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+class _Pending:
+    """One published message waiting for its PubAck."""
+
+    __slots__ = ("batch", "headers", "index", "msg_id", "payload", "token")
+
+    def __init__(self, token: int, batch: _Batch, index: int, payload: bytes,
+                 headers: dict[str, str]) -> None:
+        self.token = token
+        self.batch = batch
+        self.index = index
+        self.payload = payload
+        self.headers = headers
+        self.msg_id = MSG_ID_HEADER in headers
+
+    def __lt__(self, other: _Pending) -> bool:
+        return self.token < other.token
 
 
 class JetStreamProducer(Producer):
@@ -63,7 +95,13 @@ class JetStreamProducer(Producer):
         self._nc = self.engine.nc
         self._inbox = self._nc.new_inbox() + "."
         self._tokens = itertools.count()
-        self._pending: dict[str, tuple[_Batch, int]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._retry: list[_Pending] = []  # a heap by token: first published, first again
+        self._retrier: asyncio.Task[None] | None = None
+        replicated = (info.options.replicas or 1) > 1
+        self._auto_ids = self._dedup and replicated
+        self._id_prefix = f"{self.name}-{uuid.uuid4().hex[:12]}-"
+        self._ids = itertools.count(1)
         self._queue: deque[tuple[_Batch, Any, Any]] = deque()
         self._room = asyncio.Event()
         self._room.set()
@@ -78,11 +116,15 @@ class JetStreamProducer(Producer):
         try:
             if self._pump is not None:
                 await self._pump
-            batches = {id(b): b.future for b, _ in self._pending.values()}
+            batches = {id(p.batch): p.batch.future
+                       for p in [*self._pending.values(), *self._retry]}
             if batches:
-                await asyncio.wait(batches.values(), timeout=ACK_TIMEOUT)
+                timeout = ACK_TIMEOUT + self.engine.settings.failover_timeout
+                await asyncio.wait(batches.values(), timeout=timeout)
         finally:
             self._janitor.cancel()
+            if self._retrier is not None:
+                self._retrier.cancel()
             try:
                 await self._sub.unsubscribe()
             except Exception:
@@ -95,30 +137,36 @@ class JetStreamProducer(Producer):
             self._room.set()
         if entry is None:
             return
-        batch, index = entry
-        if not msg.data:  # a status: 503 no responders means the stream is gone
-            batch.fail(NotFound(f"topic {self.topic!r} does not exist"))
+        if not msg.data:  # a status: 503 no responders (no stream, or no leader right now)
+            self._again(entry)
             return
         response = orjson.loads(msg.data)
         error = response.get("error")
         if error:
-            batch.fail(api.error_from_response(error, f"topic {self.topic!r}"))
+            failure = api.error_from_response(error, f"topic {self.topic!r}")
+            if isinstance(failure, Transient):
+                self._again(entry)
+            else:
+                entry.batch.fail(failure)
         else:
-            batch.resolve(index, response["seq"])
+            entry.batch.resolve(entry.index, response["seq"])
 
     async def _expire_loop(self) -> None:
         """Fail publishes that the server has not confirmed within ``ACK_TIMEOUT``."""
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for token, (batch, _) in list(self._pending.items()):
-                if batch.deadline > now:
+            for token, entry in list(self._pending.items()):
+                if entry.batch.deadline > now:
                     break
                 del self._pending[token]
-                batch.fail(Unavailable(
-                    f"NATS did not confirm a message on topic {self.topic!r} "
-                    f"within {ACK_TIMEOUT:g}s"
-                ))
+                if entry.msg_id:  # sending it again cannot store it twice
+                    self._again(entry)
+                else:
+                    entry.batch.fail(Unavailable(
+                        f"NATS did not confirm a message on topic {self.topic!r} "
+                        f"within {ACK_TIMEOUT:g}s"
+                    ))
             if len(self._pending) < MAX_IN_FLIGHT // 2:
                 self._room.set()
 
@@ -137,33 +185,100 @@ class JetStreamProducer(Producer):
         return batch.future
 
     async def _publish_queued(self) -> None:
-        nc, subject, inbox, pending = self._nc, self._subject, self._inbox, self._pending
-        tokens, queue = self._tokens, self._queue
+        queue = self._queue
         while queue:
             batch, data, headers = queue.popleft()
-            batch.deadline = time.monotonic() + ACK_TIMEOUT
+            batch.deadline = time.monotonic() + self._ack_wait(headers)
             if type(data) is bytes:  # one message from produce()
                 items: Any = ((0, data),)
             else:
                 items = enumerate(data)
             same = headers if isinstance(headers, dict) else None
             for index, payload in items:
-                while len(pending) >= MAX_IN_FLIGHT:
-                    self._room.clear()
-                    await self._room.wait()
-                token = str(next(tokens))
-                pending[token] = (batch, index)
-                try:
-                    await nc.publish(subject, payload, reply=inbox + token,
-                                     headers=same or headers[index])  # type: ignore[index]
-                except Exception as exc:
-                    pending.pop(token, None)
-                    batch.fail(api.translate(exc, f"cannot publish to topic {self.topic!r}"))
+                entry = _Pending(next(self._tokens), batch, index, payload,
+                                 same or headers[index])  # type: ignore[index]
+                if not await self._publish(entry):
                     break
+
+    async def _publish(self, entry: _Pending) -> bool:
+        """Send one message; False (and its batch failed) if the connection refused it."""
+        pending = self._pending
+        while len(pending) >= MAX_IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
+        token = str(entry.token)
+        pending[token] = entry
+        try:
+            await self._nc.publish(self._subject, entry.payload, reply=self._inbox + token,
+                                   headers=entry.headers)
+        except Exception as exc:
+            pending.pop(token, None)
+            entry.batch.fail(api.translate(exc, f"cannot publish to topic {self.topic!r}"))
+            return False
+        return True
+
+    # -- failover ----------------------------------------------------------------------
+    def _again(self, entry: _Pending) -> None:
+        """Publish ``entry`` again after a pause (the retry task keeps first order)."""
+        if entry.batch.future.done():
+            return
+        if not entry.batch.failover_ends:
+            entry.batch.failover_ends = time.monotonic() + self.engine.settings.failover_timeout
+        heapq.heappush(self._retry, entry)
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.create_task(self._retry_loop())
+
+    async def _retry_loop(self) -> None:
+        pause = RETRY_FIRST
+        while self._retry:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
+            now = time.monotonic()
+            if not await self._topic_exists():
+                for entry in self._drain_retries():
+                    entry.batch.fail(NotFound(f"topic {self.topic!r} does not exist"))
+                return
+            for entry in self._drain_retries():
+                batch = entry.batch
+                if batch.future.done():
+                    continue
+                if now > batch.failover_ends:
+                    batch.fail(Unavailable(
+                        f"topic {self.topic!r}: no NATS server stored the message within "
+                        f"{self.engine.settings.failover_timeout:g}s (is a leader elected? "
+                        "see failover_timeout in the engine URL)"))
+                    continue
+                entry.token = next(self._tokens)
+                batch.deadline = time.monotonic() + RESEND_AFTER
+                await self._publish(entry)
+        self._retrier = None
+
+    def _drain_retries(self) -> list[_Pending]:
+        entries = [heapq.heappop(self._retry) for _ in range(len(self._retry))]
+        return entries
+
+    async def _topic_exists(self) -> bool:
+        """False only when the server says the topic is gone (an election is not that)."""
+        try:
+            await self.engine.stream_info(self.topic)
+        except NotFound:
+            return False
+        except Exception:
+            return True  # no answer during an election: keep trying until the deadline
+        return True
+
+    @staticmethod
+    def _ack_wait(headers: list[dict[str, str]] | dict[str, str]) -> float:
+        first = headers if isinstance(headers, dict) else headers[0] if headers else {}
+        return RESEND_AFTER if MSG_ID_HEADER in first else ACK_TIMEOUT
 
     def _headers(self, headers: dict[str, str] | None, key: str | None,
                  msg_id: str | None) -> dict[str, str]:
-        return message_headers(self.name, headers, key, msg_id if self._dedup else None)
+        if not self._dedup:
+            msg_id = None
+        elif msg_id is None and self._auto_ids:
+            msg_id = f"{self._id_prefix}{next(self._ids)}"
+        return message_headers(self.name, headers, key, msg_id)
 
     def produce(self, payload: Any, *, headers: dict[str, str] | None = None,
                 key: str | None = None, msg_id: str | None = None) -> Awaitable[int]:
@@ -179,8 +294,10 @@ class JetStreamProducer(Producer):
         if msg_ids is not None and len(msg_ids) != len(encoded):
             raise Invalid(f"produce_many got {len(encoded)} payloads but {len(msg_ids)} msg_ids")
         headers: list[dict[str, str]] | dict[str, str]
-        if msg_ids is None or not self._dedup:
+        if not self._dedup or (msg_ids is None and not self._auto_ids):
             headers = self._headers(None, None, None)
+        elif msg_ids is None:
+            headers = [self._headers(None, None, None) for _ in encoded]
         else:
             headers = [self._headers(None, None, msg_id) for msg_id in msg_ids]
         return await self._enqueue(encoded, headers)

