@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated lakeport home, services and the engine matrix.
 
-``engine_url`` runs a test once per engine (``memory``, ``file``, ``nats``). NATS tests use the
+``engine_url`` runs a test once per engine (``memory``, ``file``, ``nats``, ``nats-cluster``:
+three nodes, three replicas, ``http``). NATS tests use the
 machine's server at 127.0.0.1:4222 when JetStream answers there, else a ``nats-server`` started
 on a free port for the session; without either they skip (or fail when
 ``LAKEPORT_REQUIRE_SERVICES=1``).
@@ -24,7 +25,7 @@ import pytest
 from lakeport.streams import Engine, open_engine
 
 MACHINE_NATS = ("127.0.0.1", 4222)
-ENGINES = ("memory", "file", "nats", "http")
+ENGINES = ("memory", "file", "nats", "nats-cluster", "http")
 
 
 def require_service(name: str, reason: str) -> NoReturn:
@@ -100,6 +101,15 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def nats_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-node JetStream cluster started for the session; topics get three replicas."""
+    from nats_cluster import nats_cluster
+
+    with nats_cluster(tmp_path_factory.mktemp("nats-cluster")) as cluster:
+        yield cluster.url + "?replicas=3"
+
+
 # -- engines and topic names --------------------------------------------------------------
 class TopicNames:
     """Hands out topic names unique to one test (the NATS server is shared) and remembers them."""
@@ -130,6 +140,8 @@ def topic(topic_names: TopicNames) -> str:
         pytest.param("memory", id="memory"),
         pytest.param("file", id="file"),
         pytest.param("nats", id="nats", marks=pytest.mark.nats),
+        pytest.param("nats-cluster", id="nats-cluster",
+                     marks=[pytest.mark.nats, pytest.mark.slow]),
         pytest.param("http", id="http"),
     ]
 )
@@ -146,6 +158,8 @@ def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield tmp_path.as_uri() + "/streams"
     elif kind == "nats":
         yield request.getfixturevalue("nats_url")
+    elif kind == "nats-cluster":
+        yield request.getfixturevalue("nats_cluster_url")
     else:
         url = getattr(request.config, "_lakeport_http_engine_url", None)
         if url is None:

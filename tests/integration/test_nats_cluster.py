@@ -10,11 +10,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from _nats_cluster import Cluster, nats_cluster
 
 from lakeport.streams import open_engine
 from lakeport.streams.jetstream.codec import LEASE_BUCKET, stream_name
 from lakeport.streams.types import TopicOptions
+from nats_cluster import Cluster, nats_cluster
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -46,7 +46,8 @@ EXCLUSIVE_ACK_WAIT = 86_400.0  # exclusive/standby re-place the durable when the
 TAKEOVER_POLL = 0.25
 BATCH_GRACE = 0.02  # seconds to wait for the rest of a batch that the server is sending
 ACK_ANSWER = 5.0  # seconds to wait for the server to confirm an ack, per attempt
-NO_LEADER_PAUSE = 0.25  # seconds before pulling again after "503 no responders"
+NO_LEADER_PAUSE = (0.02, 0.5)  # seconds before pulling again after "503 no responders":
+# the first pause, doubled on every 503 in a row up to the second
 
 
 class JetStreamConsumer(Consumer):
@@ -69,6 +70,8 @@ class JetStreamConsumer(Consumer):
         self._request = ""  # reply subject of the pull request in flight ("" = none)
         self._requested = 0  # messages still expected for it
         self._request_ends = 0.0  # when to give up on it (a server restart loses it)
+        self._pull_after = 0.0  # no pull before this (a pause after "no leader")
+        self._no_leader = 0  # "no leader" answers in a row
         self._deleted = False
         self._active = False
         self._lease: Lease | None = None
@@ -175,9 +178,30 @@ class JetStreamConsumer(Consumer):
         self._ack_wait = info["config"].get("ack_wait", 0) / 1e9 or SHARED_ACK_WAIT
         acked = acked_of(info)
         await self._subscribe()
+        await self._until_pulls_answered()
         self._active = True
         self._read_upto = acked
         return acked
+
+    async def _until_pulls_answered(self) -> None:
+        """Wait until the durable answers pulls: on a cluster, for a moment after it was
+        created, pulls are refused ("503 no responders") while its leader is set up. The
+        probe is a pull that does not wait and takes no message (at most 1 byte)."""
+        gives_up = time.monotonic() + self.engine.settings.failover_timeout
+        while True:
+            await self._pull(1, probe=True)
+            while self._request:
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), 1.0)
+                except TimeoutError:
+                    self._request = ""  # lost on the way: probe again
+                    self._no_leader += 1
+            if not self._no_leader:
+                return
+            if time.monotonic() > gives_up:
+                raise Unavailable(f"{self._label}: no NATS server serves it yet")
+            await asyncio.sleep(max(0.0, self._pull_after - time.monotonic()))
 
     def _reusable(self, info: dict[str, Any]) -> bool:
         """True if an exclusive/standby durable can be resumed without re-placing it."""
@@ -282,6 +306,7 @@ class JetStreamConsumer(Consumer):
     # -- pulling -----------------------------------------------------------------------
     def _on_msg(self, msg: Msg) -> None:
         if msg.reply:
+            self._no_leader = 0
             self._ready.append(msg)
             if self._requested > 0:
                 self._requested -= 1
@@ -291,19 +316,24 @@ class JetStreamConsumer(Consumer):
             # a status of a pull request: 408 expired, 404 no messages, 409 deleted/...
             headers = msg.headers or {}
             if msg.subject == self._request:
-                if headers.get("Status") == "503":  # no leader right now: pull again later
-                    self._request_ends = time.monotonic() + NO_LEADER_PAUSE
+                self._request, self._requested = "", 0
+                if headers.get("Status") == "503":  # no leader right now: pull again soon
+                    first, most = NO_LEADER_PAUSE
+                    pause = min(most, first * 2 ** self._no_leader)
+                    self._no_leader += 1
+                    self._pull_after = time.monotonic() + pause
                 else:
-                    self._request, self._requested = "", 0
+                    self._no_leader = 0
             if headers.get("Status") == "409" and "Deleted" in headers.get("Description", ""):
                 self._deleted = True
         self._event.set()
 
-    async def _pull(self, max_n: int) -> None:
+    async def _pull(self, max_n: int, probe: bool = False) -> None:
         self._request = f"{self._inbox}.{next(self._requests)}"
         self._requested = max_n
         self._request_ends = time.monotonic() + PULL_EXPIRES + 1.0
-        body = orjson.dumps({"batch": max_n, "expires": int(PULL_EXPIRES * 1e9)})
+        body = orjson.dumps({"batch": max_n, "no_wait": True, "max_bytes": 1} if probe else
+                            {"batch": max_n, "expires": int(PULL_EXPIRES * 1e9)})
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._durable}"
         try:
             await self.engine.nc.publish(subject, body, reply=self._request)
@@ -329,7 +359,8 @@ class JetStreamConsumer(Consumer):
             if self._deleted:
                 await self._on_durable_deleted()
                 return []
-            if not self._request or time.monotonic() > self._request_ends:
+            now = time.monotonic()
+            if (not self._request and now >= self._pull_after) or now > self._request_ends:
                 await self._pull(max_n)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -337,6 +368,8 @@ class JetStreamConsumer(Consumer):
                 return []
             if self._ready:
                 continue
+            if not self._request:  # paused after "no leader": wake up to pull again
+                remaining = min(remaining, max(0.0, self._pull_after - time.monotonic()))
             try:
                 await asyncio.wait_for(self._event.wait(), remaining)
             except TimeoutError:
