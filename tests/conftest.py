@@ -18,7 +18,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -101,12 +101,23 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@contextlib.contextmanager
+def started_cluster(tmp: Path) -> Iterator[Any]:
+    """A three-node JetStream cluster (tests/nats_cluster.py), or a skip (a failure under
+    ``LAKEPORT_REQUIRE_SERVICES=1``) saying why it cannot start."""
+    from nats_cluster import ClusterUnavailable, nats_cluster
+
+    try:
+        with nats_cluster(tmp) as cluster:
+            yield cluster
+    except ClusterUnavailable as exc:
+        require_service("a NATS cluster", str(exc))
+
+
 @pytest.fixture(scope="session")
 def nats_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A three-node JetStream cluster started for the session; topics get three replicas."""
-    from nats_cluster import nats_cluster
-
-    with nats_cluster(tmp_path_factory.mktemp("nats-cluster")) as cluster:
+    with started_cluster(tmp_path_factory.mktemp("nats-cluster")) as cluster:
         yield cluster.url + "?replicas=3"
 
 

