@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import nats.errors
@@ -70,14 +71,27 @@ def translate(exc: BaseException, what: str) -> LakeportError:
 
 
 async def request(
-    nc: Client, subject: str, payload: dict[str, Any] | None, what: str, timeout: float = 5.0
+    nc: Client, subject: str, payload: dict[str, Any] | None, what: str, timeout: float = 5.0,
+    retry_for: float = 0.0,
 ) -> dict[str, Any]:
-    """Call ``$JS.API.<subject>`` and return the JSON answer (errors raised as lakeport errors)."""
+    """Call ``$JS.API.<subject>`` and return the JSON answer (errors raised as lakeport errors).
+
+    An idempotent request may pass ``retry_for`` (seconds): a request nobody answered (a
+    cluster electing a leader) is then sent again, with a growing pause, until that long."""
     body = orjson.dumps(payload) if payload is not None else b""
-    try:
-        msg = await nc.request(API_PREFIX + subject, body, timeout=timeout)
-    except Exception as exc:
-        raise translate(exc, what) from exc
+    gives_up = time.monotonic() + retry_for
+    pause = 0.05
+    while True:
+        try:
+            msg = await nc.request(API_PREFIX + subject, body, timeout=timeout)
+            break
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as exc:
+            if time.monotonic() + pause > gives_up:
+                raise translate(exc, what) from exc
+        except Exception as exc:
+            raise translate(exc, what) from exc
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
     response = orjson.loads(msg.data)
     error = response.get("error")
     if error:
@@ -86,12 +100,14 @@ async def request(
 
 
 async def paged(
-    nc: Client, subject: str, key: str, what: str, payload: dict[str, Any] | None = None
+    nc: Client, subject: str, key: str, what: str, payload: dict[str, Any] | None = None,
+    retry_for: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Every item of a paged list request (``STREAM.LIST``, ``CONSUMER.LIST``)."""
     items: list[dict[str, Any]] = []
     while True:
-        page = await request(nc, subject, {**(payload or {}), "offset": len(items)}, what)
+        page = await request(nc, subject, {**(payload or {}), "offset": len(items)}, what,
+                             retry_for=retry_for)
         batch = page.get(key) or []
         items.extend(batch)
         if not batch or len(items) >= page.get("total", 0):

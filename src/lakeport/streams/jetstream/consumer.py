@@ -36,6 +36,7 @@ from lakeport.streams.jetstream.codec import (
     split_headers,
     stream_name,
 )
+from lakeport.streams.jetstream.failover import NO_LEADER_PAUSE, FailoverMixin
 from lakeport.streams.jetstream.lease import REFRESH_EVERY, Lease, member_id
 from lakeport.streams.types import Message, Mode
 
@@ -46,11 +47,9 @@ EXCLUSIVE_ACK_WAIT = 86_400.0  # exclusive/standby re-place the durable when the
 TAKEOVER_POLL = 0.25
 BATCH_GRACE = 0.02  # seconds to wait for the rest of a batch that the server is sending
 ACK_ANSWER = 5.0  # seconds to wait for the server to confirm an ack, per attempt
-NO_LEADER_PAUSE = (0.02, 0.5)  # seconds before pulling again after "503 no responders":
-# the first pause, doubled on every 503 in a row up to the second
 
 
-class JetStreamConsumer(Consumer):
+class JetStreamConsumer(FailoverMixin, Consumer):
     """One member of a consumer name (see the module docstring)."""
 
     engine: Any  # JetStreamEngine
@@ -116,7 +115,8 @@ class JetStreamConsumer(Consumer):
     async def _consumer_info(self) -> dict[str, Any] | None:
         try:
             return await api.request(
-                self.engine.nc, f"CONSUMER.INFO.{self._stream}.{self._durable}", None, self._label
+                self.engine.nc, f"CONSUMER.INFO.{self._stream}.{self._durable}", None,
+                self._label, retry_for=self.engine.failover_timeout,
             )
         except NotFound as exc:
             if api.err_code(exc) == api.STREAM_NOT_FOUND:
@@ -131,12 +131,13 @@ class JetStreamConsumer(Consumer):
             self._inbox = ""
             try:
                 await api.request(nc, f"CONSUMER.DELETE.{self._stream}.{self._durable}",
-                                  None, self._label)
+                                  None, self._label, retry_for=self.engine.failover_timeout)
             except NotFound:
                 pass
         payload = {"stream_name": self._stream, "config": self._config(start)}
         return await api.request(
-            nc, f"CONSUMER.DURABLE.CREATE.{self._stream}.{self._durable}", payload, self._label
+            nc, f"CONSUMER.DURABLE.CREATE.{self._stream}.{self._durable}", payload, self._label,
+            retry_for=self.engine.failover_timeout,
         )
 
     async def _place(self, takeover: bool) -> int:
@@ -182,26 +183,6 @@ class JetStreamConsumer(Consumer):
         self._active = True
         self._read_upto = acked
         return acked
-
-    async def _until_pulls_answered(self) -> None:
-        """Wait until the durable answers pulls: on a cluster, for a moment after it was
-        created, pulls are refused ("503 no responders") while its leader is set up. The
-        probe is a pull that does not wait and takes no message (at most 1 byte)."""
-        gives_up = time.monotonic() + self.engine.settings.failover_timeout
-        while True:
-            await self._pull(1, probe=True)
-            while self._request:
-                self._event.clear()
-                try:
-                    await asyncio.wait_for(self._event.wait(), 1.0)
-                except TimeoutError:
-                    self._request = ""  # lost on the way: probe again
-                    self._no_leader += 1
-            if not self._no_leader:
-                return
-            if time.monotonic() > gives_up:
-                raise Unavailable(f"{self._label}: no NATS server serves it yet")
-            await asyncio.sleep(max(0.0, self._pull_after - time.monotonic()))
 
     def _reusable(self, info: dict[str, Any]) -> bool:
         """True if an exclusive/standby durable can be resumed without re-placing it."""
@@ -350,6 +331,9 @@ class JetStreamConsumer(Consumer):
             return []
         while True:
             self._event.clear()  # before anything that awaits, so no wake-up is missed
+            if self._gap:
+                await self._mend_gap()
+                continue
             if self._ready:
                 await self._await_rest_of_batch(max_n)
                 messages = self._take(max_n)
@@ -436,6 +420,9 @@ class JetStreamConsumer(Consumer):
                     continue
             elif seqno <= self._read_upto:
                 continue  # redelivered before the base class rewound
+            elif self._gap_before(seqno, messages):
+                ready.appendleft(msg)
+                break
             held[seqno] = msg
             producer, headers, key = split_headers(msg.headers)
             messages.append(Message(seqno, stamp, producer, msg.data, fmt, headers, key))
@@ -475,7 +462,7 @@ class JetStreamConsumer(Consumer):
             raise api.translate(exc, what) from exc
         # the last ack waits for the server, so an ack is durable when this returns; it is
         # sent again while a new leader is elected (acking twice is harmless)
-        gives_up = time.monotonic() + self.engine.settings.failover_timeout
+        gives_up = time.monotonic() + self.engine.failover_timeout
         pause = 0.05
         while True:
             try:
@@ -491,16 +478,6 @@ class JetStreamConsumer(Consumer):
                 raise api.translate(exc, what) from exc
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
-
-    async def _durable_gone(self) -> bool:
-        """True if the server says the topic or the durable no longer exists (no answer:
-        False, an election may be on)."""
-        try:
-            return await self._consumer_info() is None
-        except Closed:
-            return True
-        except Unavailable:
-            return False
 
     async def _nak_all(self) -> None:
         msgs = [*self._held.values(), *self._ready]

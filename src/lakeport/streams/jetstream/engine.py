@@ -169,14 +169,23 @@ class JetStreamEngine(Engine):
             await self._api(f"STREAM.UPDATE.{stream}", config,
                             "cannot replicate the consumer lease bucket")
 
-    async def _api(self, subject: str, payload: dict[str, Any] | None, what: str) -> dict[str, Any]:
-        return await api.request(self.nc, subject, payload, what)
+    async def _api(self, subject: str, payload: dict[str, Any] | None, what: str,
+                   idempotent: bool = False) -> dict[str, Any]:
+        """A JetStream API request; an ``idempotent`` one rides through a failover."""
+        return await api.request(self.nc, subject, payload, what,
+                                 retry_for=self.failover_timeout if idempotent else 0.0)
+
+    @property
+    def failover_timeout(self) -> float:
+        """Seconds requests are sent again while a cluster elects a leader."""
+        return self.settings.failover_timeout
 
     # -- topics ------------------------------------------------------------------------
     async def stream_info(self, topic: str) -> dict[str, Any]:
         """The raw STREAM.INFO answer for a topic; NotFound if it does not exist."""
         try:
-            return await self._api(f"STREAM.INFO.{stream_name(topic)}", None, f"topic {topic!r}")
+            return await self._api(f"STREAM.INFO.{stream_name(topic)}", None, f"topic {topic!r}",
+                                   idempotent=True)
         except NotFound as exc:
             raise NotFound(f"topic {topic!r} does not exist") from exc
 
@@ -226,7 +235,8 @@ class JetStreamEngine(Engine):
         return self._topic_info(info, consumers) or TopicInfo(name, TopicOptions())
 
     async def list_topics(self) -> list[TopicInfo]:
-        streams = await api.paged(self.nc, "STREAM.LIST", "streams", "cannot list topics")
+        streams = await api.paged(self.nc, "STREAM.LIST", "streams", "cannot list topics",
+                                  retry_for=self.failover_timeout)
         topics = [self._topic_info(s, []) for s in streams]
         return sorted((t for t in topics if t is not None), key=lambda t: t.name)
 
@@ -254,7 +264,8 @@ class JetStreamEngine(Engine):
 
     async def _consumers(self, stream: str) -> list[ConsumerInfo]:
         records = await api.paged(
-            self.nc, f"CONSUMER.LIST.{stream}", "consumers", "cannot list consumers"
+            self.nc, f"CONSUMER.LIST.{stream}", "consumers", "cannot list consumers",
+            retry_for=self.failover_timeout,
         )
         kv = self._kv
         if kv is None and records:

@@ -29,7 +29,8 @@ import orjson
 from nats.aio.msg import Msg
 
 from lakeport.errors import Closed, Invalid, NotFound, Transient, Unavailable
-from lakeport.streams.base import Producer
+from lakeport.streams.base import Producer, block_payloads
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.jetstream import api
 from lakeport.streams.jetstream.codec import MSG_ID_HEADER, message_headers, topic_subject
 from lakeport.streams.types import encode_payload
@@ -39,6 +40,8 @@ ACK_TIMEOUT = 10.0  # seconds: a message without a msg id fails when unconfirmed
 RESEND_AFTER = 3.0  # seconds: a message with a msg id is sent again when unconfirmed this long
 RETRY_FIRST = 0.05  # seconds before the first retry during a failover, doubled up to
 RETRY_MAX = 1.0
+ORIGINAL_TIME_HEADER = "lakeport-original-time"
+"""Where ``produce_block`` keeps a message's own time (JetStream stamps its own)."""
 
 
 class _Batch:
@@ -119,7 +122,7 @@ class JetStreamProducer(Producer):
             batches = {id(p.batch): p.batch.future
                        for p in [*self._pending.values(), *self._retry]}
             if batches:
-                timeout = ACK_TIMEOUT + self.engine.settings.failover_timeout
+                timeout = ACK_TIMEOUT + self.engine.failover_timeout
                 await asyncio.wait(batches.values(), timeout=timeout)
         finally:
             self._janitor.cancel()
@@ -223,7 +226,7 @@ class JetStreamProducer(Producer):
         if entry.batch.future.done():
             return
         if not entry.batch.failover_ends:
-            entry.batch.failover_ends = time.monotonic() + self.engine.settings.failover_timeout
+            entry.batch.failover_ends = time.monotonic() + self.engine.failover_timeout
         heapq.heappush(self._retry, entry)
         if self._retrier is None or self._retrier.done():
             self._retrier = asyncio.create_task(self._retry_loop())
@@ -245,7 +248,7 @@ class JetStreamProducer(Producer):
                 if now > batch.failover_ends:
                     batch.fail(Unavailable(
                         f"topic {self.topic!r}: no NATS server stored the message within "
-                        f"{self.engine.settings.failover_timeout:g}s (is a leader elected? "
+                        f"{self.engine.failover_timeout:g}s (is a leader elected? "
                         "see failover_timeout in the engine URL)"))
                     continue
                 entry.token = next(self._tokens)
@@ -301,6 +304,23 @@ class JetStreamProducer(Producer):
         else:
             headers = [self._headers(None, None, msg_id) for msg_id in msg_ids]
         return await self._enqueue(encoded, headers)
+
+    async def produce_block(self, block: MessageBlock, *,
+                            msg_ids: Sequence[str] | None = None) -> list[int]:
+        """JetStream sets a message's time itself: the original time goes in the header
+        :data:`ORIGINAL_TIME_HEADER` (nanoseconds since the epoch); producer, headers and key
+        are kept as they are."""
+        self._check_open()
+        data = block_payloads(block, self.format, msg_ids)
+        if not data:
+            return []
+        headers = []
+        for index, message in enumerate(block.messages()):
+            own = dict(message.headers or {})
+            own[ORIGINAL_TIME_HEADER] = str(message.timestamp_ns)
+            msg_id = msg_ids[index] if msg_ids is not None and self._dedup else None
+            headers.append(message_headers(message.producer, own, message.key, msg_id))
+        return await self._enqueue(data, headers)
 
     def _check_open(self) -> None:
         super()._check_open()
