@@ -1,15 +1,21 @@
-"""Observation times: ISO 8601, epoch ms and dd-MMM-yyyy HH:mm:ss[.SSS] [zone] to UTC ms."""
+"""Observation times: ISO 8601, epoch ms and dd-MMM-yyyy / dd-MM-yyyy HH:mm:ss[.SSS] [zone] to
+UTC ms; aggregate buckets in a time zone."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lakeport.errors import Invalid
+from lakeport.server.observations.buckets import buckets
 from lakeport.server.times import (
     MAX_MS,
     MIN_MS,
+    SECONDS_HIGH,
+    SECONDS_LOW,
     BadTime,
     format_time,
     format_times,
@@ -141,3 +147,100 @@ def test_the_first_and_last_millisecond_of_the_range_are_times() -> None:
 def test_stored_times_outside_the_range_are_shown_not_failed(ms: int, text: str) -> None:
     assert format_time(ms) == text
     assert format_times([BASE, ms]).to_pylist() == ["2026-01-15T08:00:00.000Z", text]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("15-07-2019 12:35:56.789 IST", ms(2019, 7, 15, 7, 5, 56) + 789),
+    ("15-07-2019 12:35:56.789", ms(2019, 7, 15, 12, 35, 56) + 789),
+    ("5-7-2019 12:35:56 UTC", ms(2019, 7, 5, 12, 35, 56)),
+    ("15-07-2019 12:35:56 GMT+05:30", ms(2019, 7, 15, 7, 5, 56)),
+    ("15-07-2019 12:35:56 UTC+5:30", ms(2019, 7, 15, 7, 5, 56)),
+    ("15-Jul-2019 12:35:56 gmt-0800", ms(2019, 7, 15, 20, 35, 56)),
+    ("15-Jul-2019 12:35:56 UTC-8", ms(2019, 7, 15, 20, 35, 56)),
+    ("15-Jul-2019 12:35:56 +5", ms(2019, 7, 15, 7, 35, 56)),
+])
+def test_numeric_months_and_gmt_offsets(text: str, expected: int) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "15-13-2019 12:35:56", "32-07-2019 12:35:56", "15-07-2019 12:35:56 GMT+24:00",
+    "15-07-2019 12:35:56 UTC+5:60", "15-07-2019 12:35:56 GMT+",
+])
+def test_bad_numeric_months_and_offsets_are_refused(text: str) -> None:
+    with pytest.raises(BadTime, match="is not a time"):
+        parse_time(text)
+
+
+@pytest.mark.parametrize("value", [1768464008, "1768464008", 1768464008.25, 100_000_000,
+                                   99_999_999_999])
+def test_epoch_seconds_are_refused_not_read_as_1970(value: object) -> None:
+    with pytest.raises(BadTime, match=r"looks like epoch seconds .*send \d+000 or ISO 8601"):
+        parse_time(value)
+    _, bad, message = parse_times([BASE, value])
+    assert bad == 1 and "looks like epoch seconds" in message
+
+
+@pytest.mark.parametrize("value", [0, 1000, 99_999_999, 100_000_000_000, BASE, -1768464008])
+def test_epoch_milliseconds_outside_the_seconds_band_are_kept(value: int) -> None:
+    assert parse_time(value) == value
+    assert list(parse_times([value])[0]) == [value]
+
+
+OFFSETS = st.integers(-14 * 60, 14 * 60)
+WHEN = st.datetimes(datetime(1000, 1, 1), datetime(9000, 12, 31))
+
+
+@given(when=WHEN, minutes=OFFSETS, prefix=st.sampled_from(["", "GMT", "UTC", "gmt"]),
+       colon=st.booleans(), named_month=st.booleans())
+def test_day_month_year_round_trip(when: datetime, minutes: int, prefix: str, colon: bool,
+                                   named_month: bool) -> None:
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    sign, hours, mins = "-" if minutes < 0 else "+", abs(minutes) // 60, abs(minutes) % 60
+    month = when.strftime("%b") if named_month else f"{when.month:02d}"
+    text = (f"{when.day:02d}-{month}-{when.year:04d} {when:%H:%M:%S}.{when.microsecond // 1000:03d}"
+            f" {prefix}{sign}{hours:02d}{':' if colon else ''}{mins:02d}")
+    expected = when.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    assert parse_time(text) == (expected - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        milliseconds=1)
+
+
+@given(st.one_of(st.text(max_size=40), st.integers(), st.floats(),
+                 st.from_regex(r"\d{1,2}-\d{1,2}-\d{4} \d{1,2}:\d{2}:\d{2}(\.\d{1,4})? ?\S{0,9}",
+                               fullmatch=True)))
+def test_any_input_is_a_time_in_range_or_bad_time(value: object) -> None:
+    try:
+        result = parse_time(value)
+    except BadTime:
+        return
+    assert MIN_MS <= result <= MAX_MS
+    assert not SECONDS_LOW <= result < SECONDS_HIGH or not isinstance(value, int | float)
+
+
+DAY = 86_400_000
+
+
+def test_an_ist_day_is_one_bucket_from_local_midnight() -> None:
+    for zone in ("Asia/Kolkata", "IST", "+05:30", "UTC+5:30"):
+        plan = buckets("1d", zone)
+        midnight = ms(2026, 1, 14, 18, 30)  # 2026-01-15T00:00 IST
+        slots = {plan.start(midnight + offset) for offset in range(0, DAY, plan.size)}
+        assert slots == {midnight}, zone
+
+
+def test_days_of_a_zone_with_daylight_saving_last_23_and_25_hours() -> None:
+    plan = buckets("1d", "Europe/Berlin")
+    spring, autumn = ms(2026, 3, 28, 23), ms(2026, 10, 24, 22)  # local midnights
+    assert plan.start(spring + 23 * 3_600_000 - plan.size) == spring
+    assert plan.start(spring + 23 * 3_600_000) == spring + 23 * 3_600_000
+    assert plan.start(autumn + 25 * 3_600_000 - plan.size) == autumn
+    assert plan.start(autumn + 25 * 3_600_000) == autumn + 25 * 3_600_000
+    hours = buckets("1h", "Europe/Berlin")  # the repeated local hour is two buckets
+    repeated = ms(2026, 10, 25, 0)  # 02:00 CEST, then 02:00 CET at 01:00Z
+    assert hours.start(repeated + 45 * 60_000) == repeated
+    assert hours.start(repeated + 3_600_000 + 45 * 60_000) == repeated + 3_600_000
+
+
+def test_an_unknown_zone_names_the_tz_parameter() -> None:
+    with pytest.raises(Invalid, match=r"^tz: unknown time zone 'Mars/Olympus'"):
+        buckets("1d", "Mars/Olympus")

@@ -4,15 +4,21 @@ a batch or a CSV file; query, latest, aggregates, counts and downloads; delete a
 from __future__ import annotations
 
 import io
+import math
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
+
+import numpy as np
+import orjson
 
 from lakeport.client import paging
 from lakeport.client.http import Http, as_time
 from lakeport.client.resources import Features, Properties, Sensors
 from lakeport.client.results import (
     FRAME_FORMATS,
+    TIME_COLUMNS,
     Page,
     ResultFormat,
     arrow_to,
@@ -22,22 +28,158 @@ from lakeport.client.results import (
 from lakeport.client.transfer import BodySource, Dest, Source, write_response
 from lakeport.errors import Invalid
 
-Time = datetime | str | int | float | None
+Time = datetime | date | np.datetime64 | str | int | float | None
 Routing = Literal["db", "stream", "both"]
 COLUMNS = ("sensor", "feature", "property", "time", "value")
 FUNCTIONS = ("avg", "min", "max", "count", "first", "last")
+DATASTREAM_COLUMNS = ("id", "sensor", "property", "feature", "unit", "data_type", "count",
+                      "first", "last")
 
 
 def _selection(sensor: str | None, property: str | None, feature: str | None,
                start: Time = None, end: Time = None) -> dict[str, Any]:
     return {"sensor": sensor, "property": property, "feature": feature,
-            "start": as_time(start), "end": as_time(end)}
+            "start": None if start is None else _time(start, "start"),
+            "end": None if end is None else _time(end, "end")}
 
 
 def _order(order: str) -> str:
     if order not in ("asc", "desc"):
         raise Invalid(f"bad order {order!r}: use asc or desc")
     return order
+
+
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` means "no observation": None, NaN, pandas' NA and NaT, numpy's NaT."""
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return math.isnan(value)
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def _time(value: Any, what: str) -> Any:
+    """``value`` (a datetime, numpy datetime64, date, text or epoch ms) as a time to send;
+    Invalid naming ``what`` when it is missing."""
+    if is_missing(value):
+        raise Invalid(f"{what} has no time ({value!r})")
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[us]").astype(datetime)
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return as_time(value)
+
+
+def _arrow_table(frame: Any) -> Any:
+    """A pandas or polars DataFrame (or a pyarrow Table) as a pyarrow Table; a pandas index
+    named ``time`` becomes the time column."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        return frame
+    polars = sys.modules.get("polars")
+    if polars is not None and isinstance(frame, polars.DataFrame):
+        return frame.to_arrow()
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(frame, pandas.DataFrame):
+        raise Invalid(f"insert_dataframe takes a pandas or polars DataFrame, not "
+                      f"{type(frame).__name__}")
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=frame.index.name == "time")
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise Invalid(f"cannot read the DataFrame: {exc}") from None
+
+
+def _plain(column: Any) -> Any:
+    """A pyarrow column with categories decoded, decimals as float64, NaN as null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_decimal(column.type):
+        column = column.cast(pa.float64())
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+    return column
+
+
+def _wire_times(column: Any) -> list[Any]:
+    """A time column as the batch sends it: datetimes as ISO 8601 UTC text (naive = UTC, floored
+    to the millisecond), dates as midnight UTC; text and epoch ms unchanged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = _plain(column)
+    kind = column.type
+    if column.null_count:
+        raise Invalid(f"row {pc.index(pc.is_null(column), True).as_py()} of the DataFrame "
+                      "has no time")
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        column = column.cast(pa.timestamp(kind.unit, "UTC"))
+    if pa.types.is_timestamp(kind):
+        column = pc.floor_temporal(column, unit="millisecond")
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        utc = column.cast(pa.timestamp("ms", "UTC"))
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.to_pylist()
+    if pa.types.is_floating(kind):
+        return pc.floor(column).cast(pa.int64()).to_pylist()
+    raise Invalid(f"the DataFrame's time column holds {kind}: use datetimes, ISO 8601 text or "
+                  "epoch milliseconds")
+
+
+def frame_rows(frame: Any) -> tuple[list[str], list[list[Any]]]:
+    """(property names, rows ``[time, v1, v2, ...]``) of a DataFrame with a ``time`` column;
+    missing values are None. Invalid when the frame holds no observation at all."""
+    table = _arrow_table(frame)
+    names = [str(name) for name in table.column_names]
+    if "time" not in names:
+        raise Invalid("the DataFrame needs a 'time' column (or a DatetimeIndex named 'time')")
+    properties = [name for name in names if name != "time"]
+    if not properties:
+        raise Invalid("the DataFrame has no column besides 'time': add one per observed "
+                      "property")
+    if table.num_rows == 0:
+        raise Invalid("the DataFrame has no rows: nothing to store")
+    times = _wire_times(table.column(names.index("time")))
+    columns = [_plain(table.column(names.index(name))).to_pylist() for name in properties]
+    if all(value is None for column in columns for value in column):
+        raise Invalid(f"the DataFrame holds no observation: every value of "
+                      f"{', '.join(properties)} is missing")
+    return properties, [list(row) for row in zip(times, *columns, strict=True)]
+
+
+def _text(value: Any) -> str | None:
+    """A value as the Parquet download writes a non-numeric one."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(float(value))
+    return orjson.dumps(value).decode()
+
+
+def observation_table(items: Sequence[dict[str, Any]]) -> Any:
+    """Observations as a pyarrow Table of the Parquet download's schema: ``time`` as
+    ``timestamp[ms, UTC]``, ``value`` float64 when every value is a number, else text."""
+    import pyarrow as pa
+
+    values = [item["value"] for item in items]
+    numeric = all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+                  for v in values)
+    columns = {name: pa.array([item[name] for item in items], pa.string())
+               for name in ("sensor", "feature", "property")}
+    columns["time"] = pa.array([item["time"] for item in items], pa.string()).cast(
+        pa.timestamp("ms", "UTC"))
+    columns["value"] = pa.array(values, pa.float64()) if numeric else \
+        pa.array([_text(v) for v in values], pa.string())
+    return pa.table(columns)
 
 
 class Observations:
@@ -52,9 +194,13 @@ class Observations:
     # -- insert -----------------------------------------------------------------------------
     async def insert(self, sensor: str, property: str, value: Any, *, time: Time = None,
                      feature: str | None = None, routing: Routing = "db") -> dict[str, int]:
-        """Insert one observation (``time`` defaults to now) → ``{"stored", "published"}``."""
+        """Insert one observation (``time`` defaults to now; a datetime without zone is UTC)
+        → ``{"stored", "published"}``. A missing ``value`` (None, NaN, NA, NaT) is Invalid."""
+        if is_missing(value):
+            raise Invalid(f"no value to insert for sensor {sensor!r}, property {property!r}: "
+                          f"{value!r} is missing")
         body = {"sensor": sensor, "property": property, "feature": feature,
-                "time": as_time(time if time is not None else datetime.now(UTC)),
+                "time": _time(datetime.now(UTC) if time is None else time, "the observation"),
                 "value": value}
         return await self._http.json("POST", "/observations", params={"routing": routing},
                                      json=body)
@@ -63,27 +209,33 @@ class Observations:
                            rows: Iterable[Sequence[Any]], *, feature: str | None = None,
                            routing: Routing = "db") -> dict[str, int]:
         """Insert rows ``[time, v1, v2, ...]`` for ``components`` ``["time", "p1", "p2", ...]``
-        in one transaction (all or nothing; a bad row is Invalid with its index in details)."""
+        in one transaction (all or nothing; a bad row is Invalid with its index in details).
+        A missing value (None, NaN, NA, NaT) is no observation; a row without time is Invalid.
+        """
+        clean = [[_time(row[0], f"row {index}"), *(None if is_missing(v) else v for v in row[1:])]
+                 for index, row in enumerate(rows)]
+        return await self._post_batch(sensor, components, clean, feature, routing)
+
+    async def insert_dataframe(self, sensor: str, frame: Any, *, feature: str | None = None,
+                               routing: Routing = "db") -> dict[str, int]:
+        """Insert a pandas or polars DataFrame with a ``time`` column (or a DatetimeIndex named
+        ``time``) and one column per observed property, in one transaction.
+
+        Zone-aware times are converted to UTC, naive ones are UTC; a missing value (NaN, NA,
+        NaT, None) is no observation. Invalid when the frame holds no observation at all.
+        """
+        properties, rows = frame_rows(frame)
+        return await self._post_batch(sensor, properties, rows, feature, routing)
+
+    async def _post_batch(self, sensor: str, components: Sequence[str], rows: list[list[Any]],
+                          feature: str | None, routing: Routing) -> dict[str, int]:
         components = list(components)
         if not components or components[0] != "time":
             components = ["time", *components]
         body = {"sensor": sensor, "feature": feature, "components": components,
-                "dataArray": [[as_time(row[0]), *row[1:]] for row in rows]}
+                "dataArray": rows}
         return await self._http.json("POST", "/observations/batch",
                                      params={"routing": routing}, json=body)
-
-    async def insert_dataframe(self, sensor: str, frame: Any, *, feature: str | None = None,
-                               routing: Routing = "db") -> dict[str, int]:
-        """Insert a DataFrame with a ``time`` column and one column per observed property."""
-        if "time" not in frame.columns:
-            raise Invalid("the DataFrame needs a 'time' column")
-        properties = [str(name) for name in frame.columns if name != "time"]
-        times = frame["time"]
-        if hasattr(times, "dt"):
-            times = times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
-        rows = zip(times.tolist(), *(frame[p].tolist() for p in properties), strict=True)
-        return await self.insert_batch(sensor, ["time", *properties], rows, feature=feature,
-                                       routing=routing)
 
     async def upload_csv(self, source: Source, *, sensor: str | None = None,
                          feature: str | None = None,
@@ -127,18 +279,21 @@ class Observations:
                     feature: str | None = None, start: Time = None, end: Time = None, *,
                     order: str = "asc", limit: int | None = None,
                     format: ResultFormat = "json") -> Any:
-        """Observations in ``[start, end)`` as records, a table or a DataFrame.
+        """Observations in ``[start, end)`` as records, a table or a DataFrame (at most
+        ``limit``).
 
-        A DataFrame travels as Parquet (``time`` as UTC timestamps), fast for big ranges.
+        A DataFrame has ``time`` as UTC timestamps (ms) and ``value`` as float64 when every
+        value is a number (else text). Without ``limit`` it travels as Parquet, fast for big
+        ranges; with ``limit`` only that many observations are fetched, as JSON pages.
         """
         check_format(format)
-        if format in FRAME_FORMATS:
-            table = await self.arrow(sensor, property, feature, start, end, order=order)
-            if limit is not None:
-                table = table.slice(0, limit)
-            return arrow_to(table, format)
+        if format in FRAME_FORMATS and limit is None:
+            return arrow_to(await self.arrow(sensor, property, feature, start, end,
+                                             order=order), format)
         items = [item async for item in self.iter(sensor, property, feature, start, end,
                                                   order=order, limit=limit)]
+        if format in FRAME_FORMATS:
+            return arrow_to(observation_table(items), format)
         return shape(items, format, COLUMNS)
 
     async def arrow(self, sensor: str | None = None, property: str | None = None,
@@ -208,7 +363,9 @@ class Observations:
         check_format(format)
         items = await paging.collect(self._http, "/datastreams",
                                      _selection(sensor, property, feature), limit=limit)
-        return shape(items, format)
+        return shape(items, format, DATASTREAM_COLUMNS if not items else None,
+                     TIME_COLUMNS | {"first", "last"})
 
 
-__all__ = ["COLUMNS", "FUNCTIONS", "Observations", "Routing", "Time"]
+__all__ = ["COLUMNS", "DATASTREAM_COLUMNS", "FUNCTIONS", "Observations", "Routing", "Time",
+           "frame_rows", "is_missing", "observation_table"]

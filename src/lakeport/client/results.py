@@ -5,6 +5,7 @@ are imported only when asked for."""
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,8 @@ ResultFormat = Literal["json", "table", "dataframe", "polars"]
 FORMATS = ("json", "table", "dataframe", "polars")
 FRAME_FORMATS = frozenset({"dataframe", "polars"})
 """Formats whose results travel as Parquet where the server offers it."""
-TIME_COLUMNS = frozenset({"time", "bucket", "created", "modified"})
+TIME_COLUMNS = frozenset({"time", "bucket", "created", "modified", "updated"})
+"""Columns that hold times in the server's answers (ISO 8601 text on the wire)."""
 
 
 @dataclass
@@ -108,38 +110,51 @@ def render(table: Table) -> str:
     return out.getvalue()
 
 
-def dataframe(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Any:
-    """A pandas DataFrame of ``rows``; time columns become UTC timestamps."""
+def utc_times(frame: Any, names: Iterable[str]) -> Any:
+    """``frame`` (pandas or polars) with its columns ``names`` that hold ISO 8601 text as
+    ``datetime64[ms, UTC]`` / ``Datetime("ms", "UTC")``; other columns are left as they are."""
+    present = [name for name in names if name in frame.columns]
+    pl = sys.modules.get("polars")
+    if pl is not None and isinstance(frame, pl.DataFrame):
+        kinds = {name: frame.schema[name] for name in present}
+        return frame.with_columns(
+            *(pl.col(name).str.to_datetime(time_zone="UTC", time_unit="ms")
+              for name, kind in kinds.items() if kind == pl.String),
+            *(pl.col(name).cast(pl.Datetime("ms", "UTC"))
+              for name, kind in kinds.items() if kind == pl.Null))
+    pd = require_pandas()
+    for name in present:
+        column = frame[name]
+        if pd.api.types.is_string_dtype(column.dtype) or column.isna().all():
+            frame[name] = pd.to_datetime(column, utc=True, format="ISO8601").dt.as_unit("ms")
+    return frame
+
+
+def dataframe(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+              times: Iterable[str] = TIME_COLUMNS) -> Any:
+    """A pandas DataFrame of ``rows``; the ``times`` columns become UTC timestamps."""
     pd = require_pandas()
     frame = pd.DataFrame.from_records(list(rows), columns=list(columns) if columns else None)
-    for name in TIME_COLUMNS.intersection(frame.columns):
-        if frame[name].dtype == object:
-            try:
-                frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-            except (ValueError, TypeError):
-                pass
-    return frame
+    return utc_times(frame, times)
 
 
-def polars_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
-                 ) -> Any:
-    """A polars DataFrame of ``rows``; time columns become UTC datetimes."""
+def polars_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                 times: Iterable[str] = TIME_COLUMNS) -> Any:
+    """A polars DataFrame of ``rows``; the ``times`` columns become UTC datetimes."""
     pl = require_polars()
-    frame = pl.from_dicts(list(rows), infer_schema_length=None)
-    if columns:
-        frame = frame.select([name for name in columns if name in frame.columns])
-    for name in TIME_COLUMNS.intersection(frame.columns):
-        if frame.schema[name] == pl.String:
-            try:
-                frame = frame.with_columns(pl.col(name).str.to_datetime(time_zone="UTC"))
-            except pl.exceptions.PolarsError:
-                pass
-    return frame
+    if rows:
+        frame = pl.from_dicts(list(rows), infer_schema_length=None)
+        if columns:
+            frame = frame.select([name for name in columns if name in frame.columns])
+    else:
+        frame = pl.DataFrame(schema=dict.fromkeys(columns or (), pl.Null))
+    return utc_times(frame, times)
 
 
 def shape(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str,
-          columns: Sequence[str] | None = None) -> Any:
-    """``data`` (a list of records, or one record) in format ``fmt``."""
+          columns: Sequence[str] | None = None, times: Iterable[str] = TIME_COLUMNS) -> Any:
+    """``data`` (a list of records, or one record) in format ``fmt``; in a DataFrame the
+    ``times`` columns are UTC datetimes."""
     check_format(fmt)
     if fmt == "json":
         return data
@@ -149,7 +164,8 @@ def shape(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str,
         data = [data]
     elif fmt == "table":
         return render(to_table(data, columns))
-    return polars_frame(data, columns) if fmt == "polars" else dataframe(data, columns)
+    maker = polars_frame if fmt == "polars" else dataframe
+    return maker(data, columns, times)
 
 
 def arrow_to(table: Any, fmt: str) -> Any:
@@ -171,6 +187,7 @@ def arrow_to(table: Any, fmt: str) -> Any:
 __all__ = [
     "FORMATS",
     "FRAME_FORMATS",
+    "TIME_COLUMNS",
     "Page",
     "ResultFormat",
     "arrow_to",
@@ -185,4 +202,5 @@ __all__ = [
     "require_polars",
     "shape",
     "to_table",
+    "utc_times",
 ]

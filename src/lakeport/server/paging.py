@@ -1,9 +1,18 @@
 """Opaque cursors, the shared ``limit`` parameter of list endpoints and the bounded integer
-of other query parameters."""
+of other query parameters.
+
+A cursor is bound to the query that made it: it carries a short hash of the route's path and
+its query parameters but ``cursor`` and ``limit`` (values of a repeated parameter in any
+order), and a cursor passed with other parameters is a 422 ``cursor belongs to another
+query``. :func:`bind_cursors` sets the current request's query (done app-wide by
+:mod:`lakeport.server.query_params`)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 import orjson
@@ -32,22 +41,46 @@ def _bounded(value: Any) -> bool:
     return True
 
 
+_UNBOUND = frozenset({"cursor", "limit"})
+_query: ContextVar[str] = ContextVar("lakeport_cursor_query", default="")
+
+
+def query_key(path: str, items: Iterable[tuple[str, str]]) -> str:
+    """A short hash of a query: ``path`` and its parameters but cursor and limit."""
+    kept = sorted((key, value) for key, value in items if key not in _UNBOUND)
+    digest = hashlib.blake2b(orjson.dumps([path, kept]), digest_size=6).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def bind_cursors(path: str, items: Iterable[tuple[str, str]]) -> None:
+    """Bind the cursors the current request makes and reads to this query."""
+    _query.set(query_key(path, items))
+
+
 def encode_cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+    """An opaque cursor holding ``value``, bound to the current query."""
+    return base64.urlsafe_b64encode(orjson.dumps([_query.get(), value])).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None) -> Any:
-    """The value inside ``cursor`` (None when absent); Invalid when it was not made here."""
+    """The value inside ``cursor`` (None when absent); Invalid when it was not made here or
+    belongs to another query."""
     if not cursor:
         return None
     try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        bound = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(bound, list) and len(bound) == 2 and isinstance(bound[0], str)):
+            raise ValueError("not a cursor")
+        key, value = bound
         if not _bounded(value):
             raise ValueError("an integer is out of range")
-        return value
     except (ValueError, RecursionError, orjson.JSONDecodeError):
         raise Invalid(f"bad cursor {cursor[:50]!r}: pass next_cursor of the previous page "
                       "unchanged") from None
+    if key != _query.get():
+        raise Invalid("cursor belongs to another query: pass it with the same parameters "
+                      "(but limit) as the request that returned it")
+    return value
 
 
 def dump_json(value: Any, what: str) -> str:
@@ -58,5 +91,5 @@ def dump_json(value: Any, what: str) -> str:
         raise Invalid(f"{what}: {exc}") from None
 
 
-__all__ = ["MAX_INT", "Cursor", "Integer", "Limit", "decode_cursor", "dump_json",
-           "encode_cursor"]
+__all__ = ["MAX_INT", "Cursor", "Integer", "Limit", "bind_cursors", "decode_cursor",
+           "dump_json", "encode_cursor", "query_key"]

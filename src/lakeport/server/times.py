@@ -3,10 +3,14 @@
 Three forms are accepted:
 
 - ISO 8601 (``2026-01-15T08:00:00.123Z``, ``2026-01-15T13:30:00+05:30``); no zone means UTC;
-- epoch milliseconds, as a number or a string of digits (``1768464000123``);
-- ``dd-MMM-yyyy HH:mm:ss[.SSS] [zone]`` (``15-Jul-2019 12:35:56.789 IST``), where the zone is an
-  abbreviation from :data:`ZONE_ABBREVIATIONS`, an offset (``+05:30``, ``-0800``) or an IANA
-  name (``Asia/Kolkata``); no zone means UTC.
+- epoch milliseconds, as a number or a string of digits (``1768464000123``); a number between
+  10^8 and 10^11 is refused as epoch *seconds* (read as milliseconds it would fall in
+  1970-01-02..1973-03-03, read as seconds in 1973..5138): see :func:`check_epoch`;
+- ``dd-MMM-yyyy HH:mm:ss[.SSS] [zone]`` (``15-Jul-2019 12:35:56.789 IST``) or with a numeric
+  month ``dd-MM-yyyy`` (``15-07-2019 12:35:56.789 IST``), where the zone is an abbreviation from
+  :data:`ZONE_ABBREVIATIONS`, an offset (``+05:30``, ``-0800``, ``+5``), an offset after
+  ``UTC``/``GMT`` (``GMT+05:30``, ``UTC+5:30``, ``UTC-8``) or an IANA name (``Asia/Kolkata``);
+  no zone means UTC.
 
 Sub-millisecond digits are truncated (floor).
 """
@@ -50,15 +54,18 @@ ZONE_ABBREVIATIONS: dict[str, timedelta] = {
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _DMY = re.compile(
-    r"(\d{1,2})-([A-Za-z]{3})-(\d{4})[ T](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(\d{1,2})-([A-Za-z]{3}|\d{1,2})-(\d{4})[ T](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:\s*(\S+))?")
-_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})?")
+_OFFSET = re.compile(r"(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?", re.IGNORECASE)
 _DIGITS = re.compile(r"-?\d+")
 _YEAR = re.compile(r"([+-]?)(\d{4,})-\d")
 _CYCLE_MS = 146_097 * 86_400_000
 """400 Gregorian years in milliseconds (the calendar repeats after them)."""
 FORMS = ("ISO 8601 (2026-01-15T08:00:00.000Z), epoch milliseconds, or "
-         "dd-MMM-yyyy HH:mm:ss[.SSS] [zone] (15-Jul-2019 12:35:56.789 IST)")
+         "dd-MMM-yyyy HH:mm:ss[.SSS] [zone] (15-Jul-2019 12:35:56.789 IST, "
+         "15-07-2019 12:35:56.789 GMT+05:30)")
+SECONDS_LOW, SECONDS_HIGH = 10**8, 10**11
+"""Epoch numbers in [SECONDS_LOW, SECONDS_HIGH) are refused as seconds (see check_epoch)."""
 
 
 class BadTime(Invalid):
@@ -72,7 +79,9 @@ def _to_ms(when: datetime) -> int:
 
 
 @lru_cache(maxsize=256)
-def _zone(text: str) -> tzinfo:
+def zone_named(text: str) -> tzinfo:
+    """The zone of ``text``: an abbreviation, an offset (``+05:30``, ``GMT+5:30``) or an IANA
+    name; ValueError when it is none of them."""
     upper = text.upper()
     if upper in ZONE_ABBREVIATIONS:
         return timezone(ZONE_ABBREVIATIONS[upper])
@@ -80,7 +89,7 @@ def _zone(text: str) -> tzinfo:
     if match:
         sign, hours, minutes = match.groups()
         delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
-        if delta >= timedelta(hours=24):
+        if delta >= timedelta(hours=24) or int(minutes or 0) >= 60:
             raise ValueError(text)
         return timezone(-delta if sign == "-" else delta)
     try:
@@ -91,13 +100,13 @@ def _zone(text: str) -> tzinfo:
 
 def _parse_dmy(match: re.Match[str]) -> int:
     day, month, year, hour, minute, second, fraction, zone = match.groups()
-    month_number = _MONTHS.get(month.lower())
+    month_number = int(month) if month.isdigit() else _MONTHS.get(month.lower())
     if month_number is None:
         raise ValueError(month)
     micros = int((fraction or "0")[:6].ljust(6, "0"))
     naive = datetime(int(year), month_number, int(day), int(hour), int(minute), int(second),
                      micros)
-    return _to_ms(naive.replace(tzinfo=_zone(zone) if zone else UTC))
+    return _to_ms(naive.replace(tzinfo=zone_named(zone) if zone else UTC))
 
 
 def _check_range(ms: int, value: Any) -> int:
@@ -106,22 +115,37 @@ def _check_range(ms: int, value: Any) -> int:
     return ms
 
 
+def _seconds_message(value: Any, number: int) -> str:
+    as_seconds = format_time(number * 1000)[:19] + "Z"
+    return (f"time {value!r} looks like epoch seconds ({as_seconds}); epoch times are "
+            f"milliseconds: send {number * 1000} or ISO 8601")
+
+
+def check_epoch(number: int, value: Any) -> int:
+    """``number`` (epoch ms of ``value``) in range; BadTime when it is out of range or an
+    epoch in seconds: read as milliseconds it would be a day of 1970-1973, read as seconds a
+    date of 1973-5138, so it is far more likely seconds than milliseconds."""
+    if SECONDS_LOW <= number < SECONDS_HIGH:
+        raise BadTime(_seconds_message(value, number))
+    return _check_range(number, value)
+
+
 def parse_time(value: Any) -> int:
     """UTC milliseconds since the epoch of ``value``; BadTime naming it when it is not a time."""
     if isinstance(value, bool) or value is None:
         raise BadTime(f"time {value!r} is not a time: use {FORMS}")
     if isinstance(value, int):
-        return _check_range(value, value)
+        return check_epoch(value, value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise BadTime(f"time {value!r} is not a time: use {FORMS}")
-        return _check_range(math.floor(value), value)
+        return check_epoch(math.floor(value), value)
     if not isinstance(value, str):
         raise BadTime(f"time {value!r} is not a time: use {FORMS}")
     text = value.strip()
     try:
         if _DIGITS.fullmatch(text):
-            return _check_range(int(text), value)
+            return check_epoch(int(text), value)
         match = _DMY.fullmatch(text)
         if match:
             return _check_range(_parse_dmy(match), value)
@@ -145,10 +169,14 @@ def parse_times(values: Sequence[Any]) -> tuple[np.ndarray, int | None, str]:
             array = np.array(values, dtype=np.int64)
         except OverflowError:
             array = np.array([max(MIN_MS - 1, min(MAX_MS + 1, v)) for v in values], np.int64)
-        bad = np.flatnonzero((array < MIN_MS) | (array > MAX_MS))
+        bad = np.flatnonzero((array < MIN_MS) | (array > MAX_MS) |
+                             ((array >= SECONDS_LOW) & (array < SECONDS_HIGH)))
         if bad.size:
             index = int(bad[0])
-            return array, index, f"time {values[index]!r} is out of range (years 1-9999)"
+            try:
+                check_epoch(values[index], values[index])
+            except BadTime as exc:
+                return array, index, str(exc)
         return array, None, ""
     if first_type is str:
         fast = _arrow_iso(values)
@@ -214,5 +242,6 @@ def time_param(value: str | None, name: str) -> int | None:
         raise Invalid(f"{name}: {exc}") from None
 
 
-__all__ = ["FORMS", "MAX_MS", "MIN_MS", "ZONE_ABBREVIATIONS", "BadTime", "format_time",
-           "format_times", "parse_time", "parse_times", "time_param"]
+__all__ = ["FORMS", "MAX_MS", "MIN_MS", "SECONDS_HIGH", "SECONDS_LOW", "ZONE_ABBREVIATIONS",
+           "BadTime", "check_epoch", "format_time", "format_times", "parse_time", "parse_times",
+           "time_param", "zone_named"]

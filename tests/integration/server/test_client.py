@@ -246,4 +246,4 @@ def test_results_as_polars_frames(platform: Platform) -> None:
         assert frame.schema["time"] == pl.Datetime("ms", "UTC")
         latest = client.observations.latest(sensor="s1", format="polars")
         assert latest["value"].to_list() == [9.0]
-        assert latest.schema["time"] == pl.Datetime("us", "UTC")
+        assert latest.schema["time"] == pl.Datetime("ms", "UTC")

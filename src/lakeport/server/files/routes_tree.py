@@ -136,7 +136,8 @@ async def list_dir(path: str, limit: Limit = 100, cursor: str | None = None,
                                     user, store))
 
 
-@router.get("/search", summary="Find files by name, tags, metadata, time, size, directory")
+@router.get("/search", summary="Find files by name, tags, metadata, time, size, directory",
+            openapi_extra={"x-query-prefixes": ["meta."]})
 async def search(request: Request, name: str | None = Query(None, description="glob, e.g. *.csv"),
                  tag: list[str] = Query([]), after: str | None = None,
                  before: str | None = None, min_size: Integer = None,

@@ -197,7 +197,8 @@ async def _object_body(request: Request, fields: tuple[str, ...]) -> dict[str, A
 
 
 def _name(value: Any, what: str, optional: bool = False) -> Any:
-    if value is None and optional:
+    """``value`` as a name; an optional one (the feature) may be null or "" (none)."""
+    if (value is None or value == "") and optional:
         return None
     if not isinstance(value, str) or not value:
         raise Invalid(f"{what} must be a {'name or null' if optional else 'name'}, "
@@ -305,14 +306,22 @@ async def insert_csv(request: Request, sensor: str | None = None, feature: str |
                      store: Store = Depends(get_store)) -> dict[str, int]:
     body = await request.body()
     with collector_paused():
-        parts = csv_input.read(body, sensor, feature or None)
+        parts, long = csv_input.read(body, sensor, feature or None)
+    first_line = {name: part.rows[0] for part in reversed(parts) for name in part.columns}
 
     def where(line: int | None, column: str, problem: str) -> Exception:
         kind = NotFoundAt if column in ("sensor", "feature") else InvalidAt
         if line is None and kind is NotFoundAt:
             return NotFoundAt(problem, {"line": None, "column": column})
-        line = 1 if line is None else line
-        return kind(f"line {line}: {problem}", {"line": line, "column": column})
+        if line is None and long:  # an unknown property named in a row's property column
+            line = first_line[column]
+            return kind(f"line {line}: {problem}", {"line": line, "column": "property"})
+        if line is None:
+            return kind(f"line 1: column {column!r} of the header is an unknown observed property: "
+                        "create it first (POST /api/v1/properties), or upload the long form "
+                        f"({','.join(csv_input.LONG)})", {"line": 1, "column": column})
+        named = "value" if long and column != "time" else column
+        return kind(f"line {line}: {problem}", {"line": line, "column": named})
 
     return await ingest(request, store, user, parts, routing, True, where)
 

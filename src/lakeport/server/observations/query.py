@@ -13,10 +13,11 @@ from lakeport.errors import Invalid
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.observations import download
+from lakeport.server.observations.buckets import buckets
 from lakeport.server.observations.catalog import decode_value
 from lakeport.server.observations.select import (
     Stream,
-    check_names,
+    check_found,
     filtered,
     in_range,
     matching,
@@ -36,10 +37,13 @@ from lakeport.server.times import format_time, format_times, time_param
 
 router = APIRouter()
 obs = observations.c
-BUCKETS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
-FUNCTIONS = ("avg", "min", "max", "count", "first", "last")
+FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 TimeParam = Annotated[str | None, Query(description="ISO 8601, epoch ms or dd-MMM-yyyy "
                                                     "HH:mm:ss[.SSS] [zone]")]
+Filter = Annotated[list[str] | None, Query(description="a name; repeat it for any of several")]
+FeatureFilter = Annotated[list[str] | None, Query(
+    description='a feature name, or "" for observations without one; repeat it for any of '
+                "several")]
 
 
 def time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
@@ -91,7 +95,7 @@ def items(rows: Sequence[Any], by_id: dict[int, Stream]) -> list[dict[str, Any]]
 @router.get("/observations", summary="Observations by sensor, property, feature and time "
                                      "(paged JSON, or a CSV / Parquet download)")
 async def query_observations(
-        sensor: str | None = None, property: str | None = None, feature: str | None = None,
+        sensor: Filter = None, property: Filter = None, feature: FeatureFilter = None,
         start: TimeParam = None, end: TimeParam = None, limit: Limit = 100,
         cursor: Cursor = None, order: Literal["asc", "desc"] = "asc",
         format: Literal["json", "csv", "parquet"] = "json",
@@ -133,8 +137,8 @@ async def _values_at(conn: Any, pairs: list[tuple[int, int]]) -> dict[tuple[int,
 
 
 @router.get("/observations/latest", summary="The latest observation of each datastream")
-async def latest(sensor: str | None = None, property: str | None = None,
-                 feature: str | None = None, _: User = Depends(current_user),
+async def latest(sensor: Filter = None, property: Filter = None,
+                 feature: FeatureFilter = None, _: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> dict[str, Any]:
     query = filtered(stream_query().add_columns(obs.value_number, obs.value_text).join(
         observations, sa.and_(obs.datastream_id == datastreams.c.id,
@@ -142,8 +146,7 @@ async def latest(sensor: str | None = None, property: str | None = None,
     query = query.order_by(datastreams.c.id, obs.value_number, obs.value_text)
     async with store.connect() as conn:
         rows = (await conn.execute(query)).all()
-        if not rows:
-            await check_names(conn, sensor, property, feature)
+        await check_found(conn, rows, sensor, property, feature)
     out: dict[int, dict[str, Any]] = {}
     for row in rows:
         if row.id not in out:  # one of several observations sharing the latest time
@@ -165,17 +168,23 @@ def _functions(fn: str) -> list[str]:
 
 
 @router.get("/observations/aggregate", summary="Aggregates per time bucket and datastream")
-async def aggregate(sensor: str | None = None, property: str | None = None,
-                    feature: str | None = None, start: TimeParam = None, end: TimeParam = None,
-                    bucket: Literal["1m", "1h", "1d"] = "1h", fn: str = "avg,min,max,count",
+async def aggregate(sensor: Filter = None, property: Filter = None,
+                    feature: FeatureFilter = None, start: TimeParam = None,
+                    end: TimeParam = None, bucket: Literal["1m", "1h", "1d"] = "1h",
+                    fn: str = "avg,min,max,count",
+                    tz: Annotated[str, Query(description=(
+                        "buckets start at this zone's local minute, hour or midnight: an IANA "
+                        "name (Asia/Kolkata), an offset (+05:30, UTC+5:30) or an abbreviation "
+                        "(IST)"))] = "UTC",
                     _: User = Depends(current_user), store: Store = Depends(get_store)
                     ) -> dict[str, Any]:
     low, high = time_range(start, end)
     chosen = _functions(fn)
-    size = BUCKETS[bucket]
-    slot = (obs.time - obs.time % size).label("bucket")
-    query = sa.select(obs.datastream_id, slot, sa.func.count(), sa.func.avg(obs.value_number),
-                      sa.func.min(obs.value_number), sa.func.max(obs.value_number),
+    plan = buckets(bucket, tz)
+    slot = plan.slot(obs.time).label("bucket")
+    number = obs.value_number
+    query = sa.select(obs.datastream_id, slot, sa.func.count(), sa.func.count(number),
+                      sa.func.sum(number), sa.func.min(number), sa.func.max(number),
                       sa.func.min(obs.time), sa.func.max(obs.time))
     async with store.connect() as conn:
         streams = await matching(conn, sensor, property, feature)
@@ -183,25 +192,27 @@ async def aggregate(sensor: str | None = None, property: str | None = None,
             return {"items": []}
         by_id = {s.id: s for s in streams}
         query = in_range(query, by_id, low, high).group_by(obs.datastream_id, slot)
-        groups = (await conn.execute(query.order_by(obs.datastream_id, slot))).all()
+        groups = _merge((await conn.execute(query.order_by(obs.datastream_id, slot))).all(),
+                        plan.start)
         ends: list[tuple[int, int]] = []
         if "first" in chosen:
-            ends.extend((g[0], g[6]) for g in groups)
-        if "last" in chosen:
             ends.extend((g[0], g[7]) for g in groups)
+        if "last" in chosen:
+            ends.extend((g[0], g[8]) for g in groups)
         values = await _values_at(conn, sorted(set(ends)))
     out = []
-    for ds, start_ms, count, avg, low_value, high_value, first_ms, last_ms in groups:
+    for ds, start_ms, count_all, numbers, total, least, most, first_ms, last_ms in groups:
         stream = by_id[ds]
         item: dict[str, Any] = {"sensor": stream.sensor, "feature": stream.feature,
                                 "property": stream.property, "bucket": format_time(start_ms)}
-        numbers = stream.data_type == "number"
+        numeric = stream.data_type == "number" and numbers > 0
+        stats = {"avg": total / numbers if numeric else None, "sum": total,
+                 "min": least, "max": most}
         for name in chosen:
             if name == "count":
-                item[name] = count
-            elif name in ("avg", "min", "max"):
-                raw = {"avg": avg, "min": low_value, "max": high_value}[name]
-                item[name] = float(raw) if numbers and raw is not None else None
+                item[name] = count_all
+            elif name in stats:
+                item[name] = float(stats[name]) if numeric else None
             else:
                 at = (ds, first_ms if name == "first" else last_ms)
                 item[name] = decode_value(*values[at], stream.data_type) \
@@ -210,9 +221,29 @@ async def aggregate(sensor: str | None = None, property: str | None = None,
     return {"items": out}
 
 
+def _merge(slots: Sequence[Any], start: Any) -> list[list[Any]]:
+    """Slot rows (datastream, slot, count, number count, sum, min, max, first, last), ordered
+    by datastream and slot, merged into their buckets (``start`` maps a slot to its bucket)."""
+    merged: list[list[Any]] = []
+    for ds, slot, count_all, numbers, total, least, most, first_ms, last_ms in slots:
+        begin = start(int(slot))
+        row = merged[-1] if merged and merged[-1][:2] == [ds, begin] else None
+        if row is None:
+            merged.append([ds, begin, count_all, numbers, total, least, most, first_ms,
+                           last_ms])
+            continue
+        row[2] += count_all
+        row[3] += numbers
+        row[4] = total if row[4] is None else row[4] if total is None else row[4] + total
+        row[5] = least if row[5] is None else row[5] if least is None else min(row[5], least)
+        row[6] = most if row[6] is None else row[6] if most is None else max(row[6], most)
+        row[7], row[8] = min(row[7], first_ms), max(row[8], last_ms)
+    return merged
+
+
 @router.get("/observations/count", summary="How many observations match")
-async def count(sensor: str | None = None, property: str | None = None,
-                feature: str | None = None, start: TimeParam = None, end: TimeParam = None,
+async def count(sensor: Filter = None, property: Filter = None,
+                feature: FeatureFilter = None, start: TimeParam = None, end: TimeParam = None,
                 _: User = Depends(current_user), store: Store = Depends(get_store)
                 ) -> dict[str, int]:
     low, high = time_range(start, end)
@@ -234,8 +265,8 @@ def _stream_json(row: Any) -> dict[str, Any]:
 
 
 @router.get("/datastreams", summary="Datastreams (sensor, property, feature) with counts")
-async def list_datastreams(sensor: str | None = None, property: str | None = None,
-                           feature: str | None = None, limit: Limit = 100,
+async def list_datastreams(sensor: Filter = None, property: Filter = None,
+                           feature: FeatureFilter = None, limit: Limit = 100,
                            cursor: Cursor = None, _: User = Depends(current_user),
                            store: Store = Depends(get_store)) -> dict[str, Any]:
     after = decode_cursor(cursor)
@@ -246,8 +277,8 @@ async def list_datastreams(sensor: str | None = None, property: str | None = Non
         query = query.where(datastreams.c.id > after)
     async with store.connect() as conn:
         rows = (await conn.execute(query.order_by(datastreams.c.id).limit(limit + 1))).all()
-        if not rows and after is None:
-            await check_names(conn, sensor, property, feature)
+        if after is None:
+            await check_found(conn, rows, sensor, property, feature)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [_stream_json(r) for r in rows],
