@@ -4,6 +4,7 @@ exact names back from the folder names."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,17 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from _batches import make_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lakeport.errors import Terminal
 from lakeport.export.config import ExportConfig
 from lakeport.export.runtime import Exporter
 from lakeport.export.sinks import Batch
-from lakeport.export.sinks.base import HIVE_NULL, partition_value
+from lakeport.export.sinks.base import HIVE_NULL, MAX_VALUE_BYTES, partition_value
 from lakeport.export.sinks.local import LocalSink
 from lakeport.streams import open_engine
 
@@ -116,3 +120,28 @@ async def test_a_key_that_would_leave_the_topic_folder_is_refused(tmp_path: Path
     with pytest.raises(Terminal):
         await LocalSink(lake.as_uri()).write(Batch("..", 4, 6, batch.table))
     assert not any(tmp_path.rglob("*.parquet"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=400))
+def test_a_partition_value_always_fits_a_folder_name(value: str) -> None:
+    escaped = partition_value(value)
+    assert len(f"asset={escaped}".encode()) <= 255
+    assert "/" not in escaped and escaped.isprintable() and not escaped.endswith(".")
+    if len(escaped.encode()) < MAX_VALUE_BYTES:
+        assert unquote(escaped) == value
+
+
+def test_long_names_stay_apart_and_keep_their_exact_name_inside(tmp_path: Path) -> None:
+    """A 300-character asset name wrote nothing before (the folder name was too long for
+    the file system, an error retried for ever); two such names sharing their first 250
+    characters land in two folders."""
+    lake = tmp_path / "lake"
+    long_a, long_b = "pump/" * 50 + "a" * 50, "pump/" * 50 + "b" * 50
+    asyncio.run(export(lake, [long_a, long_b]))
+    folders = {p.parent.name for p in lake.rglob("*.parquet")}
+    assert len(folders) == 2 and all(len(f.encode()) <= 255 for f in folders)
+    names = pa.concat_tables(
+        [pq.read_table(p, columns=["asset"]) for p in lake.rglob("*.parquet")]
+    )["asset"].to_pylist()
+    assert sorted(set(names)) == [long_a, long_b]

@@ -24,7 +24,7 @@ from conftest import require_service
 from lakeport.errors import Invalid, NotFound, Terminal, Transient
 from lakeport.export.sinks import Batch, open_sink
 from lakeport.export.sinks.databricks import DatabricksVolumeSink
-from lakeport.export.sinks.databricks_jobs import delta_table_ddl, job_name
+from lakeport.export.sinks.databricks_jobs import copy_into_sql, delta_table_ddl, job_name
 from lakeport.readings import ROW_SCHEMA
 
 pytestmark = pytest.mark.timeout(60)
@@ -201,6 +201,7 @@ async def test_autoloader_job_is_created_once_and_reset_on_the_next_start(
     assert ".trigger(availableNow=True)" in script and '.toTable("main.plant.readings")' in script
     assert f'"checkpointLocation", "{VOLUME}/_lakeport/' in script
     assert all(f'StructField("{column}"' in script for column in ROW_SCHEMA.names)
+    assert '_metadata.file_path' in script and '.alias("date")' in script
 
     async with open_sink(URL, options) as sink:
         await sink.write(make_batch(first=13))
@@ -230,7 +231,8 @@ async def test_copy_into_job_runs_a_workspace_sql_file_on_the_warehouse(
     assert sql_task.file is not None and sql_task.file.source == Source.WORKSPACE
     assert sql_task.file.path.startswith("/Shared/lakeport/lakeport-ingest-main.plant.readings-")
     sql = workspace.state.workspace_files[sql_task.file.path].decode()
-    assert sql.startswith(f"COPY INTO main.plant.readings\nFROM '{VOLUME}/sensors'\n")
+    assert sql.startswith("COPY INTO main.plant.readings\nFROM (\n    SELECT time, asset,")
+    assert f"    FROM '{VOLUME}/sensors'\n)\n" in sql and "AS DATE) AS date\n" in sql
     assert "FILEFORMAT = PARQUET" in sql
     assert settings.trigger is not None and settings.trigger.file_arrival is not None
     assert settings.trigger.file_arrival.url == f"{VOLUME}/sensors/"
@@ -248,14 +250,17 @@ def test_job_names_are_unique_per_landing_folder_and_workspace() -> None:
     assert job_name(table, f"{VOLUME}/a", "h") == job_name(table, f"{VOLUME}/a/", "h/")
 
 
-def test_documented_table_has_every_row_column() -> None:
+def test_documented_table_and_copy_into_are_what_the_job_uses() -> None:
     ddl = delta_table_ddl("main.plant.readings")
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS main.plant.readings (")
     for column in ROW_SCHEMA.names:
         assert f"\n    {column} " in ddl
     assert "time TIMESTAMP NOT NULL" in ddl and "value_number DOUBLE," in ddl
-    docs = Path(__file__).parents[2] / "docs" / "sinks" / "databricks.md"
-    assert delta_table_ddl("<catalog>.<schema>.<table>") in docs.read_text()
+    assert ddl.endswith("    date DATE NOT NULL\n)\nUSING DELTA\nPARTITIONED BY (date);")
+    docs = (Path(__file__).parents[2] / "docs" / "sinks" / "databricks.md").read_text()
+    assert delta_table_ddl("<catalog>.<schema>.<table>") in docs
+    assert copy_into_sql("/Volumes/<catalog>/<schema>/<volume>/<path>",
+                         "<catalog>.<schema>.<table>") in docs
 
 
 # -- errors --------------------------------------------------------------------------------

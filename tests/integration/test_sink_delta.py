@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import boto3
+import duckdb
+import polars as pl
 import pyarrow as pa
 import pytest
 from _batches import make_batch
@@ -14,8 +17,13 @@ from _moto import MOTO_KEY, MOTO_REGION, MOTO_SECRET, moto_server
 from deltalake import DeltaTable, write_deltalake
 
 from lakeport.errors import Invalid, NotFound, Terminal
+from lakeport.export.config import ExportConfig
+from lakeport.export.runtime import Exporter
+from lakeport.export.sinks import delta as delta_sink
 from lakeport.export.sinks import open_sink
 from lakeport.export.sinks.delta import DeltaSink
+from lakeport.export.status import read_status
+from lakeport.streams import open_engine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +43,7 @@ async def test_local_table_appends_one_commit_per_batch(tmp_path: Path) -> None:
     assert table.transaction_version("lakeport/asset-data") == 8
     rows = pa.table(table.to_pyarrow_table()).sort_by("seqno")
     assert rows["seqno"].to_pylist() == list(range(1, 9))
-    assert rows["date"].to_pylist()[2:4] == ["2026-05-01", "2026-05-02"]
+    assert rows["date"].to_pylist()[2:4] == [date(2026, 5, 1), date(2026, 5, 2)]
     assert rows["value_number"].to_pylist() == [float(s) for s in range(1, 9)]
 
 
@@ -60,13 +68,50 @@ async def test_topics_keep_their_own_transactions(tmp_path: Path) -> None:
 
 
 async def test_duckdb_reads_the_table(tmp_path: Path) -> None:
-    duckdb = pytest.importorskip("duckdb")
     async with open_sink(f"delta+file://{tmp_path}/readings") as sink:
         await sink.write(make_batch(1, 8))
     connection = duckdb.connect()
     connection.register("readings", DeltaTable(str(tmp_path / "readings")).to_pyarrow_dataset())
     count, total = connection.execute("select count(*), sum(seqno) from readings").fetchone()
     assert (count, total) == (8, 36)
+
+
+async def test_readers_get_the_date_partition_as_a_date(tmp_path: Path) -> None:
+    """deltalake, DuckDB and polars all read ``date`` as a DATE, equal to the UTC day of time."""
+    async with open_sink(f"delta+file://{tmp_path}/readings") as sink:
+        await sink.write(make_batch(1, 8))
+    table = DeltaTable(str(tmp_path / "readings"))
+    types = {field.name: str(field.type) for field in table.schema().fields}
+    assert types["date"] == 'PrimitiveType("date")'
+    assert table.metadata().partition_columns == ["date"]
+    assert pa.table(table.to_pyarrow_table()).schema.field("date").type == pa.date32()
+
+    connection = duckdb.connect()
+    connection.register("readings", table.to_pyarrow_dataset())
+    assert connection.execute(
+        "select typeof(date), date, count(*) from readings group by all order by date"
+    ).fetchall() == [("DATE", date(2026, 5, 1), 3), ("DATE", date(2026, 5, 2), 5)]
+    assert connection.execute(
+        "select count(*) from readings where date = DATE '2026-05-02'"
+        " and cast(time AT TIME ZONE 'UTC' as date) = date"
+    ).fetchone() == (5,)
+
+    frame = pl.read_delta(str(tmp_path / "readings"))
+    assert frame.schema["date"] == pl.Date
+    assert frame.filter(pl.col("date") == date(2026, 5, 1)).height == 3
+
+
+async def test_write_returns_the_data_files_of_its_commit(tmp_path: Path) -> None:
+    """The locations a write returns are the Parquet files its commit added (what the
+    exporter's status counts as files); a batch already in the table adds none."""
+    async with open_sink(f"delta+file://{tmp_path}/readings") as sink:
+        first = await sink.write(make_batch(1, 4))  # two days: two partitions, one commit
+        second = await sink.write(make_batch(5, 8))
+        again = await sink.write(make_batch(5, 8))
+    table = DeltaTable(str(tmp_path / "readings"))
+    assert len(first) == 2 and len(second) == 1 and again == []
+    assert sorted(first + second) == sorted(table.file_uris())
+    assert all(Path(f).is_file() and f.endswith(".parquet") for f in first + second)
 
 
 async def test_incompatible_table_is_terminal_naming_columns(tmp_path: Path) -> None:
@@ -86,8 +131,46 @@ async def test_missing_parent_folder_and_bad_options(tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="Parquet only"):
         async with open_sink(f"delta+file://{tmp_path}/t") as sink:
             await sink.write(make_batch(1, 2), "csv")
-    with pytest.raises(Invalid, match="bad option 'partition'"):
+    with pytest.raises(Invalid, match="unknown option 'partition' for delta"):
         open_sink(f"delta+file://{tmp_path}/t", {"partition": "x"})
+
+
+async def test_files_another_writer_commits_meanwhile_are_not_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"delta+file://{tmp_path}/readings"
+    async with open_sink(url) as sink:
+        await sink.write(make_batch(1, 4))
+    real = delta_sink.write_deltalake
+
+    def after_a_rival(table_or_uri: object, data: pa.Table, **kwargs: object) -> None:
+        real(str(tmp_path / "readings"), data.slice(0, 1), mode="append")  # commits first
+        real(table_or_uri, data, **kwargs)
+
+    monkeypatch.setattr(delta_sink, "write_deltalake", after_a_rival)
+    async with open_sink(url) as sink:
+        written = await sink.write(make_batch(5, 8))
+    ours, rivals, before = (set(DeltaTable(str(tmp_path / "readings"), version=v).file_uris())
+                            for v in (2, 1, 0))
+    assert written == sorted(ours - rivals) and len(written) == 1
+    assert not set(written) & (rivals - before)
+
+
+async def test_the_exporter_status_counts_data_files_not_commits(tmp_path: Path) -> None:
+    """Two batches of readings on two days: two commits of two Parquet files each."""
+    topic = "asset-data"
+    readings = [{"asset": "pump-1", "datastream": "t", "value": float(i), "type": "number",
+                 "time": f"2026-05-0{1 + i % 2}T12:00:00Z"} for i in range(8)]
+    async with open_engine(f"memory://{uuid.uuid4().hex}") as engine:
+        async with engine.producer("sim", topic) as producer:
+            await producer.produce_many(readings)
+        config = ExportConfig(topics=[topic], to=f"delta+file://{tmp_path}/readings",
+                              name="lake", batch_rows=4, until_idle=0.3, retry_initial=0.01)
+        status = await Exporter(config, engine=engine).run()
+    table = DeltaTable(str(tmp_path / "readings"))
+    assert (status.rows, status.batches, table.version()) == (8, 2, 1)
+    assert status.files == len(table.file_uris()) == 4
+    assert status.last_file in table.file_uris()
+    assert read_status("lake")["files"] == 4
 
 
 # -- delta+s3 against moto ------------------------------------------------------------------

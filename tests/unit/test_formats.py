@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakeport.errors import Invalid
-from lakeport.export.formats import EXTENSIONS, write_table
+from lakeport.export.formats import FORMATS, check_format, write_table
 from lakeport.readings import ROW_SCHEMA
 
 WHEN = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -78,6 +78,15 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(Invalid, match="unknown export format 'xml'"):
+    with pytest.raises(Invalid, match="unknown export format 'xml': use one of parquet, csv, json"):
         write_table(rows(), tmp_path / "x", "xml")
-    assert set(EXTENSIONS) == {"parquet", "csv", "jsonl"}
+    assert not (tmp_path / "x").exists()
+
+
+def test_one_table_names_each_format_extension_and_content_type() -> None:
+    assert {name: (f.extension, f.content_type) for name, f in FORMATS.items()} == {
+        "parquet": ("parquet", "application/vnd.apache.parquet"),
+        "csv": ("csv", "text/csv"),
+        "jsonl": ("jsonl", "application/jsonl"),
+    }
+    assert all(check_format(name) is FORMATS[name] for name in FORMATS)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakeport.server.files.lake import Lake
+from lakeport.server.files.lake import LocalLake
 from lakeport.server.files.upload import store_stream
 
 
@@ -28,7 +28,7 @@ async def test_an_upload_is_synced_with_its_folder_entries(tmp_path: Path,
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    lake = await Lake((tmp_path / "lake").as_uri()).open()
+    lake = await LocalLake((tmp_path / "lake").as_uri()).open()
 
     stored = await store_stream(lake, _body())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -12,8 +13,22 @@ import pyarrow.parquet as pq
 
 from lakeport.errors import Invalid
 
-EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
-"""Format name → file extension."""
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: its file extension and the content type objects are stored with."""
+
+    name: str
+    extension: str
+    content_type: str
+
+
+FORMATS: dict[str, Format] = {
+    "parquet": Format("parquet", "parquet", "application/vnd.apache.parquet"),
+    "csv": Format("csv", "csv", "text/csv"),
+    "jsonl": Format("jsonl", "jsonl", "application/jsonl"),
+}
+"""Every export format by name: the one table sinks and writers look formats up in."""
 
 ROW_GROUP_ROWS = 1_000_000
 """Rows per Parquet row group at most: large enough for lake engines to scan efficiently."""
@@ -21,10 +36,12 @@ ROW_GROUP_ROWS = 1_000_000
 _JSONL_CHUNK = 65_536
 
 
-def check_format(fmt: str) -> str:
-    if fmt not in EXTENSIONS:
-        raise Invalid(f"unknown export format {fmt!r}: use one of {', '.join(EXTENSIONS)}")
-    return fmt
+def check_format(fmt: str) -> Format:
+    """The :class:`Format` named ``fmt``, or :class:`Invalid` listing the known ones."""
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise Invalid(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}") from None
 
 
 def write_table(table: pa.Table, path: Path, fmt: str) -> int:
@@ -62,4 +79,4 @@ def _write_jsonl(table: pa.Table, path: Path) -> None:
                 out.write(b"\n".join(lines) + b"\n")
 
 
-__all__ = ["EXTENSIONS", "ROW_GROUP_ROWS", "check_format", "write_table"]
+__all__ = ["FORMATS", "ROW_GROUP_ROWS", "Format", "check_format", "write_table"]

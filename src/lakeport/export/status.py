@@ -45,14 +45,14 @@ class ExportStatus:
     sink: str
     format: str
     state: str = "starting"  # starting, running, retrying, stopped, failed
-    rows: int = 0
-    bytes: int = 0
-    files: int = 0
-    batches: int = 0
+    rows: int = 0  # rows landed
+    bytes: int = 0  # payload bytes of the messages exported
+    files: int = 0  # data files written: objects landed, or the Parquet files of Delta commits
+    batches: int = 0  # batches acknowledged (one Delta commit each, none for a batch already in)
     dead_letters: int = 0
     lag: int = 0
     last_error: str | None = None
-    last_file: str | None = None
+    last_file: str | None = None  # the location of the last data file written
     started: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)

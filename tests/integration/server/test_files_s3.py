@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_the_orphan_sweep_lists_and_deletes_in_s3(s3_platform: tuple[Platform, s
                                                  endpoint: str) -> None:
     import asyncio
 
-    from lakeport.server.files.lake import Lake
+    from lakeport.server.files.lake import lake_for
     from lakeport.server.files.sweep import sweep_orphans
     from lakeport.server.store import Store
 
@@ -87,7 +88,7 @@ def test_the_orphan_sweep_lists_and_deletes_in_s3(s3_platform: tuple[Platform, s
         Bucket=bucket, Key="lake/objects/ab/orphan", Body=b"cut short")
 
     async def sweep() -> int:
-        lake = await Lake(platform.settings.lake_url).open()
+        lake = await lake_for(platform.settings.lake_url).open()
         async with Store(platform.settings.store_url) as store:
             return await sweep_orphans(lake, store, older_than=0)
 
@@ -96,3 +97,49 @@ def test_the_orphan_sweep_lists_and_deletes_in_s3(s3_platform: tuple[Platform, s
     assert len(remaining) == 1 and "orphan" not in remaining[0]
     with platform.client() as http:
         assert http.get(f"{API}/files/kept.bin").content == b"kept"
+
+
+S3_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@pytest.mark.parametrize("given", [
+    frozenset(chosen) for size in range(len(S3_SETTINGS) + 1)
+    for chosen in itertools.combinations(S3_SETTINGS, size)])
+def test_the_lake_reads_the_s3_settings_the_sink_reads(
+        given: frozenset[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``AWS_ENDPOINT_URL_S3`` before ``AWS_ENDPOINT_URL``, ``AWS_REGION`` before
+    ``AWS_DEFAULT_REGION``: the same for the file service's lake and the s3:// sink."""
+    from lakeport.export.sinks.s3 import S3Sink
+    from lakeport.server.files.lake import lake_for
+
+    for name in S3_SETTINGS:
+        if name in given:
+            monkeypatch.setenv(name, f"http://{name.lower()}:9000" if "URL" in name
+                               else name.lower())
+        else:
+            monkeypatch.delenv(name, raising=False)
+    endpoint = next((f"http://{n.lower()}:9000" for n in S3_SETTINGS[:2] if n in given), None)
+    region = next((n.lower() for n in S3_SETTINGS[2:] if n in given), None)
+
+    fs = lake_for("s3://bucket/lake").fs  # type: ignore[attr-defined]
+    sink = S3Sink("s3://bucket/lake")
+
+    assert fs.endpoint_url == sink.config.resolved_endpoint() == endpoint
+    assert fs.client_kwargs.get("region_name") == sink.config.resolved_region() == region
+
+
+def test_only_storage_options_reads_the_storage_environment() -> None:
+    """The lake and the S3 / ADLS / Delta sinks take endpoint, region and Azure credentials
+    from ``lakeport.storage_options``: none of them reads the environment itself."""
+    import ast
+
+    import lakeport
+
+    root = Path(lakeport.__file__).parent
+    modules = [*sorted((root / "server" / "files" / "lake").glob("*.py")),
+               *(root / "export" / "sinks" / f"{name}.py" for name in ("s3", "adls", "delta"))]
+    readers = [f"{path.relative_to(root)}:{node.lineno}" for path in modules
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
+               and isinstance(node.value, ast.Name) and node.value.id == "os"]
+    assert readers == []

@@ -11,7 +11,7 @@ from server_fixtures import Platform
 
 
 def test_old_orphans_go_and_everything_else_stays(platform: Platform) -> None:
-    from lakeport.server.files.lake import Lake, new_key
+    from lakeport.server.files.lake import lake_for, new_key
     from lakeport.server.files.sweep import sweep_orphans
     from lakeport.server.store import Store
 
@@ -29,7 +29,7 @@ def test_old_orphans_go_and_everything_else_stays(platform: Platform) -> None:
         os.utime(path, (day_ago, day_ago))
 
     async def sweep() -> int:
-        lake = await Lake(platform.settings.lake_url).open()
+        lake = await lake_for(platform.settings.lake_url).open()
         async with Store(platform.settings.store_url) as store:
             return await sweep_orphans(lake, store, older_than=3600)
 

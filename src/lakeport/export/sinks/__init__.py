@@ -13,15 +13,18 @@ from urllib.parse import urlsplit
 from lakeport.errors import Invalid
 from lakeport.export.sinks.base import Batch, Sink
 
-# scheme -> (module:class, pip extra or None)
-_BUILTIN: dict[str, tuple[str, str | None]] = {
-    "file": ("lakeport.export.sinks.local:LocalSink", None),
-    "s3": ("lakeport.export.sinks.s3:S3Sink", "s3"),
-    "abfs": ("lakeport.export.sinks.adls:AdlsSink", "azure"),
-    "abfss": ("lakeport.export.sinks.adls:AdlsSink", "azure"),
-    "dbfs": ("lakeport.export.sinks.databricks:DatabricksVolumeSink", "databricks"),
-    "delta+file": ("lakeport.export.sinks.delta:DeltaSink", "delta"),
-    "delta+s3": ("lakeport.export.sinks.delta:DeltaSink", "delta"),
+_AZURE = ("azure.storage.blob", "azure.identity")
+
+# scheme -> (module:class, pip extra or None, the extra's packages the sink imports)
+_BUILTIN: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "file": ("lakeport.export.sinks.local:LocalSink", None, ()),
+    "s3": ("lakeport.export.sinks.s3:S3Sink", "s3", ("s3fs",)),
+    "abfs": ("lakeport.export.sinks.adls:AdlsSink", "azure", _AZURE),
+    "abfss": ("lakeport.export.sinks.adls:AdlsSink", "azure", _AZURE),
+    "dbfs": ("lakeport.export.sinks.databricks:DatabricksVolumeSink", "databricks",
+             ("databricks.sdk",)),
+    "delta+file": ("lakeport.export.sinks.delta:DeltaSink", "delta", ("deltalake",)),
+    "delta+s3": ("lakeport.export.sinks.delta:DeltaSink", "delta,s3", ("deltalake", "s3fs")),
 }
 
 
@@ -40,9 +43,11 @@ def _sink_class(scheme: str) -> type[Sink]:
             for s in sorted(_BUILTIN)
         )
         raise Invalid(f"unknown sink URL scheme {scheme!r}: use one of {listed}")
-    target, extra = _BUILTIN[scheme]
+    target, extra, requires = _BUILTIN[scheme]
     module_name, _, class_name = target.partition(":")
     try:
+        for package in requires:
+            importlib.import_module(package)
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f": pip install 'lakeport[{extra}]'" if extra else ""

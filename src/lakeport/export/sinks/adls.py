@@ -14,9 +14,6 @@ else ``DefaultAzureCredential`` (managed identity, ``az login``, ``AZURE_CLIENT_
 
 from __future__ import annotations
 
-import asyncio
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +26,22 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.identity.aio import DefaultAzureCredential  # when no key, SAS or connection string
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
-from lakeport.export.formats import EXTENSIONS, check_format, write_table
-from lakeport.export.sinks.base import Batch, Sink, parse_options
-
-try:  # DefaultAzureCredential, when no key, SAS or connection string is given
-    from azure.identity import CredentialUnavailableError
-    from azure.identity.aio import DefaultAzureCredential
-except ImportError:  # pragma: no cover - azure-identity comes with adlfs
-    CredentialUnavailableError = DefaultAzureCredential = None  # type: ignore[assignment,misc]
-
-CONTENT_TYPES = {
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv",
-    "jsonl": "application/jsonl",
-}
-ENV_ACCOUNT_NAME = "AZURE_STORAGE_ACCOUNT_NAME"
-ENV_ACCOUNT_KEY = "AZURE_STORAGE_ACCOUNT_KEY"
-ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"
-ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+from lakeport.export.formats import check_format
+from lakeport.export.sinks.base import Batch, Sink, parse_options, staged
+from lakeport.storage_options import (
+    ENV_ACCOUNT_KEY,
+    ENV_ACCOUNT_NAME,
+    ENV_CONNECTION_STRING,
+    ENV_SAS_TOKEN,
+    AzureCredentials,
+    setting,
+)
 
 
 class AdlsOptions(BaseModel):
@@ -107,13 +97,9 @@ class AdlsSink(Sink):
         super().__init__(url, options)
         self.config: AdlsOptions = parse_options(AdlsOptions, self.options, self.describe())
         self.container, url_account, self.prefix = parse_abfs_url(url)
-        connection = self._secret(self.config.connection_string, ENV_CONNECTION_STRING)
-        self.account = (
-            url_account
-            or self.config.account_name
-            or _connection_field(connection, "AccountName")
-            or os.environ.get(ENV_ACCOUNT_NAME)
-        )
+        credentials = AzureCredentials.resolve(url_account or self.config.account_name,
+                                               connection_string=self.config.connection_string)
+        connection, self.account = credentials.connection_string, credentials.account
         if not self.account and not connection:
             raise Invalid(
                 f"no storage account for {self.describe()}: use abfs://container@account/prefix "
@@ -126,7 +112,7 @@ class AdlsSink(Sink):
     # -- clients ---------------------------------------------------------------------------
     @staticmethod
     def _secret(value: SecretStr | None, env: str) -> str | None:
-        return value.get_secret_value() if value is not None else os.environ.get(env) or None
+        return setting(value, env)
 
     def _account_url(self) -> str:
         if self.config.account_url:
@@ -170,11 +156,6 @@ class AdlsSink(Sink):
         sas = self._secret(self.config.sas_token, ENV_SAS_TOKEN)
         if sas:
             return sas.lstrip("?")
-        if DefaultAzureCredential is None:
-            raise Invalid(
-                f"no Azure credentials for {self.describe()}: set {ENV_ACCOUNT_KEY}, "
-                f"{ENV_SAS_TOKEN} or {ENV_CONNECTION_STRING}, or pip install azure-identity"
-            )
         self._credential = DefaultAzureCredential()
         return self._credential
 
@@ -208,7 +189,7 @@ class AdlsSink(Sink):
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
         """Upload one blob per partition of ``batch``; return their ``abfs://`` URLs."""
-        extension = EXTENSIONS[check_format(fmt)]
+        extension = check_format(fmt).extension
         written = []
         for partition, table in batch.partitions(self.config.partition_by_asset):
             key = batch.object_key(self.prefix, partition, extension)
@@ -217,20 +198,12 @@ class AdlsSink(Sink):
         return written
 
     async def _upload(self, table: pa.Table, key: str, fmt: str) -> None:
-        staging_root = self.config.tmp_dir or Path(tempfile.gettempdir())
-        try:
-            with tempfile.TemporaryDirectory(prefix="lakeport-adls-", dir=staging_root) as tmp:
-                path = Path(tmp) / Path(key).name
-                size = await asyncio.to_thread(write_table, table, path, fmt)
-                await self._upload_file(path, size, key, fmt)
-        except OSError as exc:  # a full, missing or read-only staging folder needs an operator
-            raise Terminal(
-                f"cannot stage {Path(key).name} in {staging_root} for {self.describe()}: "
-                f"{exc.strerror or exc} (free space or set the tmp_dir option)"
-            ) from exc
+        name = Path(key).name
+        async with staged(table, name, fmt, self.config.tmp_dir, self.describe()) as (path, size):
+            await self._upload_file(path, size, key, fmt)
 
     async def _upload_file(self, path: Path, size: int, key: str, fmt: str) -> None:
-        settings = ContentSettings(content_type=CONTENT_TYPES.get(fmt))
+        settings = ContentSettings(content_type=check_format(fmt).content_type)
         try:
             with path.open("rb") as stream:
                 await self._client().upload_blob(
@@ -291,15 +264,6 @@ class AdlsSink(Sink):
                              f"for {where}")
         return Terminal(f"Azure Storage refused to {action} for {where}: "
                         f"{code or _first_line(exc)}")
-
-
-def _connection_field(connection: str | None, field: str) -> str | None:
-    """One ``Name=value`` field of an Azure Storage connection string."""
-    for part in (connection or "").split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() == field.lower() and value:
-            return value.strip()
-    return None
 
 
 def _first_line(exc: BaseException) -> str:

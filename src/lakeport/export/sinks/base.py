@@ -8,20 +8,36 @@ keys (:meth:`Batch.object_key`), Delta tables from an app-transaction version.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import hashlib
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from lakeport.errors import Invalid, Terminal
+from lakeport.errors import Invalid, LakeportError, Terminal, Transient
+from lakeport.export import formats
 
-FORMAT_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                   errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                   errno.EROFS: "the file system is read-only",
+                   errno.ENOENT: "the folder does not exist",
+                   errno.ENOTDIR: "a part of the path is a file, not a folder"}
+"""Local file errors a retry cannot mend (an operator must act); any other one is Transient."""
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+MAX_VALUE_BYTES = 200
+"""The longest partition value in a folder name, in UTF-8 bytes (``name=`` adds a few)."""
 """The folder value Hive-partitioned readers take for a null value."""
 
 _HIVE_ESCAPED = frozenset('"#%\'*/:=?[\\]^{}')
@@ -39,12 +55,25 @@ def partition_value(value: str) -> str:
     always exactly one folder level. Trailing dots become ``%2E`` too (``.`` and ``..`` are
     never a value on disk, and Azure advises against path segments ending in a dot); an empty value
     stays empty (``asset=``, read back as ``""``), and a value spelled like :data:`HIVE_NULL`
-    gets its first ``_`` escaped so DuckDB does not read it as null."""
+    gets its first ``_`` escaped so DuckDB does not read it as null.
+
+    A folder name holds at most 255 bytes on common file systems: an escaped value longer
+    than :data:`MAX_VALUE_BYTES` keeps its first part and ends in ``~`` and a hash of the whole
+    value, so long names stay apart (the column inside the files holds the exact value)."""
     escaped = "".join(_percent(c) if c in _HIVE_ESCAPED or not c.isprintable() else c
                       for c in value)
     kept = escaped.rstrip(".")
     escaped = kept + "%2E" * (len(escaped) - len(kept))
-    return "%5F" + escaped[1:] if value == HIVE_NULL else escaped
+    escaped = "%5F" + escaped[1:] if value == HIVE_NULL else escaped
+    return _shortened(escaped, value) if len(escaped.encode()) > MAX_VALUE_BYTES else escaped
+
+
+def _shortened(escaped: str, value: str) -> str:
+    digest = hashlib.blake2b(value.encode(), digest_size=8).hexdigest()
+    room = MAX_VALUE_BYTES - len(digest) - 1
+    head = escaped.encode()[:room].decode(errors="ignore")
+    head = head[:head.rfind("%")] if "%" in head[-2:] else head  # never cut an escape
+    return f"{head.rstrip('.')}~{digest}"
 
 
 def _unsafe_segment(segment: str) -> bool:
@@ -153,10 +182,46 @@ def utc_now() -> datetime:
 
 
 def parse_options(model: type[BaseModel], options: dict[str, Any], where: str) -> Any:
-    """Validate sink options; an error names the option and the sink."""
+    """Validate sink options; the one-line error names the option and the sink."""
     try:
         return model.model_validate(options)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "options"
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(sorted(model.model_fields))
+            raise Invalid(f"unknown option {name!r} for {where}: use one of {known}") from exc
         raise Invalid(f"bad option {name!r} for {where}: {first['msg']}") from exc
+
+
+def os_error(exc: OSError, what: str, fix: str) -> LakeportError:
+    """``exc`` as one line starting with ``what``: Terminal (ending with ``fix``) when a retry
+    cannot help (:data:`TERMINAL_ERRNOS`), else Transient."""
+    reason = TERMINAL_ERRNOS.get(exc.errno or 0)
+    if reason is not None:
+        return Terminal(f"{what}: {reason} ({exc.strerror}); {fix}")
+    return Transient(f"{what}: {exc.strerror or exc}")
+
+
+@contextlib.asynccontextmanager
+async def staged(table: pa.Table, name: str, fmt: str, tmp_dir: Path | None,
+                 where: str) -> AsyncIterator[tuple[Path, int]]:
+    """``table`` written as ``fmt`` to a temporary file ``name`` for an upload: yields its
+    path and size, and removes it on exit (also when the upload fails)."""
+    root = Path(tmp_dir) if tmp_dir else Path(tempfile.gettempdir())
+    folder: Path | None = None
+    try:
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="lakeport-", dir=root))
+        path = folder / name
+        size = await asyncio.to_thread(formats.write_table, table, path, fmt)
+    except BaseException as exc:  # never leave a staged file behind
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise os_error(exc, f"cannot stage {name} in {root} for {where}",
+                           "free space or set the tmp_dir option") from exc
+        raise
+    try:
+        yield path, size
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

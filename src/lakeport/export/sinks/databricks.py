@@ -4,10 +4,7 @@ Files are written locally, then streamed to the volume with the Files API (``dat
 overwriting the same deterministic path on a retry. Authentication: OAuth M2M
 (``DATABRICKS_CLIENT_ID`` / ``DATABRICKS_CLIENT_SECRET``) or a token (``DATABRICKS_TOKEN`` /
 ``DATABRICKS_ACCESS_TOKEN``); workspace from ``DATABRICKS_HOST`` / ``DATABRICKS_SERVER_HOSTNAME``.
-Options (``options={...}``) override the environment: ``host``, ``client_id``, ``client_secret``,
-``token``, ``job_cluster_id``, ``job_warehouse_id``, ``delta_table``, ``job_workspace_dir``,
-``retry_timeout_seconds``, ``connect_timeout``, ``partition_by_asset``, ``tmp_dir`` (where files are
-staged before upload; the system temp folder by default).
+Options (:class:`DatabricksOptions`) override the environment; an unknown option is an error.
 
 With ``DATABRICKS_DELTA_TABLE`` and a cluster or warehouse id, an ingestion job is created (or
 reset) once per sink on the first write; see :mod:`lakeport.export.sinks.databricks_jobs`.
@@ -17,15 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import requests
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
@@ -40,10 +33,13 @@ from databricks.sdk.errors import (
 from databricks.sdk.errors import NotFound as DatabricksNotFound
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ImportFormat
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lakeport.errors import Invalid, NotFound, Terminal, Transient, Unavailable
+from lakeport.export.formats import check_format
 from lakeport.export.sinks import databricks_jobs as jobs
-from lakeport.export.sinks.base import FORMAT_EXTENSIONS, Batch, Sink
+from lakeport.export.sinks.base import Batch, Sink, parse_options, staged
+from lakeport.storage_options import setting
 
 _ENV = {
     "host": ("DATABRICKS_HOST", "DATABRICKS_SERVER_HOSTNAME"),
@@ -55,6 +51,26 @@ _ENV = {
     "delta_table": ("DATABRICKS_DELTA_TABLE",),
 }
 DEFAULT_JOB_WORKSPACE_DIR = "/Shared/lakeport"
+
+
+class DatabricksOptions(BaseModel):
+    """Options of the ``dbfs:/Volumes/...`` sink; unset ones come from ``DATABRICKS_*``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(None, description="Workspace URL (DATABRICKS_HOST)")
+    client_id: str | None = Field(None, description="OAuth M2M client id")
+    client_secret: SecretStr | None = Field(None, description="OAuth M2M client secret")
+    token: SecretStr | None = Field(None, description="Personal access token")
+    job_cluster_id: str | None = Field(None, description="Cluster of the Auto Loader job")
+    job_warehouse_id: str | None = Field(None, description="SQL warehouse of the COPY INTO job")
+    delta_table: str | None = Field(None, description="<catalog>.<schema>.<table> the job fills")
+    job_workspace_dir: str = Field(DEFAULT_JOB_WORKSPACE_DIR,
+                                   description="Workspace folder of the COPY INTO SQL file")
+    retry_timeout_seconds: int = Field(120, ge=1, description="The SDK's retry budget per call")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to reach the workspace")
+    partition_by_asset: bool = Field(False, description="Add an asset=<name> partition below date=")
+    tmp_dir: Path | None = Field(None, description="Where files are staged before upload")
 
 
 def parse_volume_url(url: str) -> tuple[str, str]:
@@ -71,17 +87,6 @@ def parse_volume_url(url: str) -> tuple[str, str]:
     return "/" + "/".join(parts[:4]), "/".join(parts[4:])
 
 
-def _write_local(table: pa.Table, path: Path, fmt: str) -> None:
-    try:
-        from lakeport.export.formats import write_table
-    except ImportError:
-        if fmt != "parquet":
-            raise Invalid(f"format {fmt!r} needs lakeport.export.formats") from None
-        pq.write_table(table, path, compression="zstd")
-        return
-    write_table(table, path, fmt)
-
-
 class DatabricksVolumeSink(Sink):
     """Lands batches as files in a Unity Catalog volume through the Databricks Files API."""
 
@@ -92,11 +97,10 @@ class DatabricksVolumeSink(Sink):
         super().__init__(url, options)
         self.volume, self.prefix = parse_volume_url(url)
         self.landing = "/".join(p for p in (self.volume, self.prefix) if p)
-        self.settings = {
-            key: self.options.get(key) or next((os.environ[e] for e in envs if os.environ.get(e)),
-                                               None)
-            for key, envs in _ENV.items()
-        }
+        self.config: DatabricksOptions = parse_options(DatabricksOptions, self.options,
+                                                       self.describe())
+        self.settings = {key: setting(getattr(self.config, key), *envs)
+                         for key, envs in _ENV.items()}
         host = self.settings["host"]
         if not host:
             raise Invalid(
@@ -115,9 +119,7 @@ class DatabricksVolumeSink(Sink):
         if self.job_kind == "autoloader" and not self.prefix:
             raise Invalid(f"the Auto Loader job needs a folder inside the volume: use "
                           f"dbfs:{self.volume}/<folder> instead of {url!r}")
-        self.job_workspace_dir = str(self.options.get("job_workspace_dir")
-                                     or DEFAULT_JOB_WORKSPACE_DIR).rstrip("/")
-        self.partition_by_asset = bool(self.options.get("partition_by_asset", False))
+        self.job_workspace_dir = self.config.job_workspace_dir.rstrip("/")
         self.job_id: int | None = None
         self._client: WorkspaceClient | None = None
         self._job_lock = asyncio.Lock()
@@ -128,14 +130,14 @@ class DatabricksVolumeSink(Sink):
         s = self.settings
         common: dict[str, Any] = {
             "host": self.host,
-            "retry_timeout_seconds": int(self.options.get("retry_timeout_seconds", 120)),
+            "retry_timeout_seconds": self.config.retry_timeout_seconds,
             "disable_experimental_files_api_client": True,  # one streamed PUT per file
         }
         if s["client_id"] and s["client_secret"]:
             discovery_url = f"{self.host}/oidc/.well-known/oauth-authorization-server"
             # The SDK fetches this at sign-in with its own 5-minute retry budget: probe it once
             # first so that an unreachable workspace is reported at once.
-            requests.get(discovery_url, timeout=float(self.options.get("connect_timeout", 10)))
+            requests.get(discovery_url, timeout=self.config.connect_timeout)
             return WorkspaceClient(config=Config(
                 client_id=s["client_id"], client_secret=s["client_secret"],
                 auth_type="oauth-m2m", discovery_url=discovery_url, **common))
@@ -159,6 +161,8 @@ class DatabricksVolumeSink(Sink):
             raise self._translate(exc, what) from exc
 
     def _translate(self, exc: Exception, what: str) -> Exception:
+        if isinstance(exc, TimeoutError) and isinstance(exc.__cause__, DatabricksError):
+            exc = exc.__cause__  # the SDK's retries ran out: the last answer says why
         where = f"Databricks at {self.host} ({what})"
         detail = str(exc).split(". Config:")[0].strip()
         bad_credentials = (f"{where}: the credentials were rejected ({detail}); check "
@@ -203,14 +207,13 @@ class DatabricksVolumeSink(Sink):
             raise self._missing_volume() from exc
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
-        if fmt not in FORMAT_EXTENSIONS:
-            raise Invalid(f"unknown format {fmt!r}: use one of {', '.join(FORMAT_EXTENSIONS)}")
+        extension = check_format(fmt).extension
         w = await self._workspace()
         if self.job_kind and not self._job_ready:
             await self.ensure_job()
         written = []
-        for partition, rows in batch.partitions(self.partition_by_asset):
-            key = batch.object_key(self.prefix, partition, FORMAT_EXTENSIONS[fmt])
+        for partition, rows in batch.partitions(self.config.partition_by_asset):
+            key = batch.object_key(self.prefix, partition, extension)
             remote = f"{self.volume}/{key}"
             await self._upload_table(w, rows, remote, fmt)
             written.append(f"dbfs:{remote}")
@@ -218,19 +221,12 @@ class DatabricksVolumeSink(Sink):
 
     async def _upload_table(self, w: WorkspaceClient, rows: pa.Table, remote: str,
                             fmt: str) -> None:
-        fd, name = tempfile.mkstemp(prefix="lakeport-", suffix=f".{fmt}",
-                                    dir=self.options.get("tmp_dir"))
-        os.close(fd)
-        local = Path(name)
-        try:
-            await asyncio.to_thread(_write_local, rows, local, fmt)
+        name = remote.rsplit("/", 1)[-1]
+        async with staged(rows, name, fmt, self.config.tmp_dir, self.describe()) as (local, _):
             try:
                 await self._call(self._upload_file, w, local, remote, what=f"upload {remote}")
             except NotFound as exc:
                 raise self._missing_volume() from exc
-        finally:
-            with contextlib.suppress(OSError):
-                local.unlink()
 
     @staticmethod
     def _upload_file(w: WorkspaceClient, local: Path, remote: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 
 import pyarrow as pa
 from databricks.sdk.service.jobs import (
@@ -27,6 +28,9 @@ from databricks.sdk.service.jobs import (
 
 from lakeport.errors import Invalid
 from lakeport.readings import ROW_SCHEMA
+
+DATE_FROM_PATH = "/date=([0-9]{4}-[0-9]{2}-[0-9]{2})/(asset=[^/]*/)?[^/]*$"
+"""The day of a landed file's ``date=`` folder (group 1), below it an optional ``asset=``."""
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+$")
 
@@ -56,12 +60,14 @@ def job_name(table: str, landing: str, host: str) -> str:
 
 
 def delta_table_ddl(table: str) -> str:
-    """The ``CREATE TABLE`` statement for the Delta table the job fills (columns of ROW_SCHEMA)."""
+    """The ``CREATE TABLE`` statement for the Delta table the job fills: the columns of
+    ROW_SCHEMA plus ``date``, the partition column (the day of each file's ``date=`` folder)."""
     columns = ",\n".join(
-        f"    {f.name} {_SPARK_TYPES[f.type][0]}{'' if f.nullable else ' NOT NULL'}"
-        for f in ROW_SCHEMA
+        [f"    {f.name} {_SPARK_TYPES[f.type][0]}{'' if f.nullable else ' NOT NULL'}"
+         for f in ROW_SCHEMA] + ["    date DATE NOT NULL"]
     )
-    return f"CREATE TABLE IF NOT EXISTS {table} (\n{columns}\n)\nUSING DELTA;"
+    return (f"CREATE TABLE IF NOT EXISTS {table} (\n{columns}\n)\nUSING DELTA\n"
+            "PARTITIONED BY (date);")
 
 
 def autoloader_script(landing: str, checkpoint: str, table: str) -> str:
@@ -73,12 +79,15 @@ def autoloader_script(landing: str, checkpoint: str, table: str) -> str:
     imports = ", ".join(sorted({_SPARK_TYPES[f.type][1] for f in ROW_SCHEMA}))
     return f'''"""lakeport ingestion: Parquet files landed in {landing} -> {table}."""
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, {imports}
 
 spark = SparkSession.builder.getOrCreate()
 schema = StructType([
 {fields}
 ])
+# the table's partition column: the day of the file's date= folder
+day = F.to_date(F.regexp_extract("_metadata.file_path", r"{DATE_FROM_PATH}", 1))
 
 (
     spark.readStream.format("cloudFiles")
@@ -86,7 +95,7 @@ schema = StructType([
     .option("pathGlobFilter", "*.parquet")
     .schema(schema)
     .load("{landing}")
-    .select(*schema.fieldNames())  # only the table's columns, never date=/asset= folders
+    .select(*schema.fieldNames(), day.alias("date"))  # never an asset= folder column
     .writeStream.option("checkpointLocation", "{checkpoint}")
     .trigger(availableNow=True)
     .toTable("{table}")
@@ -96,10 +105,18 @@ schema = StructType([
 
 
 def copy_into_sql(landing: str, table: str) -> str:
-    """The SQL of the COPY INTO job (files already loaded are skipped by COPY INTO itself)."""
+    """The SQL of the COPY INTO job: the row columns, and ``date`` from each file's ``date=``
+    folder (files already loaded are skipped by COPY INTO itself)."""
+    columns = "\n".join(textwrap.wrap(", ".join(ROW_SCHEMA.names) + ",", width=92,
+                                      initial_indent="    SELECT ", subsequent_indent=" " * 8))
     return (
         f"COPY INTO {table}\n"
-        f"FROM '{landing}'\n"
+        "FROM (\n"
+        f"{columns}\n"
+        "        CAST(regexp_extract(_metadata.file_path,\n"
+        f"            '{DATE_FROM_PATH}', 1) AS DATE) AS date\n"
+        f"    FROM '{landing}'\n"
+        ")\n"
         "FILEFORMAT = PARQUET\n"
         "PATTERN = '**/*.parquet'\n"
         "FORMAT_OPTIONS ('mergeSchema' = 'false')\n"

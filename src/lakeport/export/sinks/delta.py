@@ -5,8 +5,8 @@ app transaction ``(<app_id>/<topic>, last seqno)``. Before writing, the sink rea
 transaction's version from the table and skips the batch when it is already there, so a
 batch retried after a crash is a no-op: exactly one copy of every row.
 
-The table has the columns of :data:`lakeport.readings.ROW_SCHEMA` plus ``date``
-(``YYYY-MM-DD`` of ``time`` in UTC, a string), and is partitioned by ``date`` (option
+The table has the columns of :data:`lakeport.readings.ROW_SCHEMA` plus ``date`` (the UTC
+date of ``time``, a Delta ``date``), and is partitioned by ``date`` (option
 ``partition_by_date``). It is created on the first write; the schema is enforced (an
 existing table with other columns is a Terminal error naming them).
 
@@ -21,23 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
-import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, SchemaMismatchError
 from pydantic import Field
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
-from lakeport.export.sinks.base import Batch, Sink, parse_options
-from lakeport.export.sinks.s3 import S3Options, parse_s3_url
+from lakeport.export.sinks.base import Batch, Sink, os_error, parse_options
+from lakeport.export.sinks.s3 import S3Options, S3Sink, parse_s3_url
 from lakeport.readings import ROW_SCHEMA
 
 DATE_COLUMN = "date"
-TABLE_SCHEMA = ROW_SCHEMA.append(pa.field(DATE_COLUMN, pa.string(), nullable=False))
+TABLE_SCHEMA = ROW_SCHEMA.append(pa.field(DATE_COLUMN, pa.date32(), nullable=False))
 CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                     "ExpiredToken", "InvalidToken", "403 Forbidden")
+OS_ERROR = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
 NETWORK_HINTS = ("connect", "connection", "timed out", "timeout", "dns error", "os error 111")
 
 
@@ -62,8 +65,7 @@ def add_date_column(table: pa.Table) -> pa.Table:
         rows = table.select(ROW_SCHEMA.names).cast(ROW_SCHEMA)
     except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise Invalid(f"batch rows do not match the lake row schema: {exc}") from exc
-    dates = pc.strftime(rows["time"], format="%Y-%m-%d")
-    return rows.append_column(TABLE_SCHEMA.field(DATE_COLUMN), dates)
+    return rows.append_column(TABLE_SCHEMA.field(DATE_COLUMN), rows["time"].cast(pa.date32()))
 
 
 class DeltaSink(Sink):
@@ -120,9 +122,7 @@ class DeltaSink(Sink):
     def app_id(self, topic: str) -> str:
         return f"{self.config.app_id}/{topic}"
 
-    def _open_table(self) -> Any | None:
-        from deltalake import DeltaTable
-
+    def _open_table(self) -> DeltaTable | None:
         options = self.storage_options()
         if not DeltaTable.is_deltatable(self.table_uri, storage_options=options):
             return None
@@ -134,12 +134,7 @@ class DeltaSink(Sink):
         if self.bucket is not None:
             await self._check_bucket()
         else:
-            parent = Path(self.table_uri).parent
-            if not parent.is_dir():
-                raise NotFound(f"folder {str(parent)!r} does not exist ({self.describe()}): "
-                               "create it or fix the URL")
-            if not os.access(parent, os.W_OK):
-                raise Terminal(f"folder {str(parent)!r} is not writable ({self.describe()})")
+            self._check_folder()
         try:
             await asyncio.to_thread(self._check_schema)
         except LakeportError:
@@ -147,23 +142,25 @@ class DeltaSink(Sink):
         except Exception as exc:
             raise self._translate(exc, "open the table") from exc
 
-    async def _check_bucket(self) -> None:
-        try:
-            from lakeport.export.sinks.s3 import S3Sink
+    def _check_folder(self) -> None:
+        """A local table's parent folder exists and is writable (deltalake would create it:
+        a mistyped path must not start a new table somewhere else)."""
+        parent = Path(self.table_uri).parent
+        if not parent.is_dir():
+            raise NotFound(f"folder {str(parent)!r} does not exist ({self.describe()}): "
+                           "create it or fix the URL")
+        if not os.access(parent, os.W_OK):
+            raise Terminal(f"folder {str(parent)!r} is not writable ({self.describe()})")
 
-            s3_options = self.config.model_dump(include=set(S3Options.model_fields))
-            probe = S3Sink(self.table_uri, s3_options)
-        except ImportError:  # s3fs missing: deltalake's own errors will tell
-            return
-        async with probe:
+    async def _check_bucket(self) -> None:
+        s3_options = self.config.model_dump(include=set(S3Options.model_fields))
+        async with S3Sink(self.table_uri, s3_options) as probe:
             await probe.healthcheck()
 
     def _check_schema(self) -> None:
         table = self._open_table()
         if table is None:
             return
-        from deltalake import Schema
-
         expected = {f.name: str(f.type) for f in Schema.from_arrow(TABLE_SCHEMA).fields}
         actual = {f.name: str(f.type) for f in table.schema().fields}
         missing = sorted(set(expected) - set(actual))
@@ -183,7 +180,8 @@ class DeltaSink(Sink):
                            f"{'; '.join(problems)} — use a new table path")
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
-        """Append ``batch`` as one commit, unless its app transaction is already in the table."""
+        """Append ``batch`` as one commit, unless its app transaction is already in the table;
+        return the data files the commit added (none when the batch was already there)."""
         if fmt != "parquet":
             raise Invalid(f"a Delta table stores Parquet only, not {fmt!r}: drop the format "
                           f"option for {self.describe()}")
@@ -191,23 +189,25 @@ class DeltaSink(Sink):
             return []
         rows = add_date_column(batch.table)
         try:
-            await asyncio.to_thread(self._append, batch, rows)
+            return await asyncio.to_thread(self._append, batch, rows)
         except LakeportError:
             raise
         except Exception as exc:
             raise self._translate(exc, f"append seqnos {batch.first_seqno}-{batch.last_seqno}")\
                 from exc
-        return [self.table_uri]
 
-    def _append(self, batch: Batch, rows: pa.Table) -> None:
-        from deltalake import CommitProperties, Transaction, write_deltalake
-
+    def _append(self, batch: Batch, rows: pa.Table) -> list[str]:
         app_id = self.app_id(batch.topic)
         table = self._open_table()
+        before: set[str] = set()
+        before_version = -1
         if table is not None:
             done = table.transaction_version(app_id)
             if done is not None and done >= batch.last_seqno:
-                return  # this batch (or a later one) is already committed
+                return []  # this batch (or a later one) is already committed
+            before, before_version = set(table.file_uris()), table.version()
+        elif self.bucket is None:
+            self._check_folder()
         partition_by = [DATE_COLUMN] if table is None and self.config.partition_by_date else None
         write_deltalake(
             table if table is not None else self.table_uri,
@@ -220,6 +220,23 @@ class DeltaSink(Sink):
                 app_transactions=[Transaction(app_id=app_id, version=batch.last_seqno)]
             ),
         )
+        return self._added_files(table, before, before_version, app_id, batch.last_seqno)
+
+    def _added_files(self, table: DeltaTable | None, before: set[str], before_version: int,
+                     app_id: str, seqno: int) -> list[str]:
+        """The data files of the commit recording ``(app_id, seqno)``: those its version has
+        and the version before lacks (commits of other writers are left out)."""
+        if table is None:
+            table = DeltaTable(self.table_uri, storage_options=self.storage_options())
+        version = table.version()
+        while version - 1 > before_version:  # other writers committed too: find ours
+            earlier = DeltaTable(self.table_uri, version=version - 1,
+                                 storage_options=self.storage_options())
+            if earlier.transaction_version(app_id) != seqno:
+                before = set(earlier.file_uris())
+                break
+            table, version = earlier, version - 1
+        return sorted(set(table.file_uris()) - before)
 
     # -- errors ----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -227,8 +244,6 @@ class DeltaSink(Sink):
 
     def _translate(self, exc: BaseException, action: str) -> LakeportError:
         """Map a deltalake / object store error to Transient or Terminal with one clear line."""
-        from deltalake.exceptions import CommitFailedError, SchemaMismatchError
-
         where = self.describe()
         text = str(exc)
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -244,6 +259,11 @@ class DeltaSink(Sink):
             return Terminal(f"S3 rejected the credentials for s3://{self.bucket}: {code}")
         if any(hint in text.lower() for hint in NETWORK_HINTS):
             return Unavailable(f"cannot reach the Delta table {where}: {first}")
+        failed = OS_ERROR.search(text)
+        if failed:  # deltalake reports file errors as text: "os error 28", "[Errno 5]"
+            code = int(failed.group(1) or failed.group(2))
+            return os_error(OSError(code, os.strerror(code)), f"could not {action} for {where}",
+                            "free space or fix the folder's permissions, then restart")
         if isinstance(exc, OSError):
             return Transient(f"storage error while trying to {action} for {where}: {first}")
         return Terminal(f"could not {action} for {where}: {first}")

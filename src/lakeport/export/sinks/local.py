@@ -12,16 +12,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from lakeport.durable import fsync_path
-from lakeport.errors import Invalid, Terminal, Transient
-from lakeport.export.formats import EXTENSIONS, check_format, write_table
-from lakeport.export.sinks.base import Batch, Sink
+from lakeport.errors import Invalid, LakeportError
+from lakeport.export import formats
+from lakeport.export.sinks.base import Batch, Sink, os_error, parse_options
 from lakeport.processes import pid_alive
 
-_TERMINAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                    errno.EROFS: "the file system is read-only",
-                    errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+class LocalOptions(BaseModel):
+    """Options of the ``file://`` sink."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition_by_asset: bool = Field(False, description="Add an asset=<name> partition below date=")
 
 
 PROBE_PREFIX = ".lakeport-probe-"
@@ -91,15 +96,12 @@ class LocalSink(Sink):
         if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path:
             raise Invalid(f"bad file sink URL {url!r}: use file:///absolute/path")
         self.root = Path(unquote(parts.path))
-        self.partition_by_asset = bool(self.options.get("partition_by_asset"))
+        self.config: LocalOptions = parse_options(LocalOptions, self.options, self.describe())
         self._swept: set[Path] = set()  # folders cleared of dead writers' temporary files
 
-    def _error(self, exc: OSError, doing: str) -> Exception:
-        reason = _TERMINAL_ERRNOS.get(exc.errno or 0)
-        if reason is not None:
-            return Terminal(f"file sink {self.root}: cannot {doing}: {reason} ({exc.strerror}); "
-                            "free space or fix the folder's permissions, then restart")
-        return Transient(f"file sink {self.root}: cannot {doing}: {exc}")
+    def _error(self, exc: OSError, doing: str) -> LakeportError:
+        return os_error(exc, f"file sink {self.root}: cannot {doing}",
+                        "free space or fix the folder's permissions, then restart")
 
     async def healthcheck(self) -> None:
         await asyncio.to_thread(self._check)
@@ -127,24 +129,28 @@ class LocalSink(Sink):
             probe.unlink(missing_ok=True)
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
-        check_format(fmt)
+        formats.check_format(fmt)
         return await asyncio.to_thread(self._write, batch, fmt)
 
     def _write(self, batch: Batch, fmt: str) -> list[str]:
         written = []
         folders = set()
-        for partition, table in batch.partitions(self.partition_by_asset):
-            path = self.root / batch.object_key("", partition, EXTENSIONS[fmt])
+        extension = formats.FORMATS[fmt].extension
+        for partition, table in batch.partitions(self.config.partition_by_asset):
+            path = self.root / batch.object_key("", partition, extension)
             temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._sweep(path)
-                write_table(table, temp, fmt)
+                formats.write_table(table, temp, fmt)
                 fsync_path(temp)
                 os.replace(temp, path)
-            except OSError as exc:
-                temp.unlink(missing_ok=True)
-                raise self._error(exc, f"write {path}") from exc
+            except BaseException as exc:  # never leave a temporary file behind
+                with contextlib.suppress(OSError):
+                    temp.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise self._error(exc, f"write {path}") from exc
+                raise
             folders.add(path.parent)
             written.append(str(path))
         try:

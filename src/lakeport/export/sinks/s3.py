@@ -14,9 +14,6 @@ Settings, first match wins: the sink options, then the environment (``AWS_ENDPOI
 
 from __future__ import annotations
 
-import asyncio
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from lakeport.errors import Invalid, LakeportError, NotFound, Terminal, Transient, Unavailable
-from lakeport.export.sinks.base import FORMAT_EXTENSIONS, Batch, Sink, parse_options
+from lakeport.export.formats import check_format
+from lakeport.export.sinks.base import Batch, Sink, parse_options, staged
+from lakeport.storage_options import s3_endpoint, s3_region
 
 CREDENTIAL_ERRORS = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
@@ -34,11 +33,6 @@ BUSY_ERRORS = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
      "RequestTimeTooSkewed"}
 )
-CONTENT_TYPES = {
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv",
-    "jsonl": "application/jsonl",
-}
 
 
 class S3Options(BaseModel):
@@ -64,12 +58,10 @@ class S3Options(BaseModel):
     tmp_dir: Path | None = Field(None, description="Where partition files are staged")
 
     def resolved_endpoint(self) -> str | None:
-        return (self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL") or None)
+        return s3_endpoint(self.endpoint_url)
 
     def resolved_region(self) -> str | None:
-        return (self.region or os.environ.get("AWS_REGION")
-                or os.environ.get("AWS_DEFAULT_REGION") or None)
+        return s3_region(self.region)
 
 
 def parse_s3_url(url: str, scheme: str = "s3") -> tuple[str, str]:
@@ -79,22 +71,6 @@ def parse_s3_url(url: str, scheme: str = "s3") -> tuple[str, str]:
     if not sep or head != scheme or not bucket:
         raise Invalid(f"bad S3 URL {url!r}: expected {scheme}://bucket/prefix")
     return bucket, prefix.strip("/")
-
-
-def _write_local(table: pa.Table, path: Path, fmt: str) -> int:
-    """Write ``table`` to ``path`` in ``fmt`` with the shared format writer when available."""
-    try:
-        from lakeport.export.formats import write_table
-    except ImportError:
-        write_table = None
-    if write_table is not None:
-        return write_table(table, path, fmt)
-    if fmt != "parquet":
-        raise Invalid(f"format {fmt!r} is not available yet: use parquet")
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, path, compression="zstd")
-    return path.stat().st_size
 
 
 class S3Sink(Sink):
@@ -164,9 +140,7 @@ class S3Sink(Sink):
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
         """Upload one object per partition of ``batch``; return their ``s3://`` URLs."""
-        extension = FORMAT_EXTENSIONS.get(fmt)
-        if extension is None:
-            raise Invalid(f"unknown format {fmt!r}: use one of {', '.join(FORMAT_EXTENSIONS)}")
+        extension = check_format(fmt).extension
         written = []
         for partition, table in batch.partitions(self.config.partition_by_asset):
             key = batch.object_key(self.prefix, partition, extension)
@@ -176,16 +150,15 @@ class S3Sink(Sink):
 
     async def _upload(self, table: pa.Table, key: str, fmt: str) -> None:
         fs = self._client()
-        with tempfile.TemporaryDirectory(prefix="lakeport-s3-", dir=self.config.tmp_dir) as staging:
-            path = Path(staging) / Path(key).name
-            await asyncio.to_thread(_write_local, table, path, fmt)
+        name = Path(key).name
+        async with staged(table, name, fmt, self.config.tmp_dir, self.describe()) as (path, _):
             try:
                 await fs._put_file(
                     str(path),
                     f"{self.bucket}/{key}",
                     chunksize=self.config.multipart_chunksize,
                     max_concurrency=1,
-                    ContentType=CONTENT_TYPES.get(fmt, "application/octet-stream"),
+                    ContentType=check_format(fmt).content_type,
                 )
             except Exception as exc:
                 raise self._translate(exc, f"upload {key}") from exc

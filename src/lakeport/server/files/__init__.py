@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from lakeport.server.files import routes_files, routes_links, routes_tree
-from lakeport.server.files.lake import Lake
+from lakeport.server.files.lake import Lake, lake_for
 from lakeport.server.files.sweep import sweep_orphans
 from lakeport.server.store import Store
 
@@ -31,7 +31,7 @@ router.include_router(routes_files.router)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the lake named by the settings' ``lake_url``; sweep orphaned objects meanwhile."""
-    lake = app.state.files_lake = await Lake(app.state.settings.lake_url).open()
+    lake = app.state.files_lake = await lake_for(app.state.settings.lake_url).open()
     sweeping = asyncio.create_task(_sweep(lake, app.state.store))
     try:
         yield

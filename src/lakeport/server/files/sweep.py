@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
 
 import sqlalchemy as sa
 
@@ -20,33 +18,9 @@ ORPHAN_AGE = 6 * 3600.0
 """Seconds an unreferenced object is left alone (an upload in progress elsewhere)."""
 
 
-def _object_ages(lake: Lake) -> dict[str, float]:
-    """Every object key under ``objects/`` with its age in seconds."""
-    now = time.time()
-    ages: dict[str, float] = {}
-    if lake.root is not None:
-        base = lake.root / "objects"
-        if base.exists():
-            for folder, _, names in os.walk(base):
-                for name in names:
-                    path = os.path.join(folder, name)
-                    try:
-                        ages[os.path.relpath(path, lake.root)] = now - os.stat(path).st_mtime
-                    except FileNotFoundError:
-                        continue
-        return ages
-    prefix = f"{lake.prefix}/objects"
-    for path, info in lake.fs.find(prefix, detail=True).items():
-        modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
-        stamp = modified.timestamp() if hasattr(modified, "timestamp") else modified
-        key = path[len(lake.prefix) + 1:] if lake.prefix else path
-        ages[key] = now - float(stamp) if stamp else 0.0
-    return ages
-
-
 async def sweep_orphans(lake: Lake, store: Store, older_than: float = ORPHAN_AGE) -> int:
     """Delete unreferenced objects older than ``older_than`` seconds; how many went."""
-    ages = await asyncio.to_thread(_object_ages, lake)
+    ages = await asyncio.to_thread(lake.object_ages)
     old = {key for key, age in ages.items() if age >= older_than}
     if not old:
         return 0
