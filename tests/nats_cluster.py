@@ -130,6 +130,32 @@ class Cluster:
                         raise AssertionError(f"JetStream not ready on {node.name}: {exc}") from exc
                     await asyncio.sleep(0.2)
 
+    async def replicas_current(self, stream: str) -> bool:
+        """True when ``stream`` has a leader and every other replica is current."""
+        import nats
+        import orjson
+
+        node = next(n for n in self.nodes if n.process is not None)
+        nc = await nats.connect(f"nats://127.0.0.1:{node.port}", allow_reconnect=False)
+        try:
+            msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
+            info = orjson.loads(msg.data).get("cluster") or {}
+            replicas = info.get("replicas") or []
+            return bool(info.get("leader")) and len(replicas) == len(self.nodes) - 1 and all(
+                r.get("current") and not r.get("offline") for r in replicas)
+        except Exception:
+            return False
+        finally:
+            await nc.close()
+
+    async def until_current(self, stream: str, timeout: float = START_TIMEOUT) -> None:
+        """Wait until :meth:`replicas_current` (a restarted node caught up)."""
+        deadline = time.monotonic() + timeout
+        while not await self.replicas_current(stream):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replicas of {stream} did not catch up in {timeout:g}s")
+            await asyncio.sleep(0.2)
+
     async def stream_leader(self, stream: str, timeout: float = START_TIMEOUT) -> str:
         """The name of the node leading ``stream`` (waits while an election is on)."""
         return await self._leader(f"STREAM.INFO.{stream}", timeout)

@@ -8,6 +8,7 @@ import pytest
 
 from lakeport.errors import Closed
 from lakeport.streams import EndMarker, EndOfTopic, Engine, Filters
+from waiting import still_waiting
 
 from ._helpers import QUIET, WAIT, drain, seqnos, take
 
@@ -33,7 +34,7 @@ async def test_follower_gets_messages_produced_while_it_waits(engine: Engine,
     await engine.create_topic(topic)
     async with engine.consumer("c", topic) as consumer:
         waiting = asyncio.create_task(consumer.recv(timeout=WAIT))
-        await asyncio.sleep(0.1)
+        assert await still_waiting(waiting, QUIET), "recv returned on an empty topic"
         await fill(engine, topic, [{"n": 1}])
         assert (await waiting).payload == {"n": 1}
 
@@ -200,7 +201,7 @@ async def test_deleting_the_topic_closes_a_waiting_consumer(engine: Engine, topi
     async with engine.consumer("c", topic) as consumer:
         await take(consumer, 1)
         waiting = asyncio.create_task(consumer.recv(timeout=WAIT))
-        await asyncio.sleep(0.2)
+        assert await still_waiting(waiting, QUIET), "recv returned with nothing to receive"
         await engine.delete_topic(topic)
         with pytest.raises(Closed):
             await waiting

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from lakeport.errors import Conflict, Invalid
-from lakeport.streams import Engine, Message
+from lakeport.streams import Engine
+from waiting import eventually
 
 from ._helpers import QUIET, WAIT, drain, seqnos, take
 
@@ -53,33 +54,64 @@ async def test_shared_members_split_the_messages(engine: Engine, topic: str) -> 
         assert await a.lag() == await b.lag() == 0
 
 
-async def test_shared_members_working_concurrently_get_each_message_once(engine: Engine,
-                                                                         topic: str) -> None:
+async def test_shared_members_working_concurrently_split_the_messages(engine: Engine,
+                                                                      topic: str) -> None:
+    """Each member gets some of the work, every message goes to exactly one member, and none
+    goes to a member while another one holds it unacked."""
     await engine.create_topic(topic)
-    received: dict[str, list[Message]] = {"a": [], "b": [], "c": []}
+    members = ("a", "b", "c")
+    received: dict[str, list[int]] = {member: [] for member in members}
+    holding: dict[str, set[int]] = {member: set() for member in members}  # received, unacked
+    taken_twice: list[str] = []
+    opened = {member: asyncio.Event() for member in members}
+    everything_acked = asyncio.Event()
 
     async def work(member: str) -> None:
         async with engine.consumer("workers", topic, mode="shared") as consumer:
+            opened[member].set()
             while True:
                 try:
-                    batch = await consumer.recv_batch(7, timeout=1.0)
+                    got = seqnos(await consumer.recv_batch(7, timeout=QUIET))
                 except TimeoutError:
-                    return
-                received[member].extend(batch)
-                await consumer.ack(batch[-1].seqno)
-                await asyncio.sleep(0)
+                    if everything_acked.is_set():  # and nothing came again for QUIET seconds
+                        return
+                    continue
+                for other in members:
+                    if both := holding[other] & set(got):
+                        taken_twice.append(f"{sorted(both)} went to {member} while {other} "
+                                           "held them")
+                holding[member].update(got)
+                received[member].extend(got)
+                await asyncio.sleep(0)  # the others fetch while this member holds messages
+                await consumer.ack(got[-1])
+                holding[member].clear()
 
-    workers = [asyncio.create_task(work(member)) for member in received]
-    await asyncio.sleep(0.1)
+    def count() -> int:
+        return sum(map(len, received.values()))
+
+    workers = [asyncio.create_task(work(member)) for member in members]
+    assert await eventually(lambda: all(e.is_set() for e in opened.values())), \
+        "the members to open"
     async with engine.producer("p", topic) as producer:
-        for start in range(0, 200, 20):
+        for start in range(0, 200, 20):  # in steps the members work through side by side
             await producer.produce_many(list(range(start, start + 20)))
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(asyncio.gather(*workers), 15)
-    everything = [m.seqno for got in received.values() for m in got]
-    assert sorted(everything) == list(range(1, 201))
-    info = [c for c in (await engine.topic_info(topic)).consumers if c.name == "workers"]
-    assert info[0].acked == 200
+            assert await eventually(lambda start=start: count() >= start + 20), \
+                f"the members to receive messages {start + 1}-{start + 20}: {received}"
+
+    async def acked() -> int:
+        info = await engine.topic_info(topic)
+        return next(c.acked for c in info.consumers if c.name == "workers")
+
+    async def all_acked() -> bool:
+        return await acked() == 200
+
+    assert await eventually(all_acked), f"the members to ack all 200, not {await acked()}"
+    assert await eventually(lambda: not any(holding.values())), "the members to ack"
+    everything_acked.set()
+    await asyncio.wait_for(asyncio.gather(*workers), WAIT)
+    assert taken_twice == []
+    assert all(received.values()), f"a member got no work: {received}"
+    assert sorted(s for got in received.values() for s in got) == list(range(1, 201))
 
 
 async def test_shared_unacked_messages_go_to_another_member(engine: Engine,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from lakeport.errors import Invalid
 from lakeport.streams import Engine, Position, open_engine
+from waiting import eventually
 
 from ._helpers import QUIET, drain, seqnos, take
 
@@ -49,9 +51,12 @@ async def test_timestamp_position_starts_at_the_first_message_not_older(engine: 
     async with engine.producer("p", topic) as producer:
         for i in range(1, 5):
             await producer.produce({"n": i})
-            await asyncio.sleep(0.02)  # distinct append times
+            await asyncio.sleep(0.02)  # time passes between appends: that is the point
     async with engine.consumer("all", topic, position="beginning") as consumer:
-        third = (await take(consumer, 4))[2]
+        messages = await take(consumer, 4)
+    assert all(a.time < b.time for a, b in itertools.pairwise(messages)), \
+        [m.time for m in messages]
+    third = messages[2]
     async with engine.consumer("c", topic, position=Position.timestamp(third.time)) as consumer:
         assert seqnos(await take(consumer, 2)) == [3, 4]
     iso = third.time.isoformat().replace("+00:00", "Z")
@@ -115,8 +120,7 @@ async def test_consumer_cancelled_while_receiving_loses_nothing(engine: Engine,
                 got.append((await consumer.recv()).seqno)
 
     task = asyncio.create_task(work())
-    while len(got) < 3:
-        await asyncio.sleep(0.01)
+    assert await eventually(lambda: len(got) == 3), f"the consumer to receive 3, not {got}"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -9,8 +9,9 @@ import pytest
 
 from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.streams import Engine, Format, Persistence, TopicOptions
+from waiting import still_waiting
 
-from ._helpers import WAIT, take
+from ._helpers import QUIET, WAIT, take
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -163,8 +164,9 @@ async def test_consumer_waits_for_a_topic_created_later(engine: Engine, topic: s
             return (await take(consumer, 1))[0].payload
 
     waiting = asyncio.create_task(first_message())
-    await asyncio.sleep(0.3)
-    assert not waiting.done()
+    assert await still_waiting(waiting, QUIET), "the consumer did not wait for the topic"
+    with pytest.raises(NotFound):  # waiting does not create it
+        await engine.topic_info(topic)
     async with engine.producer("p", topic) as producer:
         await producer.produce({"hello": "world"})
     assert await asyncio.wait_for(waiting, WAIT) == {"hello": "world"}
@@ -176,7 +178,8 @@ async def test_producer_waits_for_a_topic_created_later(engine: Engine, topic: s
             return await producer.produce("late")
 
     waiting = asyncio.create_task(produce_one())
-    await asyncio.sleep(0.3)
-    assert not waiting.done()
+    assert await still_waiting(waiting, QUIET), "the producer did not wait for the topic"
+    with pytest.raises(NotFound):  # waiting does not create it
+        await engine.topic_info(topic)
     await engine.create_topic(topic, TopicOptions(format="string"))
     assert await asyncio.wait_for(waiting, WAIT) == 1

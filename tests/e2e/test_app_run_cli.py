@@ -26,6 +26,7 @@ from lakeport.apps.secrets import SecretStore
 from lakeport.errors import NotFound
 from lakeport.home import default_streams_url
 from lakeport.streams import open_engine
+from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -67,10 +68,14 @@ class RunningApp:
         self.stdout: list[str] = []
         self.stderr: queue.Queue[str] = queue.Queue()
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._read, args=(self.process.stdout, self.stdout.append),
-                         daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stderr, self.stderr.put),
-                         daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout.append),
+                             daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr.put),
+                             daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     @staticmethod
     def _read(stream, put) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +105,9 @@ class RunningApp:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-        time.sleep(0.1)  # let the reader threads take the last lines
+        for reader in self._readers:  # they end at the end of the app's output
+            reader.join(WAIT)
+            assert not reader.is_alive(), "the app's output did not end after it exited"
         return self.process.returncode, self.stdout
 
     def kill(self) -> None:
@@ -111,11 +118,13 @@ class RunningApp:
 
 def wait_for(probe, expected, what: str) -> None:  # type: ignore[no-untyped-def]
     """Poll ``probe()`` until it returns ``expected``; fail naming the last value seen."""
-    deadline = time.monotonic() + WAIT
-    while (seen := probe()) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {seen!r}, not {expected!r}")
-        time.sleep(0.1)
+    seen = [None]
+
+    def met() -> bool:
+        seen[0] = probe()
+        return seen[0] == expected
+
+    assert wait_until(met, WAIT), f"timed out waiting for {what}: {seen[0]!r}, not {expected!r}"
 
 
 async def _topic_state(topic: str, consumer: str) -> tuple[int, int | None]:
@@ -345,7 +354,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
 print(os.getpid(), flush=True)
 while not received:
     time.sleep(0.01)
-time.sleep(0.3)  # a second signal, if one were sent, arrives meanwhile
+time.sleep(0.3)  # a window for a second signal: "signals 1" then shows that none came
 print("signals", len(received), flush=True)
 """
 

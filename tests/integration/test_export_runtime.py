@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from lakeport.export.runtime import Exporter
 from lakeport.export.sinks import Batch
 from lakeport.export.sinks.local import LocalSink
 from lakeport.export.status import export_dir, read_status
-from lakeport.streams import Engine, open_engine
+from lakeport.streams import Consumer, Engine, open_engine
+from waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 TOPIC = "transformed-data"
@@ -81,31 +81,35 @@ async def test_a_partial_batch_is_written_after_max_delay(engine: Engine, tmp_pa
     exporter = Exporter(config(lake, until_idle=None, max_delay=0.2), engine=engine)
     task = asyncio.create_task(exporter.run(stop))
     await produce(engine, 5)
-    for _ in range(200):
-        if files(lake):
-            break
-        await asyncio.sleep(0.05)
+    assert await eventually(lambda: files(lake)), "the first partial batch to be written"
     assert files(lake) == [f"{TOPIC}-1-5.parquet"]
     assert not task.done()
     await produce(engine, 3, start=5)
-    for _ in range(200):
-        if len(files(lake)) == 2:
-            break
-        await asyncio.sleep(0.05)
+    assert await eventually(lambda: len(files(lake)) == 2), \
+        f"the second partial batch to be written: {files(lake)}"
     stop.set()
     await task
     assert files(lake) == [f"{TOPIC}-1-5.parquet", f"{TOPIC}-6-8.parquet"]
 
 
-async def test_stop_flushes_the_current_batch(engine: Engine, tmp_path: Path) -> None:
+async def test_stop_flushes_the_current_batch(engine: Engine, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     lake = tmp_path / "lake"
     stop = asyncio.Event()
+    opened: list[Consumer] = []
+    consumer = engine.consumer
+
+    def watched_consumer(*args: Any, **kwargs: Any) -> Consumer:
+        opened.append(consumer(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(engine, "consumer", watched_consumer)  # to see how far it has read
     exporter = Exporter(config(lake, until_idle=None, max_delay=3600), engine=engine)
     task = asyncio.create_task(exporter.run(stop))
     await produce(engine, 7)
-    while exporter.status.state != "running" or await engine.topic_info(TOPIC) is None:
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+    assert await eventually(lambda: opened and opened[0].position == 8), \
+        "the exporter to read all 7 messages into its current batch"
+    assert files(lake) == [] and await acked(engine) == 0  # max_delay keeps the batch open
     stop.set()
     status = await task
     assert status.rows == 7 and files(lake) == [f"{TOPIC}-1-7.parquet"]
@@ -308,28 +312,38 @@ def test_cli_bad_option_is_one_line() -> None:
     assert done.returncode == 1 and "batch_rows" in done.stderr
 
 
-def test_sigterm_flushes_the_current_batch_before_exit(tmp_path: Path) -> None:
-    streams = (tmp_path / "streams").as_uri()
+def acked_on(streams: str) -> int:
+    """What the exporter ``lake`` has acked on the topic, looked up from this process."""
 
-    async def fill() -> None:
+    async def look() -> int:
         async with open_engine(streams) as opened:
-            await produce(opened, 20)
+            return await acked(opened)
 
-    asyncio.run(fill())
+    return asyncio.run(look())
+
+
+def test_sigterm_flushes_the_current_batch_before_exit(tmp_path: Path) -> None:
+    """The exporter reads 25 messages: 1-20 fill a batch, which lands and is acked; 21-25
+    wait in the current batch (max_delay 1h) until SIGTERM flushes them."""
+    streams = fill_topic(tmp_path, 25)
     lake = tmp_path / "lake"
     process = subprocess.Popen(
         [sys.executable, "-m", "lakeport.cli", "export", "run", "--topic", TOPIC,
-         "--to", lake.as_uri(), "--name", "lake", "--max-delay", "1h", "--url", streams],
+         "--to", lake.as_uri(), "--name", "lake", "--max-delay", "1h", "--batch-rows", "20",
+         "--url", streams],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    status_file = export_dir("lake") / "status.json"
-    for _ in range(600):
-        if status_file.exists() and orjson.loads(status_file.read_bytes())["state"] == "running":
-            break
-        time.sleep(0.05)
-    time.sleep(2.0)  # the reader takes the 20 messages; max_delay keeps them unwritten
-    assert files(lake) == []
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
+    try:
+        # the reader cuts the next batch before the writer has landed this one
+        assert wait_until(lambda: acked_on(streams) == 20, 30), \
+            f"the first batch to be acked (acked {acked_on(streams)})"
+        assert files(lake) == [f"{TOPIC}-1-20.parquet"]
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 0, err.decode()
-    assert files(lake) == [f"{TOPIC}-1-20.parquet"]
+    assert files(lake) == [f"{TOPIC}-1-20.parquet", f"{TOPIC}-21-25.parquet"]
+    assert acked_on(streams) == 25
     assert read_status("lake")["state"] == "stopped"

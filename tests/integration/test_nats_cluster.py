@@ -22,6 +22,7 @@ from lakeport.streams.jetstream.codec import LEASE_BUCKET, stream_name
 from lakeport.streams.jetstream.lease import LEASE_TTL
 from lakeport.streams.types import TopicOptions
 from nats_cluster import Cluster
+from waiting import eventually
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -35,17 +36,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 async def until(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition()`` (sync or async) until true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    """Wait for ``condition`` (sync or async); fail naming ``what`` after ``timeout``."""
+    assert await eventually(condition, timeout), f"timed out after {timeout:g}s waiting for {what}"
 
 
 async def test_replicas_come_from_the_option_or_the_url(cluster: Cluster) -> None:
@@ -104,25 +96,6 @@ class Traffic:
             raise
 
 
-async def _all_current(cluster: Cluster, stream: str) -> bool:
-    """True when the stream has a leader and every replica is current."""
-    import nats
-    import orjson
-
-    node = next(n for n in cluster.nodes if n.process is not None)
-    nc = await nats.connect(f"nats://127.0.0.1:{node.port}", allow_reconnect=False)
-    try:
-        msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
-        info = orjson.loads(msg.data).get("cluster") or {}
-        replicas = info.get("replicas") or []
-        return bool(info.get("leader")) and len(replicas) == len(cluster.nodes) - 1 and all(
-            r.get("current") and not r.get("offline") for r in replicas)
-    except Exception:
-        return False
-    finally:
-        await nc.close()
-
-
 async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster) -> None:
     """Five times: kill the stream's leader under a producer and a following consumer.
     Every confirmed message is delivered exactly once and both keep running."""
@@ -134,7 +107,7 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
         tasks = [asyncio.create_task(traffic.produce()), asyncio.create_task(traffic.consume())]
         try:
             for _ in range(KILLS):
-                await until(lambda: _all_current(cluster, stream_name(topic)),
+                await until(lambda: cluster.replicas_current(stream_name(topic)),
                             "every replica of the topic to be current")
                 before = len(traffic.acked)
                 await until(lambda b=before: len(traffic.acked) > b + 200, "messages flowing")
@@ -148,8 +121,11 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
                 assert not traffic.errors, traffic.errors
                 cluster.restart(leader)
             traffic.stop.set()
-            await until(lambda: set(traffic.acked) <= set(traffic.received) or traffic.errors,
-                        "the consumer to receive every confirmed message")
+            caught_up = await eventually(
+                lambda: set(traffic.acked) <= set(traffic.received) or traffic.errors, 60)
+            missing = sorted(set(traffic.acked) - set(traffic.received))
+            assert caught_up, (f"the consumer did not receive {len(missing)} confirmed "
+                               f"messages: {missing[:5]}..., received {len(traffic.received)}")
             await asyncio.gather(*tasks)
         finally:
             traffic.stop.set()
@@ -177,7 +153,7 @@ async def test_an_exporter_keeps_running_when_the_lease_bucket_leader_dies(
     lake = tmp_path / "lake"
     async with open_engine(url) as engine:
         await engine.create_topic(topic)
-        await until(lambda: _all_current(cluster, f"KV_{LEASE_BUCKET}"),
+        await until(lambda: cluster.replicas_current(f"KV_{LEASE_BUCKET}"),
                     "every replica of the lease bucket to be current")
         config = ExportConfig(topics=[topic], to=lake.as_uri(), name="lake", max_delay=0.2,
                               retry_initial=0.05)

@@ -7,7 +7,8 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ from lakeport.apps import (
 from lakeport.apps.manifest import ManifestError
 from lakeport.apps.timers import Schedule, Timer, next_cron_fire, next_tick
 from lakeport.errors import Closed, Conflict, Invalid, Unavailable
-from lakeport.streams import Engine, open_engine, register_engine
+from lakeport.streams import Consumer, Engine, Message, open_engine, register_engine
 from lakeport.streams.memory import MemoryEngine
+from waiting import WAIT, eventually
 
 pytestmark = pytest.mark.timeout(30)
+QUIET = 0.3  # seconds of watching that show something does not happen
 
 SCHEMA = {
     "type": "object",
@@ -98,26 +101,39 @@ async def acked(engine: Engine, topic: str, name: str = "demo-app") -> int:
     return next((c.acked for c in info.consumers if c.name == name), 0)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Wait until ``check()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if check():
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-
-
 async def until_acked(engine: Engine, topic: str, seqno: int, name: str = "demo-app") -> None:
     """Wait until the consumer ``name`` has acked ``topic`` up to ``seqno``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while (last := await acked(engine, topic, name)) < seqno:
-        if loop.time() > deadline:
-            raise AssertionError(f"{name} acked {topic} up to {last}, not {seqno}")
-        await asyncio.sleep(0.01)
+
+    async def done() -> bool:
+        return await acked(engine, topic, name) >= seqno
+
+    assert await eventually(done), \
+        f"{name} acked {topic} up to {await acked(engine, topic, name)}, not {seqno}"
+
+
+async def never_acked(engine: Engine, topic: str) -> bool:
+    """Whether nothing of ``topic`` gets acked within ``QUIET`` seconds: a wrong ack would come
+    some time after what triggers it, so only watching for a while can show there is none."""
+
+    async def some() -> bool:
+        return await acked(engine, topic) > 0
+
+    return not await eventually(some, QUIET)
+
+
+@pytest.fixture
+def delivered(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], int]:
+    """How many messages consumers have handed out so far, by consumer name and topic."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    recv = Consumer.recv
+
+    async def counting_recv(self: Consumer, timeout: float | None = None) -> Message:
+        message = await recv(self, timeout)
+        counts[self.name, self.topic] += 1
+        return message
+
+    monkeypatch.setattr(Consumer, "recv", counting_recv)
+    return counts
 
 
 def temp(asset: str, value: float, datastream: str = "temperature") -> dict[str, Any]:
@@ -173,7 +189,7 @@ def test_bad_app_setups_are_one_clear_error(app_dir: Path, tmp_path: Path,
 # -- reading with handlers -------------------------------------------------------------------------
 async def start(app: App) -> asyncio.Task[None]:
     task = asyncio.create_task(app.run())
-    await eventually(lambda: app.connected or task.done())
+    assert await eventually(lambda: app.connected or task.done()), f"{app.name} to connect"
     return task
 
 
@@ -221,9 +237,8 @@ async def test_a_message_is_acked_only_after_its_handler_and_all_earlier_ones_re
 
     task = await start(app)
     await produce(engine, "asset-data", temp("a", 1), temp("a", 2, "speed"))
-    await eventually(lambda: handled == [2])
-    await asyncio.sleep(0.1)
-    assert await acked(engine, "asset-data") == 0  # 2 is done, but 1 before it is not
+    assert await eventually(lambda: handled == [2]), f"message 2 to be handled: {handled}"
+    assert await never_acked(engine, "asset-data")  # 2 is done, but 1 before it is not
     release_first.set()
     await until_acked(engine, "asset-data", 2)
     app.stop()
@@ -295,17 +310,24 @@ async def test_control_change_inputs_are_read_from_their_topic(tmp_path: Path, u
 
 async def test_shared_instances_split_the_work_and_exclusive_ones_conflict(
         app_dir: Path, url: str, engine: Engine) -> None:
-    handled: list[float] = []
-    apps = [App(app_dir=app_dir, url=url, mode="shared") for _ in range(2)]
-    for app in apps:
-        app.stream()(lambda message: handled.append(message.value))
+    count = 2500  # more than one instance takes at once (it reads up to 1000 ahead)
+    handled: list[list[float]] = [[], []]
+    apps = [App(app_dir=app_dir, url=url, mode="shared") for _ in handled]
+    for app, mine in zip(apps, handled, strict=True):
+
+        @app.stream()
+        async def handle(message: Number, mine: list[float] = mine) -> None:
+            mine.append(message.value)
+
     tasks = [await start(app) for app in apps]
-    seqnos = await produce(engine, "asset-data", *[temp("a", i) for i in range(20)])
-    await eventually(lambda: len(handled) >= 20)
+    seqnos = await produce(engine, "asset-data", *[temp("a", i) for i in range(count)])
+    assert await eventually(lambda: sum(map(len, handled)) >= count), \
+        f"the instances to handle {count} messages: {list(map(len, handled))}"
     for app in apps:
         app.stop()
     await asyncio.gather(*tasks)
-    assert sorted(handled) == list(range(20))
+    assert all(handled), f"an instance got no work: {list(map(len, handled))} messages"
+    assert sorted(handled[0] + handled[1]) == list(range(count))  # each message once
     assert await acked(engine, "asset-data") == seqnos[-1]
 
     async with App(app_dir=app_dir, url=url):
@@ -322,8 +344,7 @@ async def test_stream_filter_acks_a_message_when_the_loop_moves_on(app_dir: Path
         async for message in app.stream_filter(filters.asset_equals("a")):
             seen.append(message.value)
             if message.value == 1:
-                await asyncio.sleep(0.05)
-                assert await acked(engine, "asset-data") == 0  # not while its body runs
+                assert await never_acked(engine, "asset-data")  # not while its body runs
             if message.value == 3:
                 await until_acked(engine, "asset-data", 2)  # 1 is done, 2 was not wanted
                 assert await acked(engine, "asset-data") == 2
@@ -346,19 +367,21 @@ async def test_stream_filter_ends_when_the_app_stops(app_dir: Path, url: str,
 
 
 async def test_messages_read_ahead_for_a_loop_that_was_left_go_to_the_next_loop(
-        app_dir: Path, url: str, engine: Engine) -> None:
+        app_dir: Path, url: str, engine: Engine, delivered: dict[tuple[str, str], int]) -> None:
     await produce(engine, "asset-data", *[temp("a", i) for i in range(6)])
     seen: list[float] = []
     async with App(app_dir=app_dir, url=url) as app:
         async for message in app.stream_filter():
             seen.append(message.value)
             if message.value == 1:
+                assert await eventually(lambda: delivered[app.name, "asset-data"] == 6), \
+                    "the app to read ahead up to the last message"
                 break
-        await asyncio.sleep(0.05)  # the reader has read ahead by now
-        async for message in app.stream_filter():
-            seen.append(message.value)
-            if message.value == 5:
-                break
+        async with asyncio.timeout(WAIT):  # the messages read ahead must not be lost
+            async for message in app.stream_filter():
+                seen.append(message.value)
+                if message.value == 5:
+                    break
     assert seen == [0, 1, 2, 3, 4, 5]
     assert await acked(engine, "asset-data") == 6
 
@@ -457,7 +480,7 @@ async def test_stop_while_connecting_ends_run_quietly() -> None:
     app = App("stopped", url="flaky://down", connect_timeout=60)
     app.connect_backoff = 0.01
     running = asyncio.create_task(app.run())
-    await eventually(lambda: FlakyEngine.attempts >= 2)
+    assert await eventually(lambda: FlakyEngine.attempts >= 2), "a second connection attempt"
     app.stop()
     await asyncio.wait_for(running, 10)
     assert not app.connected
@@ -568,7 +591,7 @@ async def test_health_ready_is_503_until_connected(
     app = App("waiting", url="flaky://down", connect_timeout=30)
     app.connect_backoff = 0.01
     connecting = asyncio.create_task(app.connect())
-    await eventually(lambda: app.health_port)
+    assert await eventually(lambda: app.health_port), "the health server to listen"
     try:
         port = app.health_port
         assert port

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lakeport.streams.shared import SharedGroup
+
+MEMBERS = ("a", "b", "c")
+LAST = 20
 
 
 def test_members_claim_disjoint_ranges_in_order() -> None:
@@ -100,3 +106,46 @@ def test_json_round_trip_keeps_every_claim() -> None:
 def test_from_json_accepts_a_minimal_record() -> None:
     group = SharedGroup.from_json({"acked": 7})
     assert group.claim("a", 2, last_seqno=10) == [8, 9]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["claim", "ack", "release"]),
+                          st.sampled_from(MEMBERS), st.integers(0, LAST)), max_size=80))
+def test_members_never_hold_one_seqno_together_and_each_is_done_once(
+        steps: list[tuple[str, str, int]]) -> None:
+    """Whatever members claim, ack and release, no seqno is handed to a member while another
+    holds it or after it was done, ``acked`` is the low watermark, and once everything is
+    acked every seqno was done by exactly one member."""
+    group = SharedGroup()
+    held: dict[str, set[int]] = {member: set() for member in (*MEMBERS, "last")}
+    done: Counter[int] = Counter()
+
+    def ack(member: str, upto: int) -> None:
+        group.ack(member, upto)
+        finished = {seqno for seqno in held[member] if seqno <= upto}
+        held[member] -= finished
+        done.update(finished)
+
+    def claim(member: str, n: int) -> list[int]:
+        taken = group.claim(member, n, last_seqno=LAST)
+        others = set().union(*(seqnos for m, seqnos in held.items() if m != member))
+        assert not set(taken) & others, f"{taken} handed to {member} while held: {held}"
+        assert not set(taken) & set(done), f"{taken} handed to {member} after done"
+        held[member].update(taken)
+        return taken
+
+    for step, member, n in steps:
+        if step == "claim":
+            claim(member, n)
+        elif step == "ack":
+            ack(member, n)
+        else:
+            group.release(member)
+            held[member].clear()
+        watermark = next(k for k in range(LAST + 1) if k + 1 not in done)
+        assert group.acked == watermark
+    for member in MEMBERS:
+        ack(member, LAST)
+    while claim("last", 5):
+        ack("last", LAST)
+    assert done == Counter(range(1, LAST + 1))
+    assert group.acked == LAST

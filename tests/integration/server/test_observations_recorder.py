@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lakeport.apps.messages import Number, String
 from server_fixtures import Platform, platform_settings, running_platform
+from waiting import wait_until
 
 API = "/api/v1"
 TOPIC = "asset-data"
@@ -52,15 +53,6 @@ def wait_for_count(http, expected: int) -> dict:  # type: ignore[no-untyped-def]
         if counts["observations"] >= expected or time.monotonic() > deadline:
             return counts
         time.sleep(0.05)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_readings_become_observations_and_bad_ones_are_skipped(recording: Platform) -> None:
