@@ -98,6 +98,8 @@ class Platform:
     url: str
     settings: Any
     api_key: str
+    app: Any = None
+    """The server's FastAPI app (it runs in this process): ``app.state.key_cache``, ..."""
 
     def key_for(self, user: str) -> str:
         """A new API key for ``user`` (created when new)."""
@@ -132,7 +134,8 @@ def platform_settings(store_url: str, folder: Path, **options: Any) -> Any:
 def running_platform(settings: Any) -> Iterator[Platform]:
     """A server for ``settings`` on a free port, with an API key for alice."""
     with ServerThread(settings) as server:
-        platform = Platform(f"http://127.0.0.1:{server.port}", settings, "")
+        platform = Platform(f"http://127.0.0.1:{server.port}", settings, "",
+                            server.server.config.app)
         platform.api_key = platform.key_for("alice")
         yield platform
 

@@ -59,34 +59,6 @@ class Forbidden(Terminal):
     """Valid credentials without the right to do this (HTTP 403)."""
 
 
-WIRE_CODES: tuple[tuple[type[LakeportError], str, int], ...] = (
-    (Unauthorized, "unauthorized", 401),
-    (Forbidden, "forbidden", 403),
-    (NotFound, "not_found", 404),
-    (Conflict, "conflict", 409),
-    (Closed, "closed", 410),
-    (TooLarge, "too_large", 413),
-    (Invalid, "invalid", 422),
-    (Transient, "unavailable", 503),
-)
-"""How errors travel between the server and its clients: class, error code, HTTP status."""
-
-
-def wire_code(exc: LakeportError) -> tuple[str, int]:
-    """The error code and HTTP status of ``exc`` (the first class it is an instance of)."""
-    for kind, code, status in WIRE_CODES:
-        if isinstance(exc, kind):
-            return code, status
-    return "bad_request", 400
-
-
-def error_class(code: str) -> type[LakeportError] | None:
-    """The error class of a wire ``code`` (``bad_request`` is Invalid), None when unknown."""
-    if code == "bad_request":
-        return Invalid
-    return next((kind for kind, known, _ in WIRE_CODES if known == code), None)
-
-
 __all__ = [
     "Closed",
     "Conflict",

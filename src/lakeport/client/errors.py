@@ -10,18 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
 
 from lakeport.errors import (
+    Closed,
     Conflict,
     Forbidden,
     Invalid,
     LakeportError,
     NotFound,
     Terminal,
+    TooLarge,
     Unauthorized,
     Unavailable,
 )
+from lakeport.wire import read_error
 
 
 class ClientError(LakeportError):
@@ -51,51 +53,58 @@ class ApiConflict(ClientError, Conflict):
     """409: exists already, still in use, or changed meanwhile."""
 
 
+class ApiClosed(ClientError, Closed):
+    """410: the resource went away while in use (e.g. a topic deleted meanwhile)."""
+
+
 class ApiInvalid(ClientError, Invalid):
-    """400 / 413 / 416 / 422: the request is not valid; ``details`` says where."""
+    """400 / 405 / 416 / 422: the request is not valid; ``details`` says where."""
+
+
+class ApiTooLarge(ClientError, TooLarge):
+    """413 / 431: a body or head over the server's size limit."""
 
 
 class ApiUnavailable(ClientError, Unavailable):
-    """502 / 503 / 504 or no connection, after the retries were spent."""
+    """408 / 502 / 503 / 504 or no connection, after the retries were spent."""
 
 
 class ServerError(ClientError, Terminal):
     """500 and other unexpected answers: a bug on the server (see its log)."""
 
 
-_BY_STATUS: dict[int, type[ClientError]] = {
-    400: ApiInvalid, 401: ApiUnauthorized, 403: ApiForbidden, 404: ApiNotFound,
-    405: ApiInvalid, 409: ApiConflict, 413: ApiInvalid, 416: ApiInvalid, 422: ApiInvalid,
-    502: ApiUnavailable, 503: ApiUnavailable, 504: ApiUnavailable,
+_CLIENT_CLASS: dict[type[LakeportError], type[ClientError]] = {
+    base: kind
+    for kind in (ApiUnauthorized, ApiForbidden, ApiNotFound, ApiConflict, ApiClosed, ApiInvalid,
+                 ApiTooLarge, ApiUnavailable, ServerError)
+    for base in kind.__bases__ if base is not ClientError
 }
 
 
 def error_from_response(response: httpx.Response, body: bytes) -> ClientError:
-    """The typed error for an error ``response`` whose body was read as ``body``."""
+    """The typed error for an error ``response`` whose body was read as ``body``: the class
+    of its error code in :data:`lakeport.wire.ERRORS`, also a :class:`ClientError`."""
     status = response.status_code
-    code, message, details = "error", "", None
-    try:
-        error = orjson.loads(body)["error"]
-        code = str(error.get("code") or code)
-        message = str(error.get("message") or "")
-        details = error.get("details")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        message = body[:200].decode(errors="replace").strip()
+    answer = read_error(body, status)
+    message = answer.message
     request = response.request
     reason = response.reason_phrase or "error"
     if not message or message.lower() == reason.lower():
         message = f"{status} {reason}: {request.method} {request.url.path}"
-    if status >= 500 and status not in (502, 503, 504):
+    kind = _CLIENT_CLASS.get(answer.kind, ServerError)
+    if kind is ServerError:
         message = f"server error {status} on {request.method} {request.url.path}: {message}"
-    kind = _BY_STATUS.get(status) or (ApiInvalid if 400 <= status < 500 else ServerError)
-    return kind(message.replace("\n", " "), status=status, code=code, details=details)
+    return kind(message.replace("\n", " "), status=status, code=answer.code or "error",
+                details=answer.details)
 
 
 __all__ = [
+    "ApiClosed",
     "ApiConflict",
     "ApiForbidden",
     "ApiInvalid",
     "ApiNotFound",
+    "ApiTooLarge",
     "ApiUnauthorized",
     "ApiUnavailable",
     "ClientError",

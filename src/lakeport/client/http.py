@@ -22,10 +22,9 @@ import orjson
 from lakeport import __version__
 from lakeport.client.config import ClientConfig
 from lakeport.client.errors import ApiUnavailable, ClientError, error_from_response
+from lakeport.wire import API_PREFIX, TRANSIENT_STATUSES
 
-API_PREFIX = "/api/v1"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-RETRY_STATUS = frozenset({502, 503, 504})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
@@ -156,7 +155,7 @@ class Http:
                     f"{_reason(exc)}", status=0, code="unavailable")
                 cause, can_retry = exc, replayable
             else:
-                if (response.status_code not in RETRY_STATUS or not replayable
+                if (response.status_code not in TRANSIENT_STATUSES or not replayable
                         or attempt >= self.config.retries):
                     return response
                 retry_after = _retry_after(response)
@@ -244,5 +243,5 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-__all__ = ["API_PREFIX", "READ_SIZE", "Body", "BodyFactory", "Http", "as_time", "clean_params",
+__all__ = ["READ_SIZE", "Body", "BodyFactory", "Http", "as_time", "clean_params",
            "dump_json"]

@@ -6,7 +6,6 @@ To consume (positions, modes, acks), open the topic engine at the server's URL:
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -15,15 +14,9 @@ from lakeport.client.http import Http
 from lakeport.client.results import ResultFormat, check_format, shape
 from lakeport.client.transfer import quote_segment
 from lakeport.streams.types import TopicOptions
+from lakeport.wire import json_value
 
 COLUMNS = ("name", "format", "entries", "bytes", "first_seqno", "last_seqno", "newest")
-
-
-def wire_payload(payload: Any) -> Any:
-    """A payload as JSON: bytes as ``{"base64": ...}``, everything else as it is."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return {"base64": base64.b64encode(bytes(payload)).decode()}
-    return payload
 
 
 def _options(options: TopicOptions | Mapping[str, Any] | None,
@@ -76,7 +69,7 @@ class Topics:
                       key: str | None = None, msg_id: str | None = None,
                       producer: str | None = None) -> int:
         """Append one message; its seqno. With a ``msg_id`` a retried send is de-duplicated."""
-        body: dict[str, Any] = {"payload": wire_payload(payload)}
+        body: dict[str, Any] = {"payload": json_value(payload)}
         for name, value in (("headers", headers), ("key", key), ("msg_id", msg_id),
                             ("producer", producer)):
             if value is not None:
@@ -89,7 +82,7 @@ class Topics:
                             msg_ids: Sequence[str] | None = None,
                             producer: str | None = None) -> list[int]:
         """Append messages in order; their seqnos."""
-        body: dict[str, Any] = {"payloads": [wire_payload(p) for p in payloads]}
+        body: dict[str, Any] = {"payloads": [json_value(p) for p in payloads]}
         if msg_ids is not None:
             body["msg_ids"] = list(msg_ids)
         if producer is not None:
@@ -99,4 +92,4 @@ class Topics:
         return [int(seqno) for seqno in answer["seqnos"]]
 
 
-__all__ = ["Topics", "wire_payload"]
+__all__ = ["Topics"]

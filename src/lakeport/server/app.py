@@ -23,14 +23,16 @@ from lakeport.server import (
     limits,
     observations,
     openapi_links,
+    query_params,
     topics,
 )
+from lakeport.server.auth import KeyCache
 from lakeport.server.responses import JSONResponse
 from lakeport.server.settings import ServerSettings
 from lakeport.server.store import Store
 from lakeport.streams import open_engine
+from lakeport.wire import API_PREFIX
 
-API_PREFIX = "/api/v1"
 SERVICES: list[ModuleType] = [observations, files, topics, grants]
 
 
@@ -44,6 +46,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             app.state.settings = settings
             app.state.store = await stack.enter_async_context(Store(settings.store_url))
+            app.state.key_cache = KeyCache()
             app.state.engine = await stack.enter_async_context(open_engine(settings.streams_url))
             for service in SERVICES:
                 if service.lifespan is not None:
@@ -60,6 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     errors.install(app)
     limits.install(app, API_PREFIX)
+    query_params.install(app)
     app.include_router(health.router)
     app.include_router(health.api, prefix=API_PREFIX)
     for service in SERVICES:

@@ -1,9 +1,10 @@
 """API keys: every route except health needs ``x-api-key`` (WebSockets may pass ``api_key``
-in the query instead). Lookups are cached for a few seconds."""
+in the query instead). Each app caches its lookups for a few seconds (:class:`KeyCache`)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi import Depends, Request, WebSocket
 from fastapi.security import APIKeyHeader
@@ -16,32 +17,57 @@ HEADER = "x-api-key"
 CACHE_SECONDS = 5.0
 _header = APIKeyHeader(name=HEADER, auto_error=False,
                        description="an API key from `lakeport keys create --user NAME`")
-_cache: dict[str, tuple[User, float]] = {}
 
 
-async def authenticate(store: Store, key: str | None) -> User:
+class KeyCache:
+    """The API-key lookups of one server app (``app.state.key_cache``), each trusted for
+    ``seconds``: a key revoked elsewhere works at most that long, one forgotten here not at
+    all. Holds key hashes only, at most ``max_keys`` of them."""
+
+    def __init__(self, seconds: float = CACHE_SECONDS, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.max_keys = max_keys
+        self._clock = clock
+        self._users: dict[str, tuple[User, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def get(self, key: str) -> User | None:
+        """The cached user of ``key``, None when not cached or expired."""
+        cached = self._users.get(hash_key(key))
+        if cached is None or cached[1] <= self._clock():
+            return None
+        return cached[0]
+
+    def put(self, key: str, user: User) -> None:
+        if len(self._users) >= self.max_keys:
+            self._users.clear()
+        self._users[hash_key(key)] = (user, self._clock() + self.seconds)
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop the lookup of ``key`` (every lookup when None), e.g. after a revocation."""
+        if key is None:
+            self._users.clear()
+        else:
+            self._users.pop(hash_key(key), None)
+
+
+async def authenticate(store: Store, cache: KeyCache, key: str | None) -> User:
     """The user owning ``key``; Unauthorized when it is missing, unknown or revoked."""
     if not key:
         raise Unauthorized(f"missing API key: send it in the {HEADER} header "
                            "(lakeport keys create --user NAME makes one)")
-    digest = hash_key(key)
-    cached = _cache.get(digest)
-    now = time.monotonic()
-    if cached is not None and cached[1] > now:
-        return cached[0]
+    user = cache.get(key)
+    if user is not None:
+        return user
     user = await user_for_key(store, key)
     if user is None:
-        _cache.pop(digest, None)
+        cache.forget(key)
         raise Unauthorized("invalid or revoked API key")
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[digest] = (user, now + CACHE_SECONDS)
+    cache.put(key, user)
     return user
-
-
-def forget_cached_keys() -> None:
-    """Drop cached lookups (after a key is revoked in this process)."""
-    _cache.clear()
 
 
 async def current_user(request: Request, key: str | None = Depends(_header)) -> User:
@@ -50,13 +76,16 @@ async def current_user(request: Request, key: str | None = Depends(_header)) -> 
     user = request.scope.get("state", {}).get("user")
     if isinstance(user, User):
         return user
-    return await authenticate(request.app.state.store, key)
+    state = request.app.state
+    return await authenticate(state.store, state.key_cache, key)
 
 
 async def websocket_user(websocket: WebSocket) -> User:
     """The user of a WebSocket's API key (header, or ``api_key`` in the query)."""
     key = websocket.headers.get(HEADER) or websocket.query_params.get("api_key")
-    return await authenticate(websocket.app.state.store, key)
+    state = websocket.app.state
+    return await authenticate(state.store, state.key_cache, key)
 
 
-__all__ = ["HEADER", "authenticate", "current_user", "forget_cached_keys", "websocket_user"]
+__all__ = ["CACHE_SECONDS", "HEADER", "KeyCache", "authenticate", "current_user",
+           "websocket_user"]

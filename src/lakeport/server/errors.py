@@ -10,14 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from lakeport.errors import WIRE_CODES, LakeportError, wire_code
+from lakeport.errors import LakeportError
 from lakeport.server.responses import JSONResponse
+from lakeport.wire import answer_for, code_for_status
 
 log = logging.getLogger("lakeport.server")
-
-_CODES = {status: code for _, code, status in WIRE_CODES} | {
-    400: "bad_request", 405: "method_not_allowed", 413: "too_large",
-    416: "range_not_satisfiable"}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -26,7 +23,7 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def error_response(exc: LakeportError) -> JSONResponse:
     """The answer to a lakeport error: its status, code, message and details."""
-    code, status = wire_code(exc)
+    code, status, _, _ = answer_for(exc)
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
     return JSONResponse(error_body(code, str(exc), getattr(exc, "details", None)), status,
                         headers=headers)
@@ -49,14 +46,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = _CODES.get(exc.status_code, "error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
-                              headers=getattr(exc, "headers", None))
+        return JSONResponse(error_body(code_for_status(exc.status_code), str(exc.detail)),
+                            exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return JSONResponse(error_body("internal", "internal server error"), 500)
+        return JSONResponse(error_body(code_for_status(500), "internal server error"), 500)
 
 
 __all__ = ["error_body", "error_response", "install"]

@@ -19,12 +19,13 @@ from lakeport.errors import LakeportError, TooLarge
 from lakeport.server.auth import HEADER, authenticate
 from lakeport.server.errors import error_response
 from lakeport.server.settings import ServerSettings
+from lakeport.wire import API_PREFIX
 
 log = logging.getLogger("lakeport.server")
 
 
 def body_limit(method: str, path: str, settings: ServerSettings,
-               prefix: str = "/api/v1") -> tuple[int, str]:
+               prefix: str = API_PREFIX) -> tuple[int, str]:
     """The body limit of a request, and the setting and ``lakeport serve`` option it comes from."""
     if path.startswith(f"{prefix}/files/") and method in ("PUT", "POST"):
         return settings.max_upload_bytes, "max_upload_bytes, lakeport serve --max-upload"
@@ -64,7 +65,8 @@ class BodyLimits:
         state = scope["app"].state
         key = _header(scope, HEADER.encode())
         try:
-            user = await authenticate(state.store, key.decode("latin-1") if key else None)
+            user = await authenticate(state.store, state.key_cache,
+                                      key.decode("latin-1") if key else None)
         except LakeportError as exc:
             await _answer(scope, send, exc)
             return

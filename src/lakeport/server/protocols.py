@@ -22,20 +22,19 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from lakeport.server.errors import _CODES, error_body
+from lakeport.server.errors import error_body
+from lakeport.wire import code_for_status
 
 LINGER_SECONDS = 5.0
 """How long a connection may go on sending a body that was answered without reading it."""
 WRITABLE = "lakeport.writable"
 """Scope extension of WebSockets: ``{"wait": coroutine function}``, returns once the
 server's send buffer of the socket is (nearly) empty or the socket is gone."""
-_EXTRA_CODES = {408: "timeout", 431: "too_large"}
 
 
 def error_json(status: int, message: str) -> bytes:
     """The JSON error body for ``status``."""
-    code = _CODES.get(status) or _EXTRA_CODES.get(status, "bad_request")
-    return orjson.dumps(error_body(code, message))
+    return orjson.dumps(error_body(code_for_status(status), message))
 
 
 class _Rejected(Exception):

@@ -11,7 +11,16 @@ import httpx
 import pytest
 
 from lakeport.client import Client, ClientConfig, ClientError, SyncClient
-from lakeport.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from lakeport.errors import (
+    Closed,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -114,7 +123,8 @@ async def test_no_server_is_unavailable_naming_the_url() -> None:
 
 @pytest.mark.parametrize(("status", "code", "kind"), [
     (401, "unauthorized", Unauthorized), (403, "forbidden", Forbidden),
-    (404, "not_found", NotFound), (409, "conflict", Conflict), (422, "invalid", Invalid),
+    (404, "not_found", NotFound), (409, "conflict", Conflict), (410, "closed", Closed),
+    (413, "too_large", TooLarge), (422, "invalid", Invalid),
 ])
 async def test_error_bodies_become_typed_errors(status: int, code: str, kind: type) -> None:
     details = {"line": 3, "column": "temp"}

@@ -36,7 +36,6 @@ def test_missing_and_wrong_keys_get_401_with_an_error_body(platform: Platform) -
 def test_a_revoked_key_stops_working(platform: Platform) -> None:
     import asyncio
 
-    from lakeport.server.auth import forget_cached_keys
     from lakeport.server.store import Store
     from lakeport.server.store.users import revoke_key
 
@@ -49,7 +48,7 @@ def test_a_revoked_key_stops_working(platform: Platform) -> None:
             await revoke_key(store, key)
 
     asyncio.run(revoke())
-    forget_cached_keys()
+    platform.app.state.key_cache.forget(key)
     with platform.client(key) as http:
         assert http.get("/api/v1/me").status_code == 401
 
