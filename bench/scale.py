@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+import forward
 from lakeport.streams.registry import open_engine
 from topics import (
     EngineFigures,
@@ -35,6 +36,7 @@ from topics import (
     payload,
     print_rows,
     rate_text,
+    target_text,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -48,12 +50,13 @@ class Plan:
     many: int  # messages of the produce_many runs
     single: int  # messages of the produce() runs
     kills: int
+    forwarded: int  # readings forwarded edge → central
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.quick:
-        return Plan(50_000, 10_000, 3)
-    return Plan(200_000, 50_000, KILLS)
+        return Plan(50_000, 10_000, 3, 200_000)
+    return Plan(200_000, 50_000, KILLS, 1_000_000)
 
 
 async def topic_figures(url: str, topic: str, plan: Plan, say: Callable[[str], None],
@@ -92,7 +95,7 @@ async def failover_seconds(cluster: Cluster, kills: int, say: Callable[[str], No
         task = asyncio.create_task(produce())
         try:
             for kill in range(1, kills + 1):
-                await _until_current(cluster, stream_name(topic))
+                await cluster.until_current(stream_name(topic))
                 leader = await cluster.stream_leader(stream_name(topic))
                 say(f"failover: killing leader {leader} ({kill}/{kills})")
                 killed = time.monotonic()
@@ -107,30 +110,6 @@ async def failover_seconds(cluster: Cluster, kills: int, say: Callable[[str], No
             stop.set()
             await task
     return recoveries
-
-
-async def _until_current(cluster: Cluster, stream: str, timeout: float = 60.0) -> None:
-    """Until every replica of ``stream`` is current (a killed node caught up)."""
-    import nats
-    import orjson
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        node = next(n for n in cluster.nodes if n.process is not None)
-        nc = await nats.connect(f"nats://127.0.0.1:{node.port}", allow_reconnect=False)
-        try:
-            msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=2)
-            info = orjson.loads(msg.data).get("cluster") or {}
-            replicas = info.get("replicas") or []
-            if info.get("leader") and len(replicas) == len(cluster.nodes) - 1 and all(
-                    r.get("current") for r in replicas):
-                return
-        except Exception:
-            pass
-        finally:
-            await nc.close()
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"the replicas of {stream} did not catch up within {timeout:g}s")
 
 
 def ratio(rate: float | None, reference: float | None) -> str:
@@ -167,6 +146,17 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
         results.figures[f"r3_{key}_msgs_per_s"] = round(r3.best(workload) or 0) or None
         results.figures[f"r1_{key}_msgs_per_s"] = round(r1.best(workload) or 0) or None
         results.figures[f"embedded_{key}_msgs_per_s"] = round(emb.best(workload) or 0) or None
+    say(f"forwarding {plan.forwarded:,} readings edge → central over loopback HTTP")
+    sent = forward.measure(plan.forwarded)
+    rate, plain_rate = sent["forward_msgs_per_s"], sent["plain_msgs_per_s"]
+    results.rows.append(Row("forward edge → central (zstd Arrow, msg ids)", rate_text(rate),
+                            ratio(rate, plain_rate) + " of plain",
+                            target_text(sent["forward_msgs_per_s"], forward.TARGET),
+                            f"{sent['forward_bytes_per_msg']:.1f} bytes/msg on the wire; plain "
+                            f"produce-batch (JSON): {sent['plain_msgs_per_s']:,} msgs/s, "
+                            f"{sent['plain_bytes_per_msg']:.1f} bytes/msg"))
+    results.figures["forward_msgs_per_s"] = sent["forward_msgs_per_s"]
+    results.figures["forward_bytes_per_msg"] = sent["forward_bytes_per_msg"]
     if recoveries:
         p50 = statistics.median(recoveries)
         results.rows.append(Row("leader kill → next confirmed message", f"{p50:.1f} s p50",

@@ -21,6 +21,7 @@ from lakeport.cli import (
     export,
     files,
     flow,
+    forward,
     grants,
     keys,
     observations,
@@ -64,6 +65,7 @@ app.add_typer(sensors.properties_app, name="properties")
 app.add_typer(observations.app, name="observations")
 app.add_typer(files.app, name="files")
 app.add_typer(grants.app, name="grants")
+app.add_typer(forward.app, name="forward")
 app.command()(demo)
 app.command()(serve)
 

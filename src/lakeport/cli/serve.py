@@ -53,6 +53,16 @@ def serve(
         "--body-timeout", show_default=False,
         help="Seconds a request body may stop arriving before the connection is closed "
         "(default 60).")] = None,
+    forward: Annotated[list[str] | None, typer.Option(
+        "--forward", help="Forward this edge topic to a central side while serving "
+        "(repeatable), e.g. raw-sensor-data=http://central:8400?api_key=lpk_...; see "
+        "lakeport forward --help.", show_default=False)] = None,
+    forward_site: Annotated[str | None, typer.Option(
+        "--forward-site", help="The site name of --forward (default: the host name).",
+        show_default=False)] = None,
+    forward_max_rate: Annotated[str | None, typer.Option(
+        "--forward-max-rate", help="Bytes per second on the wire at most, per --forward, "
+        "e.g. 1MB/s.", show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the platform server until Ctrl-C.
@@ -74,6 +84,12 @@ def serve(
                        ("header_timeout", header_timeout), ("body_timeout", body_timeout)):
         if value:
             options[key] = value
+    if forward:
+        from lakeport.forward import ForwardConfig
+
+        options["forward"] = [ForwardConfig.from_spec(spec, site=forward_site,
+                                                      max_rate=forward_max_rate)
+                              for spec in forward]
     settings = ServerSettings(**options)
     check_port(host, port)
     stderr.print(f"lakeport server on http://{host}:{port} (store {settings.store_url}, "

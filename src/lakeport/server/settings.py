@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lakeport.forward.config import ForwardConfig
 from lakeport.home import default_streams_url, lakeport_home
 from lakeport.streams.types import parse_size
 
@@ -70,6 +71,11 @@ class ServerSettings(BaseModel):
         default=4 * MiB, gt=0,
         description="payload bytes in one WebSocket fetch reply at most (always at least one "
                     "message; lakeport serve --max-fetch)")
+
+    forward: list[ForwardConfig] = Field(
+        default_factory=list,
+        description="edge topics this server forwards to a central side while it runs "
+                    "(lakeport serve --forward TOPIC=URL; docs/forwarding.md)")
 
     @field_validator("max_body_bytes", "max_upload_bytes", "max_csv_bytes", "max_header_bytes",
                      "max_fetch_bytes", mode="before")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakeport.errors import Closed, Conflict, NotFound
-from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
+from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer, block_payloads
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.shared import SharedGroup
 from lakeport.streams.types import (
     ConsumerInfo,
@@ -70,7 +71,8 @@ class _Topic:
             pass
 
     def append(self, producer: str, data: list[bytes], extras: list[dict[str, Any] | None]) -> int:
-        """Append encoded payloads; return the first seqno."""
+        """Append encoded payloads; return the first seqno. An extra's ``time_ns`` and
+        ``producer`` replace the append's time and ``producer``."""
         if self.deleted:
             raise Closed(f"topic {self.name!r} was deleted")
         stamp = now_ns()
@@ -78,8 +80,8 @@ class _Topic:
         for seqno, (payload, extra) in enumerate(zip(data, extras, strict=True), start=first):
             extra = extra or {}
             self.messages.append(
-                Message(seqno, stamp, producer, payload, self.options.format,
-                        extra.get("headers"), extra.get("key"))
+                Message(seqno, extra.get("time_ns", stamp), extra.get("producer", producer),
+                        payload, self.options.format, extra.get("headers"), extra.get("key"))
             )
             self.size += len(payload)
         self.next = first + len(data)
@@ -182,6 +184,20 @@ class MemoryEngine(Engine):
     async def list_topics(self) -> list[TopicInfo]:
         return [self.topics[name].info() for name in sorted(self.topics)]
 
+    async def last_msg_id(self, topic: str, producer: str | None, prefix: str,
+                          limit: int = 1_000_000) -> str | None:
+        """Like the embedded engine's: the newest msg_id starting with ``prefix`` stored by
+        ``producer`` (None: any) among the topic's last ``limit`` messages."""
+        stored = self._topic(topic)
+        oldest = max(stored.first, stored.next - limit)
+        for msg_id, (seqno, _) in reversed(stored.dedup.items()):
+            if seqno < oldest:
+                return None
+            if msg_id.startswith(prefix) and (
+                    producer is None or stored.messages[seqno - stored.first].producer == producer):
+                return msg_id
+        return None
+
     def _make_producer(self, name: str, topic: str, on_no_exists: OnNoExists,
                        options: TopicOptions | None) -> Producer:
         return MemoryProducer(self, name, topic, on_no_exists, options)
@@ -235,6 +251,16 @@ class MemoryProducer(Producer):
         data = [encode_payload(p, self.format) for p in payloads]
         ids = list(msg_ids) if msg_ids is not None else [None] * len(data)
         return self._append(data, [None] * len(data), ids)
+
+    async def produce_block(self, block: MessageBlock, *,
+                            msg_ids: Sequence[str] | None = None) -> list[int]:
+        self._check_open()
+        data = block_payloads(block, self.format, msg_ids)
+        extras: list[dict[str, Any] | None] = [
+            {"time_ns": m.timestamp_ns, "producer": m.producer, "headers": m.headers,
+             "key": m.key} for m in block.messages()]
+        ids = list(msg_ids) if msg_ids is not None else [None] * len(data)
+        return self._append(data, extras, ids)
 
 
 class MemoryConsumer(Consumer):

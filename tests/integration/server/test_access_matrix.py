@@ -27,7 +27,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from lakeport.errors import WIRE_CODES
+from lakeport.streams.remote.wire import BLOCK_CONTENT_TYPE
+from lakeport.wire import ERRORS
 from server_fixtures import Platform
 
 API = "/api/v1"
@@ -36,7 +37,7 @@ USERS = {"owner": "alice", "read": "rita", "write": "walt", "admin": "ada", "rev
          "stranger": "sam", "operator": "ops"}
 GRANTED = {"read": "read", "write": "write", "admin": "admin"}
 """The grant each granted actor holds; ``revoked`` held ``admin`` until it was revoked."""
-STATUS_OF_CODE = {code: status for _, code, status in WIRE_CODES}
+STATUS_OF_CODE = {row.code: row.status for row in ERRORS if row.answers is not None}
 CSV = b"a,b\n1,2\n"
 
 Result = int | str
@@ -378,6 +379,16 @@ def grant_carol(http: httpx.Client, kind: str, name: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def forwarded_block() -> bytes:
+    """A zstd-compressed block of one message, as ``lakeport forward`` sends it."""
+    from lakeport.streams import Format, Message
+    from lakeport.streams.block import MessageBlock
+    from lakeport.streams.remote.wire import block_body
+
+    return block_body(MessageBlock.from_messages([Message(1, 1, "p", b"1")], Format.JSON),
+                      ["site:raw:1"])
+
+
 #             owner read write admin revoked stranger operator
 PRODUCES = (200, 403, 200, 200, 404, 404, 200)
 ADMINS = (204, 403, 403, 204, 404, 404, 204)
@@ -393,6 +404,14 @@ TOPIC_OPS = [
     Op("produce a batch", PRODUCES,
        lambda c: status(c.http.post(f"{API}/topics/{c.name}/messages/batch",
                                     json={"payloads": [1, 2]}))),
+    Op("produce a block (lakeport forward)", PRODUCES,
+       lambda c: status(c.http.post(f"{API}/topics/{c.name}/messages/block",
+                                    content=forwarded_block(),
+                                    headers={"content-type": BLOCK_CONTENT_TYPE,
+                                             "content-encoding": "zstd"}))),
+    Op("find its last msg_id (lakeport forward)", PRODUCES,
+       lambda c: status(c.http.get(f"{API}/topics/{c.name}/msg-ids/last",
+                                   params={"prefix": "site:"}))),
     Op("consume over the WebSocket", READS, lambda c: consume(c.platform, c.key, c.name)),
     Op("list its grants", READS,
        lambda c: status(c.http.get(f"{API}/grants/topic/{c.name}"))),
@@ -711,6 +730,9 @@ def every_route_family(http: httpx.Client) -> list[tuple[str, httpx.Response]]:
         http.get(f"{API}/topics/{TOPIC}"), http.delete(f"{API}/topics/{TOPIC}"),
         http.post(f"{API}/topics/{TOPIC}/messages", json={"payload": 1}),
         http.post(f"{API}/topics/{TOPIC}/messages/batch", json={"payloads": [1]}),
+        http.post(f"{API}/topics/{TOPIC}/messages/block", content=forwarded_block(),
+                  headers={"content-type": BLOCK_CONTENT_TYPE}),
+        http.get(f"{API}/topics/{TOPIC}/msg-ids/last", params={"prefix": "a"}),
         http.get(f"{API}/grants/topic/{TOPIC}"),
         http.put(f"{API}/grants/topic/{TOPIC}", json={"user": "carol", "permission": "read"}),
         http.get(f"{API}/sensors"), http.post(f"{API}/sensors", json={"name": "k"}),
@@ -725,8 +747,6 @@ def every_route_family(http: httpx.Client) -> list[tuple[str, httpx.Response]]:
 
 
 def test_keys(platform: Platform) -> None:
-    from lakeport.server.auth import forget_cached_keys
-
     matrix = Matrix("API keys")
     with platform.client() as alice, platform.client("bob") as bob, \
             platform.client("bob") as bob_again:
@@ -749,7 +769,7 @@ def test_keys(platform: Platform) -> None:
                          status(kim.get(f"{API}/me")))
         revoke(platform, used)
         revoke(platform, unused)
-        forget_cached_keys()  # the server runs in this process; it caches lookups a while
+        platform.app.state.key_cache.forget()  # the server caches lookups a while
         for which, key in (("revoked key (used before)", used), ("revoked key (never used)",
                                                                 unused)):
             with platform.client(key) as revoked:

@@ -11,22 +11,26 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from lakeport.server.topics import routes, socket
+from lakeport.forward.service import forwarding
+from lakeport.server.topics import blocks, routes, socket
 from lakeport.server.topics.producers import Producers
 
 router = APIRouter()
 router.include_router(routes.router)
+router.include_router(blocks.router)
 router.include_router(socket.router)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Keep produce requests' producers open between requests; close them at shutdown."""
+    """Keep produce requests' producers open between requests; close them at shutdown.
+    Run the forwarders of the settings beside the server."""
     app.state.topic_producers = producers = Producers(app.state.engine)
-    try:
-        yield
-    finally:
-        await producers.close()
+    async with forwarding(app.state.engine, app.state.settings.forward):
+        try:
+            yield
+        finally:
+            await producers.close()
 
 
 __all__ = ["lifespan", "router"]

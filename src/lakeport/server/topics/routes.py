@@ -26,8 +26,9 @@ from lakeport.server.topics.access import (
 )
 from lakeport.server.topics.producers import Producers
 from lakeport.streams import Engine, Format, Producer, TopicOptions
-from lakeport.streams.remote.wire import info_to_json, payload_from_wire
+from lakeport.streams.remote.wire import info_to_json
 from lakeport.streams.types import encode_payloads, validate_topic_name
+from lakeport.wire import payload_from_json
 
 router = APIRouter(tags=["topics"])
 TopicName = Annotated[str, Path(description="topic name: 1-200 of A-Z a-z 0-9 + _ = : @ . -",
@@ -213,7 +214,7 @@ async def produce_one(topic: TopicName, request: Request, user: User = Depends(c
     name = _producer_name(body, user)
 
     async def call(producer: Producer) -> int:
-        payload = payload_from_wire(body["payload"], producer.format)
+        payload = payload_from_json(body["payload"], producer.format)
         return await producer.produce(payload, headers=headers, key=key, msg_id=msg_id)
 
     seqno = await producers_of(request).run(topic, name, call)  # Closed: 410
@@ -246,7 +247,7 @@ async def produce_batch(topic: TopicName, request: Request,
 
     async def call(producer: Producer) -> list[int]:
         fmt = producer.format
-        values = payloads if fmt is Format.JSON else [payload_from_wire(v, fmt) for v in payloads]
+        values = payloads if fmt is Format.JSON else [payload_from_json(v, fmt) for v in payloads]
         if headers is None and keys is None and \
                 (msg_ids is None or all(isinstance(m, str) for m in msg_ids)):
             return await producer.produce_many(values, msg_ids=msg_ids)

@@ -35,7 +35,8 @@ from lakeport.server.topics.access import (
 )
 from lakeport.streams import Consumer, Engine, TopicOptions
 from lakeport.streams.block import MessageBlock
-from lakeport.streams.remote.wire import block_to_json, error_code, position_from_json
+from lakeport.streams.remote.wire import block_to_json, position_from_json
+from lakeport.wire import answer_for
 
 router = APIRouter(tags=["topics"])
 log = logging.getLogger("lakeport.server")
@@ -86,7 +87,7 @@ class Session:
     async def fail(self, request_id: Any, exc: LakeportError) -> None:
         message = user_message(self.user, str(exc))
         await self.send({"id": request_id, "ok": False,
-                         "error": {"code": error_code(exc), "message": message}})
+                         "error": {"code": answer_for(exc).code, "message": message}})
 
     async def receive(self) -> dict[str, Any] | None:
         """The next request frame; None once the client hung up."""

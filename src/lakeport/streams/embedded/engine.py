@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -23,12 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import orjson
+import pyarrow as pa
 from pydantic import ValidationError
 
-from lakeport.allocator import keep_freed_memory
+from lakeport.allocator import collector_paused, keep_freed_memory
 from lakeport.errors import Conflict, Invalid, NotFound
-from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
+from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer, block_payloads
+from lakeport.streams.block import MessageBlock
 from lakeport.streams.embedded import log
 from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir
@@ -241,11 +245,12 @@ class EmbeddedEngine(Engine):
         except TimeoutError:
             pass
 
-    async def last_msg_id(self, topic: str, producer: str, prefix: str,
+    async def last_msg_id(self, topic: str, producer: str | None, prefix: str,
                           limit: int = 1_000_000) -> str | None:
         """The newest msg_id starting with ``prefix`` that the producer named ``producer``
-        stored in ``topic``, among its last ``limit`` messages (None if none there). It holds
-        whatever the dedup window: chained steps use it to resume exactly once."""
+        (None: any) stored in ``topic``, among its last ``limit`` messages (None if none
+        there). It holds whatever the dedup window: chained steps and forwarders use it to
+        resume exactly once."""
         data_dir = self.data_dir(topic, self.read_options(topic))
 
         def find() -> str | None:
@@ -332,3 +337,80 @@ class EmbeddedProducer(Producer):
                 seqnos[index] = base + offset
         return [s if isinstance(s, int) else await s for s in seqnos]
 
+    async def produce_block(self, block: MessageBlock, *,
+                            msg_ids: Sequence[str] | None = None) -> list[int]:
+        self._check_open()
+        with collector_paused():  # tens of thousands of small objects, no cycles
+            firsts, fresh, known = self._queue_block(block, msg_ids)
+        stored: list[int] = []
+        for first, count in firsts:
+            base = await first
+            stored.extend(range(base, base + count))
+        if len(stored) == len(known):
+            return stored
+        for index, seqno in zip(fresh, stored, strict=True):
+            known[index] = seqno
+        return [s if isinstance(s, int) else await s for s in known]
+
+    def _queue_block(self, block: MessageBlock, msg_ids: Sequence[str] | None
+                     ) -> tuple[list[tuple[Awaitable[int], int]], list[int], list[Any]]:
+        """Queue the block's new messages, one batch per run of one time and producer (all
+        in the next commit): (first-seqno future, count) per batch, the indexes of the new
+        messages, and the known seqno (or pending future) of each message, None if new."""
+        data = block_payloads(block, self.format, msg_ids)
+        table = block.table
+        writer = self._writer
+        known: list[Any] = [None] * len(data)
+        if msg_ids is not None and writer.any_known(msg_ids):
+            known = [writer.known_seqno(m) for m in msg_ids]
+        fresh = [i for i, seen in enumerate(known) if seen is None]
+        if len(fresh) < len(data):
+            data = [data[i] for i in fresh]
+            table = table.take(pa.array(fresh, pa.int64()))
+            msg_ids = None if msg_ids is None else [msg_ids[i] for i in fresh]
+        extras = _extras(table, msg_ids)
+        stamps = table.column(1).to_numpy()
+        encoded = table.column(2).combine_chunks().dictionary_encode()
+        names = encoded.dictionary.to_pylist()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        cuts = np.flatnonzero((stamps[1:] != stamps[:-1]) | (codes[1:] != codes[:-1]))
+        bounds = [0, *(cuts + 1).tolist(), len(data)]
+        firsts = [(writer.add_many(names[codes[a]].encode(), data[a:b], None,
+                                   extras=None if extras is None else extras[a:b],
+                                   time_ns=int(stamps[a])), b - a)
+                  for a, b in itertools.pairwise(bounds) if b > a]
+        return firsts, fresh, known
+
+
+def _extras(table: Any, msg_ids: Sequence[str] | None) -> list[dict | None] | None:
+    """Each message's extras as the log stores them (None: no message has any)."""
+    n = table.num_rows
+    headers_col, keys_col = table.column(4), table.column(5)
+    if headers_col.null_count == n and keys_col.null_count == n:
+        return None if msg_ids is None else [{"i": m} for m in msg_ids]
+    # a site's header text repeats: parse each distinct text once
+    encoded = headers_col.combine_chunks().dictionary_encode(null_encoding="encode")
+    parsed = np.array([None, *(None if text is None else orjson.loads(text)
+                               for text in encoded.dictionary.to_pylist())], dtype=object)
+    headers = parsed[encoded.indices.to_numpy(zero_copy_only=False) + 1].tolist()
+    if keys_col.null_count == n:
+        if msg_ids is None:
+            return [None if h is None else {"h": h} for h in headers]
+        return [{"i": m} if h is None else {"h": h, "i": m}
+                for h, m in zip(headers, msg_ids, strict=True)]
+    ids: Sequence[str | None] = msg_ids if msg_ids is not None else [None] * n
+    return [_extra(h, k, m) for h, k, m in zip(headers, keys_col.to_pylist(), ids, strict=True)]
+
+
+def _extra(headers: dict | None, key: str | None, msg_id: str | None) -> dict[str, Any] | None:
+    """One message's extras as the log stores them."""
+    if headers is None and key is None:
+        return None if msg_id is None else {"i": msg_id}
+    extra: dict[str, Any] = {}
+    if headers is not None:
+        extra["h"] = headers
+    if key is not None:
+        extra["k"] = key
+    if msg_id is not None:
+        extra["i"] = msg_id
+    return extra

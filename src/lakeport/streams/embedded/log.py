@@ -227,13 +227,13 @@ def write_head(fd: int, last_seqno: int, segment_base: int, offset: int, newest_
     os.pwrite(fd, prefix + struct.pack("<I", zlib.crc32(prefix)), 0)
 
 
-def last_msg_id(topic_dir: Path, head: tuple[int, int, int, int], producer: str, prefix: str,
-                limit: int) -> str | None:
-    """The newest msg_id starting with ``prefix`` that ``producer`` wrote, looking back from
-    the committed end ``head`` (as :func:`read_head` gives it) over at most ``limit`` messages;
-    None if there is none that recent."""
+def last_msg_id(topic_dir: Path, head: tuple[int, int, int, int], producer: str | None,
+                prefix: str, limit: int) -> str | None:
+    """The newest msg_id starting with ``prefix`` that ``producer`` (None: anyone) wrote,
+    looking back from the committed end ``head`` (as :func:`read_head` gives it) over at most
+    ``limit`` messages; None if there is none that recent."""
     _, head_segment, committed, _ = head
-    name = producer.encode()
+    name = None if producer is None else producer.encode()
     looked = 0
     for base in reversed([b for b in list_segments(topic_dir) if b <= head_segment]):
         try:
@@ -243,13 +243,14 @@ def last_msg_id(topic_dir: Path, head: tuple[int, int, int, int], producer: str,
         try:
             end = committed if base == head_segment else None
             for offset, header in reversed(list(iter_headers(fd, 0, end))):
-                if header.flags & FLAG_EXTRAS and header.producer_len == len(name):
+                if header.flags & FLAG_EXTRAS and (name is None
+                                                   or header.producer_len == len(name)):
                     try:
                         body = decode_body(header, os.pread(fd, header.body_len,
                                                             offset + HEADER_SIZE))
                     except (CorruptRecord, orjson.JSONDecodeError):
                         body = None
-                    if body is not None and body.producer == producer:
+                    if body is not None and producer in (None, body.producer):
                         for extra in reversed(body.extras or ()):
                             msg_id = extra.get("i") if isinstance(extra, dict) else None
                             if isinstance(msg_id, str) and msg_id.startswith(prefix):

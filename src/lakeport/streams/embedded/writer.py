@@ -14,12 +14,13 @@ import fcntl
 import logging
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakeport.allocator import collector_paused
 from lakeport.durable import fsync_path
 from lakeport.errors import Closed, Invalid, LakeportError, Terminal, Transient
 from lakeport.streams.embedded import log
@@ -62,6 +63,7 @@ class _Pending:
     extras: list[dict | None] | None = None
     futures: list[asyncio.Future[int]] | None = None  # one per message (produce)
     batch_future: asyncio.Future[int] | None = None  # one for all (produce_many)
+    time_ns: int | None = None  # the messages' own time (produce_block), else the commit's
 
     def add_extra(self, index: int, extra: dict | None) -> None:
         if extra is None and self.extras is None:
@@ -93,7 +95,8 @@ class TopicWriter:
         self._open_item: dict[bytes, _Pending] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._dedup: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._dedup: dict[str, int] = {}  # msg_id -> seqno, seen within the dedup window
+        self._dedup_log: deque[tuple[float, list[str], Sequence[int]]] = deque()
         self._pending_ids: dict[str, asyncio.Future[int]] = {}
         self.listeners: list = []
         self.closed = False
@@ -193,9 +196,34 @@ class TopicWriter:
             except log.CorruptRecord:
                 continue
             age = (time.time_ns() - header.time_ns) / 1e9
-            for seqno, extra in enumerate(extras or [], start=header.base_seqno):
-                if extra and extra.get("i"):
-                    self._dedup[extra["i"]] = (seqno, time.monotonic() - age)
+            self._remember(extras, header.base_seqno, time.monotonic() - age)
+
+    def _remember(self, extras: list | None, base: int, seen: float) -> None:
+        """Keep the msg_ids of a batch's ``extras`` (first seqno ``base``), seen at monotonic
+        time ``seen``, for the dedup window."""
+        if not extras:
+            return
+        with collector_paused():  # many small objects, no cycles
+            ids = [extra.get("i") if extra else None for extra in extras]
+            if None in ids:
+                kept = [(i, seqno) for seqno, i in enumerate(ids, start=base) if i]
+                ids = [i for i, _ in kept]
+                seqnos: Sequence[int] = [seqno for _, seqno in kept]
+            else:
+                seqnos = range(base, base + len(ids))
+        if ids:
+            self._dedup.update(zip(ids, seqnos, strict=True))
+            self._dedup_log.append((seen, ids, seqnos))
+
+    def _prune_dedup(self, now: float) -> None:
+        """Forget the msg_ids seen longer than the dedup window ago."""
+        window = self.options.dedup_window
+        entries, dedup = self._dedup_log, self._dedup
+        while entries and now - entries[0][0] > window:
+            _, ids, seqnos = entries.popleft()
+            for msg_id, seqno in zip(ids, seqnos, strict=True):
+                if dedup.get(msg_id) == seqno:  # not seen again since
+                    del dedup[msg_id]
 
     def _publish_head(self) -> None:
         log.write_head(self._head_fd, self._last, self._segment, self._offset, self._newest)
@@ -232,12 +260,17 @@ class TopicWriter:
 
     def known_seqno(self, msg_id: str) -> int | asyncio.Future[int] | None:
         """The seqno (or pending future) of a msg_id seen within the dedup window."""
-        seen = self._dedup.get(msg_id)
-        if seen is not None:
-            if time.monotonic() - seen[1] <= self.options.dedup_window:
-                return seen[0]
-            del self._dedup[msg_id]
+        self._prune_dedup(time.monotonic())
+        seqno = self._dedup.get(msg_id)
+        if seqno is not None:
+            return seqno
         return self._pending_ids.get(msg_id)
+
+    def any_known(self, msg_ids: Sequence[str]) -> bool:
+        """Whether some of ``msg_ids`` may be known (a quick check before ``known_seqno``)."""
+        self._prune_dedup(time.monotonic())
+        return any(map(self._dedup.__contains__, msg_ids)) or \
+            any(map(self._pending_ids.__contains__, msg_ids))
 
     def add_one(self, producer: bytes, payload: bytes, extra: dict | None,
                 msg_id: str | None) -> asyncio.Future[int]:
@@ -273,12 +306,19 @@ class TopicWriter:
         self._kick()
         return future
 
-    def add_many(self, producer: bytes, payloads: list[bytes],
-                 msg_ids: list[str] | None) -> asyncio.Future[int]:
-        """Queue a batch as one unit; the future gives the first seqno."""
+    def add_many(self, producer: bytes, payloads: list[bytes], msg_ids: list[str] | None, *,
+                 extras: list[dict | None] | None = None,
+                 time_ns: int | None = None) -> asyncio.Future[int]:
+        """Queue a batch as one unit; the future gives the first seqno. ``extras`` (one per
+        payload, msg_ids as ``"i"``) replace ``msg_ids``; ``time_ns`` is the batch's time
+        (default: the commit's). Batches queued without an await between are committed
+        together."""
         self._check()
-        item = _Pending(producer, payloads, batch_future=asyncio.get_running_loop().create_future())
-        if msg_ids is not None:
+        item = _Pending(producer, payloads, batch_future=asyncio.get_running_loop().create_future(),
+                        time_ns=time_ns)
+        if extras is not None:
+            item.extras = extras
+        elif msg_ids is not None:
             item.extras = [{"i": m} for m in msg_ids]
         self._pending.append(item)
         self._open_item.pop(producer, None)
@@ -324,7 +364,8 @@ class TopicWriter:
         if not encoded:
             return
         try:
-            bases = await asyncio.to_thread(self._commit, bodies)
+            bases = await asyncio.to_thread(self._commit, bodies,
+                                            [item.time_ns for item in encoded])
         except Exception as exc:
             if not isinstance(exc, OSError | LakeportError):
                 logger.error("topic %s: a commit failed", self.data_dir.name, exc_info=exc)
@@ -367,12 +408,14 @@ class TopicWriter:
 
     def _resolve(self, items: list[_Pending], bases: list[int]) -> None:
         now = time.monotonic()
+        pending_ids = self._pending_ids
         for item, base in zip(items, bases, strict=True):
             if item.extras is not None:
-                for seqno, extra in enumerate(item.extras, start=base):
-                    if extra and "i" in extra:
-                        self._dedup[extra["i"]] = (seqno, now)
-                        self._pending_ids.pop(extra["i"], None)
+                if pending_ids:
+                    for extra in item.extras:
+                        if extra and "i" in extra:
+                            pending_ids.pop(extra["i"], None)
+                self._remember(item.extras, base, now)
             if item.futures is not None:
                 for seqno, future in enumerate(item.futures, start=base):
                     if not future.done():
@@ -381,26 +424,20 @@ class TopicWriter:
                 item.batch_future.set_result(base)
         self._prune_dedup(now)
 
-    def _prune_dedup(self, now: float) -> None:
-        window = self.options.dedup_window
-        dedup = self._dedup
-        while dedup:
-            msg_id, (_, seen) = next(iter(dedup.items()))
-            if now - seen <= window:
-                break
-            del dedup[msg_id]
-
-    def _commit(self, encoded: list[log.EncodedBody]) -> list[int]:
-        """Runs in a worker thread: lock, append, fdatasync, publish head."""
+    def _commit(self, encoded: list[log.EncodedBody],
+                times: list[int | None] | None = None) -> list[int]:
+        """Runs in a worker thread: lock, append, fdatasync, publish head. ``times``: a
+        body's own time (None: the commit's)."""
         with file_lock(self._lock_fd):
             self._sync_from_head()
             if self._offset >= self.segment_bytes:
                 self._open_segment(self._last + 1)
             now = max(time.time_ns(), self._newest)
             parts, bases = [], []
-            for body in encoded:
+            for body, stamp in zip(encoded, times or [None] * len(encoded), strict=True):
                 bases.append(self._last + 1)
-                parts.append(log.encode_header(body, self._last + 1, now))
+                parts.append(log.encode_header(body, self._last + 1,
+                                               now if stamp is None else stamp))
                 parts.extend(body.parts)
                 self._last += body.count
             size = self._write(parts)

@@ -19,8 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from lakeport.errors import Closed, Unavailable
 from lakeport.streams.base import Consumer
 from lakeport.streams.block import MessageBlock
-from lakeport.streams.remote.wire import Columns, error_from, position_to_json
+from lakeport.streams.remote.wire import Columns, position_to_json
 from lakeport.streams.types import Format, Message
+from lakeport.wire import read_error
 
 if TYPE_CHECKING:
     from lakeport.streams.remote.engine import RemoteEngine
@@ -50,12 +51,8 @@ class RemoteConsumer(Consumer):
                                  ping_timeout=60, close_timeout=5)
         except InvalidStatus as exc:
             status = exc.response.status_code
-            try:
-                error = orjson.loads(exc.response.body or b"{}").get("error")
-            except (orjson.JSONDecodeError, AttributeError):
-                error = None
-            raise error_from(error or {"code": "unavailable",
-                                       "message": f"HTTP {status} on {url}"}, status) from None
+            answer = read_error(exc.response.body or b"", status)
+            raise answer.kind(answer.message or f"HTTP {status} on {url}") from None
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise Unavailable(f"cannot reach the lakeport server at {self.engine.base_url}: "
                               f"{exc or type(exc).__name__}") from exc
@@ -100,7 +97,7 @@ class RemoteConsumer(Consumer):
     @staticmethod
     def _check(answer: dict[str, Any]) -> dict[str, Any]:
         if not answer.get("ok"):
-            raise error_from(answer.get("error"))
+            raise read_error(answer.get("error")).error()
         return answer
 
     async def _call(self, op: str, timeout: float | None = CLOSE_TIMEOUT * 6,

@@ -16,10 +16,9 @@ import orjson
 
 from lakeport.errors import Invalid, Unavailable
 from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
-from lakeport.streams.remote.wire import error_from, info_from_json
+from lakeport.streams.remote.wire import info_from_json
 from lakeport.streams.types import OnNoExists, TopicInfo, TopicOptions, validate_topic_name
-
-API_PREFIX = "/api/v1"
+from lakeport.wire import API_PREFIX, read_error
 
 
 class RemoteEngine(Engine):
@@ -73,25 +72,27 @@ class RemoteEngine(Engine):
             await client.aclose()
 
     async def request(self, method: str, path: str, *, content: bytes | None = None,
-                      params: dict[str, str] | None = None) -> Any:
-        """Send one request; the decoded JSON answer, or the matching lakeport error."""
-        headers = {"content-type": "application/json"} if content is not None else None
+                      params: dict[str, str] | None = None,
+                      headers: dict[str, str] | None = None) -> Any:
+        """Send one request; the decoded JSON answer, or the matching lakeport error.
+        A body is JSON unless ``headers`` say otherwise."""
+        if content is not None:
+            headers = {"content-type": "application/json", **(headers or {})}
         try:
             answer = await self.http().request(method, path, content=content, params=params,
                                                headers=headers)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the lakeport server at {self.base_url}: "
                               f"{exc or type(exc).__name__}") from exc
-        if answer.status_code == 204:
+        if answer.is_error:
+            raise read_error(answer.content, answer.status_code).error()
+        if not answer.content:
             return None
         try:
-            body = orjson.loads(answer.content) if answer.content else None
+            return orjson.loads(answer.content)
         except orjson.JSONDecodeError:
-            body = answer.text[:200]
-        if answer.status_code >= 400:
-            error = body.get("error") if isinstance(body, dict) else body
-            raise error_from(error, answer.status_code)
-        return body
+            raise Unavailable(f"unexpected answer from the lakeport server at {self.base_url} "
+                              f"to {method} {path}: {answer.text[:200]!r}") from None
 
     @staticmethod
     def path(topic: str, suffix: str = "") -> str:
@@ -115,6 +116,16 @@ class RemoteEngine(Engine):
         answer = await self.request("GET", "/topics")
         return [info_from_json(item) for item in answer["items"]]
 
+    async def last_msg_id(self, topic: str, producer: str | None, prefix: str,
+                          limit: int = 1_000_000) -> str | None:
+        """The server engine's answer (see the embedded engine's ``last_msg_id``); needs
+        produce access to the topic."""
+        params = {"prefix": prefix, "limit": str(limit)}
+        if producer is not None:
+            params["producer"] = producer
+        answer = await self.request("GET", self.path(topic, "/msg-ids/last"), params=params)
+        return answer["msg_id"]
+
     def _make_producer(self, name: str, topic: str, on_no_exists: OnNoExists,
                        options: TopicOptions | None) -> Producer:
         from lakeport.streams.remote.producer import RemoteProducer
@@ -127,4 +138,4 @@ class RemoteEngine(Engine):
         return RemoteConsumer(self, spec)
 
 
-__all__ = ["API_PREFIX", "RemoteEngine"]
+__all__ = ["RemoteEngine"]

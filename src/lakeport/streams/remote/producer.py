@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pyarrow as pa
 
 from lakeport.errors import Closed, Invalid, LakeportError, Unavailable
 from lakeport.streams.base import Producer
-from lakeport.streams.remote.wire import payload_to_wire
+from lakeport.streams.block import MessageBlock
+from lakeport.streams.remote.wire import BLOCK_CONTENT_TYPE, ZSTD, block_body
 from lakeport.streams.types import encode_payload, encode_payloads
+from lakeport.wire import payload_to_json
 
 if TYPE_CHECKING:
     from lakeport.streams.remote.engine import RemoteEngine
@@ -74,7 +77,7 @@ class RemoteProducer(Producer):
                 key: str | None = None, msg_id: str | None = None) -> Awaitable[int]:
         if not self._open:
             self._check_open()
-        wire = payload_to_wire(encode_payload(payload, self.format), self.format)
+        wire = payload_to_json(encode_payload(payload, self.format), self.format)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_One(wire, dict(headers) if headers else None, key, msg_id, future))
         self._kick()
@@ -90,10 +93,56 @@ class RemoteProducer(Producer):
             return []
         fmt = self.format
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Many([payload_to_wire(d, fmt) for d in data],
+        self._queue.append(_Many([payload_to_json(d, fmt) for d in data],
                                  list(msg_ids) if msg_ids is not None else None, future))
         self._kick()
         return await future
+
+    sent_bytes: int = 0
+    """Bytes of ``produce_block`` bodies sent (compressed), for rates on the wire."""
+    _last_block: asyncio.Future[None] | None = None
+
+    async def produce_block(self, block: MessageBlock, *,
+                            msg_ids: Sequence[str] | pa.Array | None = None) -> list[int]:
+        """Send the block zstd-compressed as Arrow IPC; ``msg_ids`` may be an Arrow array.
+
+        Calls may overlap: each block is compressed at once, but sent only after the block
+        of the call before it was stored, one request at a time; if that one failed, this
+        one fails too without being sent (so a later block is never stored without an
+        earlier one)."""
+        self._check_open()
+        if msg_ids is not None and len(msg_ids) != len(block):
+            raise Invalid(f"produce_block: msg_ids must have one id per message ({len(block)}), "
+                          f"not {len(msg_ids)}")
+        if not len(block):
+            return []
+        previous = self._last_block
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieved)
+        self._last_block = done
+        try:
+            body = await asyncio.to_thread(block_body, block, msg_ids)
+            if previous is not None:
+                try:
+                    await asyncio.shield(previous)
+                except Exception as exc:
+                    raise Unavailable(f"not sent to topic {self.topic!r}: the block before "
+                                      f"it failed: {exc}") from None
+            sender = self._sender
+            if sender is not None:  # messages produced before these are stored first
+                await asyncio.wait([sender])
+            self.sent_bytes += len(body)
+            answer = await self.engine.request(
+                "POST", self.engine.path(self.topic, "/messages/block"), content=body,
+                headers={"content-type": BLOCK_CONTENT_TYPE, "content-encoding": ZSTD})
+            seqnos = answer.get("seqnos") if isinstance(answer, dict) else None
+            if not isinstance(seqnos, list) or len(seqnos) != len(block):
+                raise Unavailable(f"unexpected answer from the lakeport server: {answer!r:.200}")
+        except BaseException as exc:
+            done.set_exception(exc if isinstance(exc, Exception) else Closed("cancelled"))
+            raise
+        done.set_result(None)
+        return seqnos
 
     def _kick(self) -> None:
         if self._sender is None or self._sender.done():
@@ -159,6 +208,12 @@ class RemoteProducer(Producer):
         for item, seqno in zip(items, seqnos, strict=True):
             if not item.future.done():
                 item.future.set_result(seqno)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a block's outcome as seen (the next block's call reads it, if there is one)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _fail(items: Sequence[_One | _Many], error: Exception) -> None:

@@ -1,4 +1,5 @@
-"""The wire format shared by the topic gateway (server) and the ``http(s)://`` engine (client).
+"""The topic gateway's JSON shared by the server and the ``http(s)://`` engine: topic info,
+positions and fetched messages (error codes and payload encodings are in :mod:`lakeport.wire`).
 
 Messages travel as columns in one JSON object: ``seqno``, ``time_ns``, ``producer``,
 ``data`` and, when some message has them, ``headers`` (JSON object text or null) and ``key``.
@@ -7,22 +8,14 @@ Messages travel as columns in one JSON object: ``seqno``, ``time_ns``, ``produce
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import zstandard
 
-from lakeport.errors import (
-    Invalid,
-    LakeportError,
-    Terminal,
-    Unavailable,
-    error_class,
-    wire_code,
-)
+from lakeport.errors import Invalid, TooLarge
 from lakeport.streams.block import BLOCK_SCHEMA, MessageBlock
 from lakeport.streams.types import (
     ConsumerInfo,
@@ -32,23 +25,7 @@ from lakeport.streams.types import (
     TopicInfo,
     TopicOptions,
 )
-
-
-def error_code(exc: LakeportError) -> str:
-    """The wire code of ``exc``."""
-    return wire_code(exc)[0]
-
-
-def error_from(error: Any, status: int | None = None) -> LakeportError:
-    """The exception for an error body ``{"code", "message", ...}``."""
-    if not isinstance(error, dict):
-        return Unavailable(f"unexpected answer from the server (HTTP {status}): {error!r}")
-    code = str(error.get("code", ""))
-    message = str(error.get("message") or code or "error")
-    kind = error_class(code)
-    if kind is None:
-        kind = Unavailable if status is None or status >= 500 else Terminal
-    return kind(message)
+from lakeport.wire import data_from_text, data_to_text
 
 
 # -- topic info ---------------------------------------------------------------------------
@@ -99,36 +76,13 @@ def position_from_json(value: Any) -> Position:
                   "time:ISO or {\"kind\": ..., \"seqno\": ..., \"timestamp_ns\": ...}")
 
 
-# -- payloads (produce) -------------------------------------------------------------------
-def payload_to_wire(data: bytes, fmt: Format) -> bytes:
-    """Encoded payload bytes as the JSON value a produce request carries."""
-    if fmt is Format.JSON:
-        return data
-    if fmt is Format.STRING:
-        return orjson.dumps(data.decode())
-    return b'{"base64":"' + base64.b64encode(data) + b'"}'
-
-
-def payload_from_wire(value: Any, fmt: Format) -> Any:
-    """A produce request's payload as what ``Producer.produce`` takes for ``fmt``."""
-    if fmt is Format.JSON or isinstance(value, str):
-        return value
-    if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
-        try:
-            return base64.b64decode(value["base64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise Invalid("payload: 'base64' is not valid base64") from None
-    raise Invalid(f"a {fmt.value} topic takes a string payload or {{\"base64\": \"...\"}}, "
-                  f"not {type(value).__name__}")
-
-
 # -- messages (consume) -------------------------------------------------------------------
 def block_to_json(block: MessageBlock) -> dict[str, Any]:
     """A block's columns for a fetch answer."""
     table = block.table
     data = table.column(3)
     if block.format is Format.BYTES:
-        texts: list[str] = [base64.b64encode(b).decode() for b in data.to_pylist()]
+        texts: list[str] = [data_to_text(b) for b in data.to_pylist()]
     else:
         texts = data.cast(pa.string()).to_pylist()
     columns: dict[str, Any] = {
@@ -162,7 +116,7 @@ class Columns:
 
     def _payloads(self) -> list[bytes]:
         if self.fmt is Format.BYTES:
-            return [base64.b64decode(text) for text in self.columns["data"]]
+            return [data_from_text(text) for text in self.columns["data"]]
         return [text.encode() for text in self.columns["data"]]
 
     def messages(self) -> list[Message]:
@@ -197,15 +151,75 @@ class Columns:
         return MessageBlock(table, self.fmt)
 
 
+# -- messages as they are (produce_block) ----------------------------------------------------
+BLOCK_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+"""``POST /topics/{topic}/messages/block`` bodies: one Arrow IPC stream of :data:`BLOCK_SCHEMA`
+(seqnos ignored) plus a ``msg_id`` column, compressed when ``Content-Encoding: zstd``."""
+ZSTD = "zstd"
+_WIRE_SCHEMA = BLOCK_SCHEMA.append(pa.field("msg_id", pa.string()))
+
+
+def block_body(block: MessageBlock, msg_ids: Sequence[str] | pa.Array | None,
+               level: int | None = 3) -> bytes:
+    """The body carrying ``block`` and its ``msg_ids``; zstd-compressed at ``level`` (None:
+    not compressed)."""
+    if msg_ids is None:
+        ids: pa.Array | pa.ChunkedArray = pa.nulls(len(block), pa.string())
+    elif isinstance(msg_ids, pa.Array | pa.ChunkedArray):
+        ids = msg_ids
+    else:
+        ids = pa.array(msg_ids, pa.string())
+    table = block.table.append_column(_WIRE_SCHEMA.field("msg_id"), ids)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, _WIRE_SCHEMA) as writer:
+        writer.write_table(table)
+    raw = sink.getvalue().to_pybytes()
+    if level is None:
+        return raw
+    return zstandard.ZstdCompressor(level=level).compress(raw)
+
+
+def decompress(body: bytes, limit: int) -> bytes:
+    """A zstd body decompressed, refusing (TooLarge) to make more than ``limit`` bytes."""
+    out = bytearray()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+            while chunk := reader.read(min(1 << 20, limit + 1 - len(out))):
+                out += chunk
+                if len(out) > limit:
+                    raise TooLarge(f"request body decompresses to more than the limit {limit} "
+                                   "bytes (max_body_bytes, lakeport serve --max-body)")
+    except zstandard.ZstdError as exc:
+        raise Invalid(f"body is not valid zstd: {exc}") from None
+    return bytes(out)
+
+
+def block_from_body(raw: bytes, fmt: Format) -> tuple[MessageBlock, list[str] | None]:
+    """The block and msg_ids of an uncompressed :func:`block_body`."""
+    try:
+        table = pa.ipc.open_stream(raw).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise Invalid(f"body is not an Arrow IPC stream: {exc}") from None
+    if not table.schema.equals(_WIRE_SCHEMA, check_metadata=False):
+        raise Invalid(f"body: the Arrow schema must be {_WIRE_SCHEMA.names} with the types of "
+                      f"lakeport.streams.block.BLOCK_SCHEMA, not {table.schema.names}")
+    ids = table.column("msg_id")
+    msg_ids = None if ids.null_count == len(table) else ids.to_pylist()
+    if msg_ids is not None and None in msg_ids:
+        raise Invalid("msg_id: set for every message or for none")
+    return MessageBlock(table.drop_columns(["msg_id"]), fmt), msg_ids
+
+
 __all__ = [
+    "BLOCK_CONTENT_TYPE",
+    "ZSTD",
     "Columns",
+    "block_body",
+    "block_from_body",
     "block_to_json",
-    "error_code",
-    "error_from",
+    "decompress",
     "info_from_json",
     "info_to_json",
-    "payload_from_wire",
-    "payload_to_wire",
     "position_from_json",
     "position_to_json",
 ]
