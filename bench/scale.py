@@ -157,6 +157,8 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
                             f"{sent['plain_bytes_per_msg']:.1f} bytes/msg"))
     results.figures["forward_msgs_per_s"] = sent["forward_msgs_per_s"]
     results.figures["forward_bytes_per_msg"] = sent["forward_bytes_per_msg"]
+    results.figures["plain_msgs_per_s"] = plain_rate
+    results.figures["plain_bytes_per_msg"] = sent["plain_bytes_per_msg"]
     if recoveries:
         p50 = statistics.median(recoveries)
         results.rows.append(Row("leader kill → next confirmed message", f"{p50:.1f} s p50",

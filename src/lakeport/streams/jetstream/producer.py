@@ -37,7 +37,7 @@ from lakeport.streams.types import encode_payload
 
 MAX_IN_FLIGHT = 20_000
 ACK_TIMEOUT = 10.0  # seconds: a message without a msg id fails when unconfirmed this long
-RESEND_AFTER = 3.0  # seconds: a message with a msg id is sent again when unconfirmed this long
+RESEND_AFTER = 1.5  # seconds: a message with a msg id is sent again when unconfirmed this long
 RETRY_FIRST = 0.05  # seconds before the first retry during a failover, doubled up to
 RETRY_MAX = 1.0
 ORIGINAL_TIME_HEADER = "lakeport-original-time"
