@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -21,6 +25,7 @@ from lakeport.streams.jetstream.codec import (
     stream_name,
     topic_subject,
 )
+from lakeport.streams.jetstream.lease import LEASE_TTL
 from lakeport.streams.types import Format, Persistence, TopicOptions
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
@@ -206,6 +211,51 @@ async def test_exclusive_lease_conflicts_across_connections(nats_url: str, name:
                 pass  # free again once the first one closed
         finally:
             await one.delete_topic(name)
+
+
+HOLDER = """
+import asyncio, sys
+from lakeport.streams import open_engine
+
+async def main():
+    async with open_engine(sys.argv[1]) as engine:
+        async with engine.consumer("c1", sys.argv[2], mode=sys.argv[3]):
+            print("holding", flush=True)
+            await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["exclusive", "standby"])
+async def test_a_consumer_restarted_after_its_predecessor_was_killed_takes_over(
+    nats_url: str, name: str, mode: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The killed holder's lease is still there for up to its TTL: the new member waits it
+    out (and says so) instead of refusing to start."""
+    async with open_engine(nats_url) as engine:
+        await engine.create_topic(name)
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, nats_url, name, mode],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+            holder.kill()
+            holder.wait()
+            caplog.set_level(logging.INFO, logger="lakeport.streams.jetstream")
+            async with engine.producer("p", name) as producer:
+                await producer.produce({"n": 1})
+            started = time.monotonic()
+            async with engine.consumer("c1", name, mode=mode, position="beginning") as consumer:
+                message = await consumer.recv(timeout=LEASE_TTL + 5)
+            waited = time.monotonic() - started
+            assert message.payload == {"n": 1}
+            assert waited <= LEASE_TTL + 2, f"waited {waited:.1f} s"
+            if mode == "exclusive":  # a standby waits for a lease anyway
+                assert "may have died" in caplog.text
+        finally:
+            holder.kill()
+            await engine.delete_topic(name)
 
 
 async def test_topic_info_lists_durables_with_ack_floor_lag_and_mode(

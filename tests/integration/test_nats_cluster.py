@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import started_cluster
+from lakeport.errors import Invalid
 from lakeport.export.config import ExportConfig
 from lakeport.export.runtime import Exporter
 from lakeport.streams import open_engine
@@ -38,6 +39,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 async def until(condition, what: str, timeout: float = 60.0) -> None:
     """Wait for ``condition`` (sync or async); fail naming ``what`` after ``timeout``."""
     assert await eventually(condition, timeout), f"timed out after {timeout:g}s waiting for {what}"
+
+
+async def create_when_every_server_is_back(engine, topic: str) -> None:
+    """Create a replicated topic once a server restarted by an earlier test is a peer again
+    (JetStream places every replica at creation)."""
+    async def created() -> bool:
+        try:
+            await engine.create_topic(topic, exist_ok=True)
+            return True
+        except Invalid as exc:
+            if "peer" not in str(exc):
+                raise
+            return False
+
+    await until(created, f"every server to be back to create {topic!r}")
 
 
 async def test_replicas_come_from_the_option_or_the_url(cluster: Cluster) -> None:
@@ -102,10 +118,11 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
     topic = "failover"
     url = cluster.url + "?replicas=3&failover_timeout=60"
     async with open_engine(url) as engine:
-        await engine.create_topic(topic)
+        await create_when_every_server_is_back(engine, topic)
         traffic = Traffic(engine, topic)
         tasks = [asyncio.create_task(traffic.produce()), asyncio.create_task(traffic.consume())]
         try:
+            await until(lambda: traffic.received or traffic.errors, "the consumer to start")
             for _ in range(KILLS):
                 await until(lambda: cluster.replicas_current(stream_name(topic)),
                             "every replica of the topic to be current")
@@ -114,10 +131,11 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
                 leader = await cluster.stream_leader(stream_name(topic))
                 cluster.kill(leader)
                 killed_at = len(traffic.acked)
+                # longer than failover_timeout: a client that gives up fails with its error
                 await until(lambda k=killed_at: len(traffic.acked) > k + 200 or traffic.errors,
-                            "the producer to go on after the leader died")
+                            "the producer to go on after the leader died", 90)
                 await until(lambda k=killed_at: len(traffic.received) > k or traffic.errors,
-                            "the consumer to go on after the leader died")
+                            "the consumer to go on after the leader died", 90)
                 assert not traffic.errors, traffic.errors
                 cluster.restart(leader)
             traffic.stop.set()
@@ -152,7 +170,7 @@ async def test_an_exporter_keeps_running_when_the_lease_bucket_leader_dies(
     url = cluster.url + "?replicas=3&failover_timeout=60"
     lake = tmp_path / "lake"
     async with open_engine(url) as engine:
-        await engine.create_topic(topic)
+        await create_when_every_server_is_back(engine, topic)
         await until(lambda: cluster.replicas_current(f"KV_{LEASE_BUCKET}"),
                     "every replica of the lease bucket to be current")
         config = ExportConfig(topics=[topic], to=lake.as_uri(), name="lake", max_delay=0.2,
@@ -196,3 +214,29 @@ def reading(n: int) -> dict[str, object]:
 
 async def _equals(count, expected: int) -> bool:
     return await count() == expected
+
+
+async def test_consumers_and_producers_open_while_one_server_is_down(cluster: Cluster) -> None:
+    """Two of three servers are a quorum: a replicated topic made before the third went down
+    takes new producers and consumers, which read everything."""
+    topic = "one-down"
+    async with open_engine(cluster.url + "?replicas=3") as engine:
+        await create_when_every_server_is_back(engine, topic)
+        await until(lambda: cluster.replicas_current(stream_name(topic)), "replicas current")
+        async with engine.producer("before", topic) as producer:
+            await producer.produce_many([{"n": n} for n in range(10)])
+        leader = await cluster.stream_leader(stream_name(topic))
+        down = next(n.name for n in cluster.nodes if n.name != leader)
+        cluster.kill(down)
+        try:
+            async with engine.producer("while-down", topic) as producer:
+                await producer.produce_many([{"n": n} for n in range(10, 20)])
+            async with engine.consumer("new-while-down", topic,
+                                       position="beginning") as consumer:
+                got: list[int] = []
+                while len(got) < 20:
+                    got.extend(m.payload["n"] for m in await consumer.recv_batch(20, timeout=30))
+                await consumer.ack(20)
+            assert got == list(range(20))
+        finally:
+            cluster.restart(down)

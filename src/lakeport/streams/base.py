@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-import orjson
-
 from lakeport.errors import Closed, Invalid, LakeportError
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import (
@@ -586,34 +584,6 @@ class Consumer(_AsyncResource, ABC):
     async def _do_ack(self, seqno: int) -> None:
         await self._ack(seqno)
         self._acked = max(self._acked, seqno)
-
-
-def block_payloads(block: MessageBlock, fmt: Format,
-                   msg_ids: Sequence[str] | None = None) -> list[bytes]:
-    """The payloads of ``block`` as bytes, checked against a topic of format ``fmt``
-    (Invalid naming the first that does not fit), and ``msg_ids`` checked for length."""
-    if msg_ids is not None and len(msg_ids) != len(block):
-        raise Invalid(f"produce_block: msg_ids must have one id per message ({len(block)}), "
-                      f"not {len(msg_ids)}")
-    data: list[bytes] = block.data.to_pylist()
-    if fmt is Format.BYTES:
-        return data
-    if fmt is Format.STRING:
-        for index, payload in enumerate(data):
-            try:
-                payload.decode()
-            except UnicodeDecodeError as exc:
-                raise Invalid(f"message {index}: payload is not UTF-8 text for a string "
-                              f"topic: {exc}") from None
-        return data
-    loads = orjson.loads
-    for index, payload in enumerate(data):
-        try:
-            loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise Invalid(f"message {index}: payload is not valid JSON for a json topic: "
-                          f"{exc}") from None
-    return data
 
 
 def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

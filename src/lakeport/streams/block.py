@@ -17,6 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakeport.errors import Invalid
 from lakeport.streams.types import Format, Message
 
 BLOCK_SCHEMA = pa.schema(
@@ -175,4 +176,34 @@ def _message(row: dict, fmt: Format) -> Message:
                    None if headers is None else orjson.loads(headers), row["key"])
 
 
-__all__ = ["BLOCK_SCHEMA", "MessageBlock", "Run"]
+
+
+def block_payloads(block: MessageBlock, fmt: Format,
+                   msg_ids: Sequence[str] | None = None) -> list[bytes]:
+    """The payloads of ``block`` as bytes, checked against a topic of format ``fmt``
+    (Invalid naming the first that does not fit), and ``msg_ids`` checked for length."""
+    if msg_ids is not None and len(msg_ids) != len(block):
+        raise Invalid(f"produce_block: msg_ids must have one id per message ({len(block)}), "
+                      f"not {len(msg_ids)}")
+    data: list[bytes] = block.data.to_pylist()
+    if fmt is Format.BYTES:
+        return data
+    if fmt is Format.STRING:
+        for index, payload in enumerate(data):
+            try:
+                payload.decode()
+            except UnicodeDecodeError as exc:
+                raise Invalid(f"message {index}: payload is not UTF-8 text for a string "
+                              f"topic: {exc}") from None
+        return data
+    loads = orjson.loads
+    for index, payload in enumerate(data):
+        try:
+            loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid(f"message {index}: payload is not valid JSON for a json topic: "
+                          f"{exc}") from None
+    return data
+
+
+__all__ = ["BLOCK_SCHEMA", "MessageBlock", "Run", "block_payloads"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakeport.errors import Closed, Conflict, NotFound
-from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer, block_payloads
-from lakeport.streams.block import MessageBlock
+from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
+from lakeport.streams.block import MessageBlock, block_payloads
 from lakeport.streams.shared import SharedGroup
 from lakeport.streams.types import (
     ConsumerInfo,

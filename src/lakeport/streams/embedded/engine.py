@@ -31,8 +31,8 @@ from pydantic import ValidationError
 
 from lakeport.allocator import collector_paused, keep_freed_memory
 from lakeport.errors import Conflict, Invalid, NotFound
-from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer, block_payloads
-from lakeport.streams.block import MessageBlock
+from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
+from lakeport.streams.block import MessageBlock, block_payloads
 from lakeport.streams.embedded import log
 from lakeport.streams.embedded.reader import LogReader
 from lakeport.streams.embedded.state import ConsumerDir

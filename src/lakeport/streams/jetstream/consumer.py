@@ -37,7 +37,7 @@ from lakeport.streams.jetstream.codec import (
     stream_name,
 )
 from lakeport.streams.jetstream.failover import NO_LEADER_PAUSE, FailoverMixin
-from lakeport.streams.jetstream.lease import REFRESH_EVERY, Lease, member_id
+from lakeport.streams.jetstream.lease import REFRESH_EVERY, Lease, RetryingKV, member_id
 from lakeport.streams.types import Message, Mode
 
 PULL_EXPIRES = 5.0  # seconds a pull request waits on the server
@@ -222,7 +222,8 @@ class JetStreamConsumer(FailoverMixin, Consumer):
     # -- lifecycle ---------------------------------------------------------------------
     async def _open(self) -> int:
         kv = await self.engine.leases()
-        self._lease = Lease(kv, f"{self._stream}.{self._durable}", self.spec.mode,
+        self._lease = Lease(RetryingKV(kv, self.engine.failover_timeout),
+                            f"{self._stream}.{self._durable}", self.spec.mode,
                             member_id(), self._label)
         if await self._lease.acquire():
             try:

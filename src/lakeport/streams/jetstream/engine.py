@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from lakeport.errors import Closed, Conflict, NotFound, Unavailable
@@ -17,12 +18,15 @@ from lakeport.streams.base import Consumer, ConsumerSpec, Engine, Producer
 from lakeport.streams.jetstream import api
 from lakeport.streams.jetstream.codec import (
     LEASE_BUCKET,
+    MSG_ID_HEADER,
     acked_of,
     parse_time_ns,
     read_consumer_description,
     read_topic_description,
+    split_headers,
     stream_config,
     stream_name,
+    topic_subject,
 )
 from lakeport.streams.jetstream.lease import LEASE_TTL, active_members
 from lakeport.streams.jetstream.url import display_url, parse_nats_url
@@ -35,6 +39,8 @@ from lakeport.streams.types import (
 )
 
 CONNECT_TIMEOUT = 3.0  # seconds to connect at most, all attempts together
+LOOKBACK_CHUNK = 10_000  # messages whose headers last_msg_id reads at a time
+EPHEMERAL_INACTIVE = 30.0  # seconds before the server drops a lookup's consumer
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -162,7 +168,8 @@ class JetStreamEngine(Engine):
     async def _replicate_bucket(self) -> None:
         """Give a lease bucket made with fewer copies the URL's ``replicas``."""
         stream = f"KV_{LEASE_BUCKET}"
-        info = await self._api(f"STREAM.INFO.{stream}", None, "the consumer lease bucket")
+        info = await self._api(f"STREAM.INFO.{stream}", None, "the consumer lease bucket",
+                               idempotent=True)
         config = info["config"]
         if config.get("num_replicas", 1) < self.settings.replicas:
             config["num_replicas"] = self.settings.replicas
@@ -282,6 +289,57 @@ class JetStreamEngine(Engine):
             active = await active_members(kv, f"{stream}.{durable}")
             result.append(ConsumerInfo(name, mode, acked, lag, active))
         return sorted(result, key=lambda c: c.name)
+
+    async def last_msg_id(self, topic: str, producer: str | None, prefix: str,
+                          limit: int = 1_000_000) -> str | None:
+        """The newest msg_id starting with ``prefix`` that the producer named ``producer``
+        (None: any) stored in ``topic``, among its last ``limit`` messages (None if none
+        there), whatever the dedup window: read backwards from the end in chunks of
+        headers only. Chained steps and forwarders use it to resume exactly once."""
+        info = await self.stream_info(topic)
+        state = info["state"]
+        if not state.get("messages"):
+            return None
+        lowest = max(state.get("first_seq", 1), state["last_seq"] - limit + 1)
+        end = state["last_seq"]
+        while end >= lowest:
+            start = max(lowest, end - LOOKBACK_CHUNK + 1)
+            headers = await self._headers_between(topic, info["config"]["name"], start, end)
+            for seq in sorted(headers, reverse=True):
+                found = headers[seq].get(MSG_ID_HEADER)
+                if found and found.startswith(prefix) and (
+                        producer is None or split_headers(headers[seq])[0] == producer):
+                    return found
+            end = start - 1
+        return None
+
+    async def _headers_between(self, topic: str, stream: str, start: int, end: int
+                               ) -> dict[int, dict[str, str]]:
+        """The headers of messages ``start..end`` by seqno (fewer if retention took some)."""
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT,
+                                headers_only=True, max_ack_pending=-1,
+                                inactive_threshold=EPHEMERAL_INACTIVE)
+        found: dict[int, dict[str, str]] = {}
+        try:
+            sub = await self.nc.jetstream().pull_subscribe(topic_subject(topic), stream=stream,
+                                                           config=config)
+        except Exception as exc:
+            raise api.translate(exc, f"cannot read the msg ids of topic {topic!r}") from exc
+        try:
+            while start + len(found) <= end:
+                try:
+                    batch = await sub.fetch(min(LOOKBACK_CHUNK, end - start + 1), timeout=5)
+                except nats.errors.TimeoutError:
+                    break  # removed by retention meanwhile
+                for msg in batch:
+                    found[msg.metadata.sequence.stream] = dict(msg.headers or {})
+                if batch and batch[-1].metadata.sequence.stream >= end:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return {seq: h for seq, h in found.items() if start <= seq <= end}
 
     # -- factories ---------------------------------------------------------------------
     def _make_producer(self, name: str, topic: str, on_no_exists: OnNoExists,

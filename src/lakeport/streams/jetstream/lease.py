@@ -30,6 +30,7 @@ import time
 import uuid
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import orjson
 from nats.js.kv import KeyValue
@@ -46,6 +47,44 @@ _CAS_TRIES = 20
 log = logging.getLogger("lakeport.streams.jetstream")
 
 
+_NO_ANSWER = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+              nats.errors.TimeoutError, TimeoutError)
+
+
+class RetryingKV:
+    """The lease bucket's operations, sent again while the bucket's servers elect a leader
+    (no answer), for up to ``retry_for`` seconds. A ``create`` whose answer was lost may have
+    happened: :class:`Lease` recognises its own entry."""
+
+    def __init__(self, kv: KeyValue, retry_for: float) -> None:
+        self.kv = kv
+        self.retry_for = retry_for
+
+    async def _call(self, op: Any, *args: Any, **kwargs: Any) -> Any:
+        gives_up = time.monotonic() + self.retry_for
+        pause = 0.05
+        while True:
+            try:
+                return await op(*args, **kwargs)
+            except _NO_ANSWER:
+                if time.monotonic() + pause > gives_up:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def get(self, key: str) -> Any:
+        return await self._call(self.kv.get, key)
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._call(self.kv.create, key, value)
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        return await self._call(self.kv.update, key, value, last=last)
+
+    async def delete(self, key: str, last: int | None = None) -> bool:
+        return await self._call(self.kv.delete, key, last=last)
+
+
 def member_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -53,7 +92,8 @@ def member_id() -> str:
 class Lease:
     """This member's hold on one consumer name (see the module docstring)."""
 
-    def __init__(self, kv: KeyValue, key: str, mode: Mode, member: str, label: str) -> None:
+    def __init__(self, kv: KeyValue | RetryingKV, key: str, mode: Mode, member: str,
+                 label: str) -> None:
         self.kv = kv
         self.key = key
         self.mode = mode
@@ -105,6 +145,9 @@ class Lease:
             if current is None:
                 continue
             record, revision = current
+            if self.member in record["members"]:  # our create went through unanswered
+                self.revision, self.held = revision, True
+                return True
             if not record["members"]:
                 # every holder expired but the entry has not aged out yet: take it over
                 try:

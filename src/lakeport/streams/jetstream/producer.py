@@ -29,8 +29,8 @@ import orjson
 from nats.aio.msg import Msg
 
 from lakeport.errors import Closed, Invalid, NotFound, Transient, Unavailable
-from lakeport.streams.base import Producer, block_payloads
-from lakeport.streams.block import MessageBlock
+from lakeport.streams.base import Producer
+from lakeport.streams.block import MessageBlock, block_payloads
 from lakeport.streams.jetstream import api
 from lakeport.streams.jetstream.codec import MSG_ID_HEADER, message_headers, topic_subject
 from lakeport.streams.types import encode_payload
