@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 import orjson
@@ -21,6 +22,7 @@ from lakeport.errors import (
     Unavailable,
 )
 
+T = TypeVar("T")
 API_PREFIX = "$JS.API."
 STREAM_NOT_FOUND = 10059
 CONSUMER_NOT_FOUND = 10014
@@ -70,6 +72,27 @@ def translate(exc: BaseException, what: str) -> LakeportError:
     return Unavailable(f"{what}: {exc or type(exc).__name__}")
 
 
+NO_ANSWER: tuple[type[BaseException], ...] = (
+    nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError)
+"""What a request gets while a cluster elects the leader that would answer it."""
+
+
+async def resend(op: Callable[[], Awaitable[T]], retry_for: float,
+                 no_answer: tuple[type[BaseException], ...] = NO_ANSWER) -> T:
+    """``await op()``, called again with a growing pause while it gets ``no_answer``, for up
+    to ``retry_for`` seconds (then that error is raised)."""
+    gives_up = time.monotonic() + retry_for
+    pause = 0.05
+    while True:
+        try:
+            return await op()
+        except no_answer:
+            if time.monotonic() + pause > gives_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 async def request(
     nc: Client, subject: str, payload: dict[str, Any] | None, what: str, timeout: float = 5.0,
     retry_for: float = 0.0,
@@ -79,19 +102,11 @@ async def request(
     An idempotent request may pass ``retry_for`` (seconds): a request nobody answered (a
     cluster electing a leader) is then sent again, with a growing pause, until that long."""
     body = orjson.dumps(payload) if payload is not None else b""
-    gives_up = time.monotonic() + retry_for
-    pause = 0.05
-    while True:
-        try:
-            msg = await nc.request(API_PREFIX + subject, body, timeout=timeout)
-            break
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as exc:
-            if time.monotonic() + pause > gives_up:
-                raise translate(exc, what) from exc
-        except Exception as exc:
-            raise translate(exc, what) from exc
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 1.0)
+    try:
+        msg = await resend(lambda: nc.request(API_PREFIX + subject, body, timeout=timeout),
+                           retry_for)
+    except Exception as exc:
+        raise translate(exc, what) from exc
     response = orjson.loads(msg.data)
     error = response.get("error")
     if error:

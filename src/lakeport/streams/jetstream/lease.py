@@ -36,7 +36,7 @@ import orjson
 from nats.js.kv import KeyValue
 
 from lakeport.errors import Conflict, LakeportError
-from lakeport.streams.jetstream.api import translate
+from lakeport.streams.jetstream.api import NO_ANSWER, resend, translate
 from lakeport.streams.types import Mode
 
 LEASE_TTL = 4.0
@@ -47,8 +47,7 @@ _CAS_TRIES = 20
 log = logging.getLogger("lakeport.streams.jetstream")
 
 
-_NO_ANSWER = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
-              nats.errors.TimeoutError, TimeoutError)
+_NO_ANSWER = (*NO_ANSWER, nats.js.errors.NoStreamResponseError)
 
 
 class RetryingKV:
@@ -61,16 +60,7 @@ class RetryingKV:
         self.retry_for = retry_for
 
     async def _call(self, op: Any, *args: Any, **kwargs: Any) -> Any:
-        gives_up = time.monotonic() + self.retry_for
-        pause = 0.05
-        while True:
-            try:
-                return await op(*args, **kwargs)
-            except _NO_ANSWER:
-                if time.monotonic() + pause > gives_up:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+        return await resend(lambda: op(*args, **kwargs), self.retry_for, _NO_ANSWER)
 
     async def get(self, key: str) -> Any:
         return await self._call(self.kv.get, key)
