@@ -79,6 +79,7 @@ class Traffic:
         self.acked: list[int] = []  # ids whose produce was confirmed
         self.received: list[int] = []
         self.stop = asyncio.Event()
+        self.produced = asyncio.Event()  # the producer's last confirmed id is in acked
         self.errors: list[BaseException] = []
 
     async def produce(self) -> None:
@@ -95,12 +96,14 @@ class Traffic:
         except BaseException as exc:
             self.errors.append(exc)
             raise
+        finally:
+            self.produced.set()
 
     async def consume(self) -> None:
         try:
             async with self.engine.consumer("failover-consumer", self.topic,
                                             position="beginning") as consumer:
-                while not (self.stop.is_set() and set(self.acked) <= set(self.received)):
+                while not (self.produced.is_set() and set(self.acked) <= set(self.received)):
                     try:
                         batch = await consumer.recv_batch(500, timeout=0.5)
                     except TimeoutError:
@@ -140,7 +143,8 @@ async def test_producer_and_consumer_ride_through_leader_kills(cluster: Cluster)
                 cluster.restart(leader)
             traffic.stop.set()
             caught_up = await eventually(
-                lambda: set(traffic.acked) <= set(traffic.received) or traffic.errors, 60)
+                lambda: (traffic.produced.is_set() and set(traffic.acked) <= set(traffic.received))
+                or traffic.errors, 60)
             missing = sorted(set(traffic.acked) - set(traffic.received))
             assert caught_up, (f"the consumer did not receive {len(missing)} confirmed "
                                f"messages: {missing[:5]}..., received {len(traffic.received)}")

@@ -66,7 +66,16 @@ class RetryingKV:
         return await self._call(self.kv.get, key)
 
     async def create(self, key: str, value: bytes) -> int:
-        return await self._call(self.kv.create, key, value)
+        """Create ``key``; KeyWrongLastSequenceError if an entry holds it.
+
+        The client's create looks the entry up after a refusal; an entry that ages out
+        between the two answers "key not found": nothing holds the key, create it again."""
+        for _ in range(_CAS_TRIES):
+            try:
+                return await self._call(self.kv.create, key, value)
+            except nats.js.errors.KeyNotFoundError:
+                continue
+        raise nats.js.errors.KeyWrongLastSequenceError(description=f"{key} keeps changing")
 
     async def update(self, key: str, value: bytes, last: int | None = None) -> int:
         return await self._call(self.kv.update, key, value, last=last)
