@@ -87,6 +87,25 @@ async def test_info_counts_messages_bytes_and_times(engine: Engine, topic: str) 
     assert info.to_dict()["last_seqno"] == 3
 
 
+async def test_info_gives_each_consumers_oldest_unacked_message_time(engine: Engine,
+                                                                        topic: str) -> None:
+    """What ``topics show`` prints as "oldest unacked" (a forwarder's oldest unforwarded)."""
+    async with engine.producer("p", topic) as producer:
+        for n in range(3):
+            await producer.produce({"n": n})
+    async with engine.consumer("c", topic, position="beginning") as consumer:
+        messages = await take(consumer, 3)
+        await consumer.ack(messages[0].seqno)
+        (info,) = (await engine.topic_info(topic)).consumers
+        assert (info.lag, info.oldest_unacked_ns) == (2, messages[1].timestamp_ns)
+        shown = (await engine.topic_info(topic)).to_dict()["consumers"][0]["oldest_unacked"]
+        assert datetime.fromisoformat(shown) == datetime.fromtimestamp(
+            messages[1].timestamp_ns // 1000 / 1e6, UTC)
+        await consumer.ack(messages[2].seqno)
+        (info,) = (await engine.topic_info(topic)).consumers
+        assert (info.lag, info.oldest_unacked_ns) == (0, None)
+
+
 async def test_delete_topic(engine: Engine, topic: str) -> None:
     async with engine.producer("p", topic) as producer:
         await producer.produce({"n": 1})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -146,6 +147,13 @@ def test_topic_admin_commands():
     assert info["max_size"] == 512 << 20 and info["max_age"] == 7 * 86400
     assert info["persistence"] == "ram"
     assert (info["first_seqno"], info["last_seqno"], info["entries"]) == (1, 1, 1)
+    lakeport("topics", "produce", "metrics", '{"v": 2}')
+    read = lakeport("topics", "consume", "metrics", "--consumer", "reader", "--limit", "1")
+    assert read.returncode == 0, read.stderr
+    (reader,) = json.loads(lakeport("topics", "show", "metrics", "--json").stdout)["consumers"]
+    assert (reader["lag"], reader["oldest_unacked"][:4]) == (1, info["newest"][:4])
+    shown = lakeport("topics", "show", "metrics")
+    assert "oldest unacked" in shown.stdout and re.search(r"reader .* 1 +\d+\.\ds", shown.stdout)
     listed = lakeport("topics", "list")
     assert listed.returncode == 0 and "metrics" in listed.stdout
     assert lakeport("topics", "delete", "metrics", "--yes").returncode == 0

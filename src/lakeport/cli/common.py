@@ -143,6 +143,21 @@ def human_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def human_age(seconds: float | None) -> str:
+    """How long ago, to two units: ``4.2s``, ``5m 12s``, ``3h 7m``, ``2d 5h``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (unit, size) in enumerate(units[:-1]):
+        if whole >= size:
+            smaller, small_size = units[index + 1]
+            return f"{whole // size}{unit} {whole % size // small_size}{smaller}"
+    return f"{whole}s"
+
+
 def short_time(iso: str | None) -> str:
     """An ISO UTC time to the second (``2026-01-01T10:46:09Z``), or ``-``."""
     return f"{iso[:19]}Z" if iso else "-"

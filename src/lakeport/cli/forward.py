@@ -9,6 +9,7 @@ import typer
 
 from lakeport.cli.common import (
     UrlOption,
+    human_age,
     human_bytes,
     json_line,
     run,
@@ -104,8 +105,7 @@ def status(
         age = record.get("oldest_unforwarded_age")
         line = (f"{record['name']} [{record['state']}] {record['from_topic']} -> "
                 f"{record['to']} {record['to_topic']}: {record['forwarded']:,} forwarded, "
-                f"lag {record['lag']:,}, oldest unforwarded "
-                f"{'-' if age is None else f'{age:.1f}s'}, "
+                f"lag {record['lag']:,}, oldest unforwarded {human_age(age)}, "
                 f"{human_bytes(record['wire_bytes'])} on the wire")
         if record.get("last_error"):
             line += f" — {record['last_error']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 from lakeport.cli.common import (
     UrlOption,
     duration,
+    human_age,
     human_bytes,
     human_duration,
     json_line,
@@ -154,11 +156,14 @@ def show(
         table.add_row(label, str(value))
     stdout.print(table)
     if info.consumers:
-        consumers = Table("consumer", "mode", "acked", "lag", "open", box=None,
-                          header_style="bold")
+        consumers = Table("consumer", "mode", "acked", "lag", "oldest unacked", "open",
+                          box=None, header_style="bold")
+        now = time.time()
         for consumer in info.consumers:
+            stamp = consumer.oldest_unacked_ns
+            age = human_age(None if stamp is None else max(0.0, now - stamp / 1e9))
             consumers.add_row(consumer.name, consumer.mode, str(consumer.acked),
-                              f"{consumer.lag:,}", str(consumer.active))
+                              f"{consumer.lag:,}", age, str(consumer.active))
         stdout.print()
         stdout.print(consumers)
 

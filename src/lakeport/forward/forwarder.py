@@ -29,7 +29,6 @@ from lakeport.forward.rate import TokenBucket
 from lakeport.home import lakeport_home
 from lakeport.streams import Consumer, Engine, Producer, open_engine
 from lakeport.streams.block import MessageBlock
-from lakeport.streams.types import Position
 
 log = logging.getLogger("lakeport.forward")
 
@@ -96,7 +95,6 @@ class Forwarder:
         self._bucket = TokenBucket(config.max_rate) if config.max_rate else None
         site = orjson.dumps({SITE_HEADER: config.site}).decode()
         self._site_headers = site
-        self._oldest: tuple[int, int | None] | None = None  # (acked, its next message's time)
         self._wire_per_msg = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -240,7 +238,8 @@ class Forwarder:
             mine = [c for c in info.consumers if c.name == status.name]
             status.acked = mine[0].acked if mine else 0
             status.lag = max(0, info.last_seqno - max(status.acked, info.first_seqno - 1))
-            stamp = await self._oldest_time(status.acked, status.lag)
+            first = mine[0].oldest_unacked_ns if mine else info.oldest_ns
+            stamp = first if status.lag else None
             status.oldest_unforwarded_age = None if stamp is None else \
                 max(0.0, round(time.time() - stamp / 1e9, 3))
         status.updated = time.time()
@@ -249,22 +248,6 @@ class Forwarder:
             with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(path, asdict(status), durable=False)
-
-    async def _oldest_time(self, acked: int, lag: int) -> int | None:
-        """The time of the first message after ``acked`` (looked up once per ack)."""
-        if not lag:
-            return None
-        if self._oldest is not None and self._oldest[0] == acked:
-            return self._oldest[1]
-        async with self.edge.consumer(f"{self.status.name}.peek"[:200], self.config.from_topic,
-                                      position=Position.at_seqno(acked + 1), ephemeral=True,
-                                      follow=False) as peek:
-            try:
-                stamp: int | None = (await peek.recv(timeout=2)).timestamp_ns
-            except Exception:
-                stamp = None
-        self._oldest = (acked, stamp)
-        return stamp
 
 
 def _first_after(block: MessageBlock, seqno: int) -> int:

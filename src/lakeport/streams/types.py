@@ -427,6 +427,7 @@ class ConsumerInfo:
     acked: int
     lag: int
     active: int = 0
+    oldest_unacked_ns: int | None = None  # time of the first message after ``acked``
 
 
 @dataclass
@@ -462,5 +463,6 @@ class TopicInfo:
             "bytes": self.bytes,
             "oldest": iso(self.oldest_ns),
             "newest": iso(self.newest_ns),
-            "consumers": [vars(c) for c in self.consumers],
+            "consumers": [{**vars(c), "oldest_unacked": iso(c.oldest_unacked_ns)}
+                          for c in self.consumers],
         }

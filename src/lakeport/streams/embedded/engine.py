@@ -48,6 +48,7 @@ from lakeport.streams.types import (
     require_one_copy,
     validate_topic_name,
 )
+from lakeport.streams.unacked import with_oldest_unacked
 
 logger = logging.getLogger("lakeport.streams.embedded")
 
@@ -121,7 +122,7 @@ class EmbeddedEngine(Engine):
         final = self.topic_dir(name)
         if final.exists():
             if exist_ok:
-                return await self.topic_info(name)
+                return self._info(name)
             raise Conflict(f"topic {name!r} already exists")
         staging = self.topics_dir / f".new-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
@@ -139,9 +140,9 @@ class EmbeddedEngine(Engine):
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
             if exist_ok and final.exists():
-                return await self.topic_info(name)
+                return self._info(name)
             raise Conflict(f"topic {name!r} already exists") from None
-        return await self.topic_info(name)
+        return self._info(name)
 
     @staticmethod
     def _init_log(data_dir: Path) -> None:
@@ -168,6 +169,13 @@ class EmbeddedEngine(Engine):
         self.notify(name)
 
     async def topic_info(self, name: str) -> TopicInfo:
+        return await with_oldest_unacked(self, self._info(name))
+
+    async def _describe(self, name: str) -> TopicInfo:
+        return self._info(name)
+
+    def _info(self, name: str) -> TopicInfo:
+        """The topic's info with its consumers' ack floors and lags (no message times)."""
         options = self.read_options(name)
         data_dir = self.data_dir(name, options)
         try:
@@ -210,7 +218,7 @@ class EmbeddedEngine(Engine):
         infos = []
         for name in names:
             try:
-                infos.append(await self.topic_info(name))
+                infos.append(self._info(name))
             except NotFound:
                 continue
             except (Invalid, OSError) as exc:

@@ -9,6 +9,7 @@ Messages travel as columns in one JSON object: ``seqno``, ``time_ns``, ``produce
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -27,8 +28,10 @@ from lakeport.streams.types import (
 )
 from lakeport.wire import data_from_text, data_to_text
 
-
 # -- topic info ---------------------------------------------------------------------------
+_CONSUMER_FIELDS = {f.name for f in fields(ConsumerInfo)}
+
+
 def info_to_json(info: TopicInfo) -> dict[str, Any]:
     """TopicInfo as JSON: ``TopicInfo.to_dict()`` plus exact times and the dedup window."""
     record = info.to_dict()
@@ -48,7 +51,8 @@ def info_from_json(record: dict[str, Any]) -> TopicInfo:
         name=record["name"], options=options, first_seqno=record["first_seqno"],
         last_seqno=record["last_seqno"], entries=record["entries"], bytes=record["bytes"],
         oldest_ns=record.get("oldest_ns"), newest_ns=record.get("newest_ns"),
-        consumers=[ConsumerInfo(**c) for c in record.get("consumers", [])],
+        consumers=[ConsumerInfo(**{k: v for k, v in c.items() if k in _CONSUMER_FIELDS})
+                   for c in record.get("consumers", [])],
     )
 
 
