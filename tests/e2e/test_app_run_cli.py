@@ -309,6 +309,35 @@ def test_run_sets_the_environment_and_returns_the_exit_code(tmp_path: Path) -> N
     assert seen["token"] == "s3cret"
 
 
+def test_run_builds_the_apps_environment_from_its_requirements(tmp_path: Path) -> None:
+    """A requirement lakeport does not have is installed into the app's own environment
+    (with progress on stderr) and reused by the next run; a missing one is one line."""
+    assert lakeport("app", "create", "needs", "--type", "docker", cwd=tmp_path).returncode == 0
+    folder = tmp_path / "needs"
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+    (folder / "main.py").write_text("import sys, six\nprint(six.__version__, sys.prefix)\n")
+    first = lakeport("app", "run", "needs", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    version, prefix = first.stdout.split()
+    assert version == "1.16.0" and prefix != sys.prefix
+    assert "building the app's environment" in first.stderr
+    again = lakeport("app", "run", "needs", cwd=tmp_path)
+    assert again.stdout == first.stdout and "building" not in again.stderr
+
+    (folder / "requirements.txt").write_text("six==1.16.0\nno-such-package-lakeport-test\n")
+    assert_user_error_last_line(lakeport("app", "run", "needs", cwd=tmp_path),
+                                "no-such-package-lakeport-test", "requirements.txt")
+
+
+def assert_user_error_last_line(result: subprocess.CompletedProcess[str],
+                                *fragments: str) -> None:
+    """Progress lines, then one ``error: ...`` line naming each fragment; exit 1."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(f in last for f in fragments), result.stderr
+
+
 def test_run_refuses_a_configuration_that_breaks_its_schema(tmp_path: Path) -> None:
     assert lakeport("app", "create", "demo-exporter", "--type", "exporter",
                     cwd=tmp_path).returncode == 0

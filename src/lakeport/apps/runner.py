@@ -1,6 +1,7 @@
 """What ``lakeport app run`` does: resolve the configuration, build the environment, run main.py.
 
-The app runs as a child process (``python main.py`` in its folder) with:
+The app runs as a child process (``python main.py`` in its folder, with the interpreter of
+its own environment: :mod:`lakeport.apps.environment`) with:
 
 - ``LAKEPORT_APP_DIR``: the app folder;
 - ``LAKEPORT_APP_CONFIGURATION``: the configuration as JSON (``defaults.configuration``, then
@@ -152,8 +153,10 @@ def exit_code(returncode: int) -> int:
 
 
 def run_app_process(folder: str | Path, env: Mapping[str, str],
-                    entrypoint: str = ENTRYPOINT) -> int:
+                    entrypoint: str = ENTRYPOINT, python: str | Path | None = None) -> int:
     """Run ``python <entrypoint>`` in ``folder``, pass SIGTERM/SIGINT on, return its exit code.
+
+    ``python`` is the app environment's interpreter (default: lakeport's own).
 
     The app has its own process group, so a Ctrl-C in the terminal reaches it once (from
     here), not twice.
@@ -162,7 +165,7 @@ def run_app_process(folder: str | Path, env: Mapping[str, str],
     if not (folder / entrypoint).is_file():
         raise NotFound(f"{folder / entrypoint}: no such file: the app's code starts there")
     process = subprocess.Popen(
-        [sys.executable, entrypoint], cwd=folder, env=dict(env), process_group=0,
+        [str(python or sys.executable), entrypoint], cwd=folder, env=dict(env), process_group=0,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
 

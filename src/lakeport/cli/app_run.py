@@ -54,6 +54,11 @@ def _load(path: Path, outcome: str) -> Manifest:
         _refuse(exc.problems, path, outcome)
 
 
+def _say(line: str) -> None:
+    """A progress line on stderr."""
+    stderr.print(line, markup=False, soft_wrap=True, style="dim")
+
+
 # -- create --------------------------------------------------------------------------------
 @app.command("create")
 def create(
@@ -100,6 +105,7 @@ def run_app(
     The app gets LAKEPORT_APP_DIR, LAKEPORT_APP_CONFIGURATION (JSON), LAKEPORT_STREAMS and the
     manifest's environment_vars with secrets resolved. Exits with the app's exit code.
     """
+    from lakeport.apps.environment import ensure_environment
     from lakeport.apps.manifest import check_app
     from lakeport.apps.runner import app_environment, resolve_configuration, run_app_process
     from lakeport.apps.secrets import SecretStore
@@ -112,7 +118,8 @@ def run_app(
     if problems:
         _refuse(problems, path, NOT_STARTED)
     env = app_environment(manifest, configuration, url or default_streams_url(), secrets)
-    raise typer.Exit(run_app_process(manifest.folder, env))
+    environment = ensure_environment(manifest.folder, on_progress=_say)
+    raise typer.Exit(run_app_process(manifest.folder, env, python=environment.python))
 
 
 # -- configure -----------------------------------------------------------------------------
