@@ -61,7 +61,35 @@ def test_validate_prints_every_problem_with_its_path(exporter: Path):
         "defaults.system.environment_vars[1].value: secret 'azure-account-key' does not exist: "
         "create it with lakeport secret create azure-account-key --value ...",
     ]
-    assert result.stderr.strip() == f"error: 3 problems in {exporter}"
+    assert result.stderr.splitlines() == [
+        "warning: exporter_io[0].control: not used by type exporter (the vendor's format "
+        "ignores it)",
+        f"error: 3 problems in {exporter}"]
+
+
+def test_validate_prints_warnings_and_exits_0(exporter: Path):
+    create_exporter_secrets()
+    text = (exporter / "app.yaml").read_text().replace("name: azure-data-lake-uploader\n",
+                                                        "name: azure-data-lake-uploader\n"
+                                                        "colour: blue\n")
+    (exporter / "app.yaml").write_text(text)
+    result = lakeport("app", "validate", str(exporter))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "✓ azure-data-lake-uploader (exporter) is valid\n"
+    assert "warning: colour: not used (the vendor's format ignores it)" in \
+        result.stderr.splitlines()
+
+
+def test_validate_names_the_old_format_in_one_line(tmp_path: Path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "app.yaml").write_text(
+        "spec_version: 4.12.0\ninfo: {name: old, title: Old, description: d, version: 1.0.0}\n"
+        "app:\n  type: kelvin\n  kelvin:\n    inputs: [{name: t, data_type: raw.float32}]\n")
+    result = lakeport("app", "validate", str(folder))
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stdout.startswith("spec_version: 4.12.0: the old app.yaml format; ")
 
 
 def test_validate_reports_yaml_errors_with_line_and_column(exporter: Path):
@@ -101,7 +129,8 @@ def test_manifest_prints_the_resolved_manifest_with_secrets_masked(exporter: Pat
     resolved = yaml.safe_load(result.stdout)
     assert resolved["defaults"]["configuration"] == {"upload_interval": 15}
     assert {e["value"] for e in resolved["defaults"]["system"]["environment_vars"]} == {"***"}
-    assert resolved["flags"]["enable_runtime_update"]["io"] is False
+    assert resolved["flags"] == {"enable_runtime_update": {"configuration": False}}
+    assert "control" not in resolved["exporter_io"][0]  # an exporter's IO takes no control
 
 
 def test_deploy_writes_kubernetes_and_compose_files(exporter: Path, tmp_path: Path):

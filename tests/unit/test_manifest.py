@@ -16,6 +16,7 @@ from lakeport.apps.manifest import (
     ManifestError,
     Subscription,
     check_app,
+    inspect_app,
     load_manifest,
     manifest_json_schema,
 )
@@ -68,7 +69,8 @@ def test_the_reference_exporter_is_valid_with_its_secrets(exporter: Path, store:
         "exporter", "azure-data-lake-uploader", "1.0.0")
     assert manifest.folder == exporter.resolve()
     assert manifest.exporter_io[0].data_types == ["number", "string"]
-    assert manifest.exporter_io[0].control is True
+    assert manifest.warnings == [
+        "exporter_io[0].control: not used by type exporter (the vendor's format ignores it)"]
     assert manifest.flags.enable_runtime_update.configuration is False
     assert manifest.ui_schemas.configuration == "schemas/configuration.json"
     assert manifest.defaults.configuration == {"upload_interval": 60}
@@ -102,10 +104,16 @@ def test_an_app_with_streams_control_changes_and_parameters_is_valid(tmp_path: P
     assert check_app(folder) == []
     manifest = load_manifest(folder)
     assert manifest.spec_version == "5"
+    assert manifest.warnings == [
+        "parameters[0].default: not used (the vendor's format ignores it): give the value in "
+        "defaults.parameters",
+        "spec_version: write 5.0.0 (the vendor's tools refuse 5)"]
     assert [s.name for s in manifest.data_streams.inputs] == ["motor_temperature", "motor_state"]
     assert manifest.data_streams.inputs[0].unit == "°C"
     assert manifest.control_changes.outputs[0].name == "motor_speed_set_point"
-    assert manifest.parameters[0].default == 75
+    assert [(p.name, p.data_type) for p in manifest.parameters] == [
+        ("temperature_max_threshold", "number"), ("closed_loop", "boolean")]
+    assert manifest.flags.enable_runtime_update.parameters is True  # the vendor's default
     assert manifest.environment_vars[1].value == "4"  # a YAML number, as an environment value
     assert manifest.subscriptions() == [
         Subscription("asset-data", ("motor_temperature", "motor_state"), None),
@@ -127,37 +135,60 @@ def test_spec_version_5_in_every_spelling(exporter: Path, spec_version: Any):
     assert problems_of(exporter, lambda d: d.update(spec_version=spec_version)) == []
 
 
-def test_another_spec_version_is_named(exporter: Path):
+def test_the_old_format_is_one_line_that_says_how_to_migrate(exporter: Path):
     problems = problems_of(exporter, lambda d: d.update(spec_version="4.11.0"))
-    assert problems == ["spec_version: 4.11.0 is not supported: this lakeport reads "
-                        "spec_version 5 (such as 5.0.0)"]
+    assert len(problems) == 1
+    assert problems[0].startswith("spec_version: 4.11.0: the old app.yaml format; lakeport "
+                                  "reads 5.0.0: move info.* to the top level")
+
+
+def test_a_newer_spec_version_is_named(exporter: Path):
+    assert problems_of(exporter, lambda d: d.update(spec_version="6.0.0")) == [
+        "spec_version: 6.0.0 is not supported: this lakeport reads spec_version 5 "
+        "(such as 5.0.0)"]
 
 
 # -- bad input, each named by its path ------------------------------------------------------
-def test_an_unknown_key_is_an_error_with_its_path(exporter: Path):
+def test_an_unknown_key_in_system_is_an_error_elsewhere_a_warning(exporter: Path):
     def misspell(document: dict[str, Any]) -> None:
         document["defaults"]["system"]["volums"] = document["defaults"]["system"].pop("volumes")
         document["colour"] = "blue"
+        document["exporter_io"][0]["datatypes"] = ["number"]
 
-    problems = problems_of(exporter, misspell)
-    assert "defaults.system.volums: unknown key (did you mean volumes?)" in problems
-    assert "colour: unknown key" in problems
+    found = inspect_app(edit(exporter, misspell), check_secrets=False)
+    assert found.problems == ["defaults.system.volums: unknown key (did you mean volumes?)"]
+    assert "colour: not used (the vendor's format ignores it)" in found.warnings
+    assert ("exporter_io[0].datatypes: not used (the vendor's format ignores it) (did you mean "
+            "data_types?)") in found.warnings
 
 
 def test_a_wrong_type_names_the_field_and_the_value(exporter: Path):
     def break_types(document: dict[str, Any]) -> None:
-        document["exporter_io"][0]["control"] = "maybe"
-        document["exporter_io"][0]["data_types"].append("integer")
+        document["exporter_io"][0]["data_types"] = "number"
+        document["flags"]["enable_runtime_update"]["configuration"] = "maybe"
         document["defaults"]["system"]["privileged"] = "yes"
         document["defaults"]["system"]["ports"][0]["host"]["port"] = 70000
 
     assert problems_of(exporter, break_types) == [
+        "flags.enable_runtime_update.configuration: must be true or false (got 'maybe')",
         "defaults.system.ports[0].host.port: must be at most 65535 (got 70000)",
         "defaults.system.privileged: must be true or false (got 'yes')",
-        "exporter_io[0].data_types[2]: must be one of number, string, boolean, object "
-        "(got 'integer')",
-        "exporter_io[0].control: must be true or false (got 'maybe')",
+        "exporter_io[0].data_types: must be a list (got 'number')",
     ]
+
+
+def test_object_data_types_are_any_word(tmp_path: Path):
+    def object_types(document: dict[str, Any]) -> None:
+        document["data_streams"]["inputs"][0]["data_type"] = "camera-image"
+
+    folder = edit(copy_app(tmp_path, "app"), object_types)
+    manifest = load_manifest(folder)
+    assert manifest.data_streams.inputs[0].data_type == "camera-image"
+    assert manifest.data_streams.inputs[0].primitive_type == "object"
+    exporter = edit(copy_app(tmp_path, "exporter"),
+                    lambda d: d["exporter_io"][0].update(data_types=["dynacard", "number"]))
+    assert load_manifest(exporter).subscriptions() == [
+        Subscription("asset-data", None, ("number", "object"))]
 
 
 def test_a_wrong_volume_type(exporter: Path):
@@ -198,14 +229,19 @@ def test_duplicate_names_are_errors(exporter: Path):
         system["ports"].append({"name": "web", "type": "host", "host": {"port": 80}})
         document["exporter_io"].append({"name": "default"})
 
-    problems = problems_of(exporter, duplicate)
-    assert problems == [
+    found = inspect_app(edit(exporter, duplicate), check_secrets=False)
+    assert found.problems == [
         "defaults.system.environment_vars[3].name: duplicate environment variable "
         "'AZURE_ACCOUNT_KEY' (also environment_vars[1])",
         "defaults.system.volumes[1].name: duplicate volume name 'data' (also volumes[0])",
         "defaults.system.ports[2].host.port: duplicate port '80' (also ports[0])",
-        "exporter_io[1].name: duplicate name 'default' (also exporter_io[0])",
     ]
+
+
+def test_a_repeated_io_name_is_a_warning(exporter: Path):
+    manifest = load_manifest(edit(exporter, lambda d: d["exporter_io"].append({"name": "default"})))
+    assert "exporter_io[1].name: duplicate name 'default' (also exporter_io[0])" \
+        in manifest.warnings  # the vendor accepts it
 
 
 def test_a_duplicate_volume_name_is_reported_beside_other_problems(exporter: Path):
@@ -226,13 +262,18 @@ def test_a_section_of_another_type(exporter: Path):
         document["data_streams"] = {"inputs": [{"name": "t", "data_type": "number"}]}
         document["parameters"] = []
 
-    assert problems_of(exporter, add_sections) == [
-        "data_streams: not allowed for type exporter", "parameters: not allowed for type exporter"]
+    manifest = load_manifest(edit(exporter, add_sections))
+    assert manifest.warnings[:2] == [
+        "data_streams: not used by type exporter (the vendor's format ignores it)",
+        "parameters: not used by type exporter (the vendor's format ignores it)"]
+    assert manifest.data_streams.inputs == []
 
 
-def test_an_exporter_needs_its_io(exporter: Path):
-    assert problems_of(exporter, lambda d: d.pop("exporter_io")) == [
-        "exporter_io: required for type exporter: list at least one IO (- name: default)"]
+def test_an_exporter_without_io_receives_nothing(exporter: Path):
+    manifest = load_manifest(edit(exporter, lambda d: d.pop("exporter_io")))
+    assert manifest.exporter_io == []
+    assert "exporter_io: none: the exporter receives no data (add - name: default)" \
+        in manifest.warnings
 
 
 def test_info_fields(exporter: Path):
@@ -252,8 +293,9 @@ def test_info_fields(exporter: Path):
 
 
 def test_a_name_longer_than_63_characters(exporter: Path):
-    assert problems_of(exporter, lambda d: d.update(name="a" * 64)) == [
-        "name: must be at most 63 characters"]
+    manifest = load_manifest(edit(exporter, lambda d: d.update(name="a" * 64)))
+    assert "name: longer than 63 characters: a Kubernetes deployment refuses it" \
+        in manifest.warnings
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -386,12 +428,12 @@ def test_unknown_key_wrong_volume_type_and_missing_secret_all_at_once(exporter: 
             {"name": "logs", "target": "/logs", "type": "tmpfs"})
         document["defaults"]["system"]["environment_vars"] = [
             {"name": "AZURE_KEY", "value": "<% secrets.azure-key %>"}]
-        document["exporter_io"][0]["datatypes"] = ["number"]
+        document["defaults"]["system"]["replicas"] = 2
 
     edit(exporter, break_three_ways)
     assert check_app(exporter, secrets=store) == [
         "defaults.system.volumes[1].type: must be one of persistent, host, text (got 'tmpfs')",
-        "exporter_io[0].datatypes: unknown key (did you mean data_types?)",
+        "defaults.system.replicas: unknown key",
         "defaults.system.environment_vars[0].value: secret 'azure-key' does not exist: "
         "create it with lakeport secret create azure-key --value ...",
     ]
@@ -446,7 +488,26 @@ def test_the_json_schema_checks_what_the_model_checks():
         document = yaml.safe_load((FIXTURES / kind / "app.yaml").read_text())
         assert list(validator.iter_errors(document)) == [], kind
     exporter = yaml.safe_load((FIXTURES / "exporter" / "app.yaml").read_text())
-    assert not validator.is_valid({**exporter, "colour": "blue"})
-    assert not validator.is_valid({**exporter, "data_streams": {}})
-    assert not validator.is_valid({k: v for k, v in exporter.items() if k != "exporter_io"})
+    assert validator.is_valid({**exporter, "colour": "blue"})  # a warning, not an error
+    system = exporter["defaults"]["system"]
+    assert not validator.is_valid({**exporter, "defaults": {"system": {**system, "x": 1}}})
+    assert not validator.is_valid({**exporter, "version": "1.0"})
     assert json.loads(json.dumps(schema)) == schema
+
+
+def test_the_json_schema_describes_every_key():
+    undescribed = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in (node.get("properties") or {}).items():
+                if "description" not in value:
+                    undescribed.append(f"{where}.{key}")
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    walk(manifest_json_schema(), "")
+    assert undescribed == []

@@ -69,6 +69,7 @@ def test_created_apps_are_valid(tmp_path: Path, app_type: str) -> None:
     assert {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} == FILES
     assert check_app(folder) == []
     manifest = load_manifest(folder)
+    assert manifest.warnings == []  # every key is one the vendor's format reads
     assert manifest.validate_configuration(manifest.defaults.configuration) == []
 
 

@@ -96,7 +96,7 @@ class CsvPlan:
                 continue
             for name in subscription.datastreams:
                 stream = declared.get((control, name))
-                types = (stream.data_type,) if stream is not None else DATA_TYPES
+                types = (stream.primitive_type,) if stream is not None else DATA_TYPES
                 unit = stream.unit if stream is not None else None
                 self.named.setdefault(name, Target(subscription.topic, types, unit, control))
 

@@ -2,26 +2,31 @@
 
 Secrets are referenced, never written: Kubernetes reads each from a Secret of the same name
 (key ``value``) through ``secretKeyRef``; compose reads ``LAKEPORT_SECRET_<NAME>`` from the
-environment of ``docker compose up``. Relative volume targets are placed under the image's
-working folder (``/app`` in the Dockerfile ``lakeport app create`` writes).
+environment of ``docker compose up``. The configuration reaches the app as ``lakeport app run``
+passes it: ``LAKEPORT_APP_CONFIGURATION``, its JSON text unchanged (``$`` written as ``$$``,
+which compose and Kubernetes both read back as ``$``); the secrets it references are passed as
+``LAKEPORT_SECRET_<NAME>`` beside it. Relative volume targets are placed under the image's
+working folder: the last ``WORKDIR`` of the app's Dockerfile, else ``/app``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
 import yaml
 
+from lakeport.apps.dockerfile import image_workdir
 from lakeport.apps.manifest import Manifest
 from lakeport.apps.manifest_models import Volume, parse_quantity
-from lakeport.apps.secrets import SECRET_REF
+from lakeport.apps.runner import configuration_json
+from lakeport.apps.secrets import SECRET_REF, secret_refs
+from lakeport.apps.volumes import looks_like_a_file
 from lakeport.errors import Invalid
 
 DeployFormat = Literal["compose", "kubernetes"]
@@ -29,21 +34,52 @@ FORMATS: tuple[str, ...] = ("compose", "kubernetes")
 SECRET_KEY = "value"
 NODE_PORTS = range(30000, 32768)
 STORAGE_REQUEST = "1Gi"
+CONFIGURATION_VARIABLE = "LAKEPORT_APP_CONFIGURATION"
 
 
 @dataclass(frozen=True)
 class DeployOptions:
     """What a deployment adds to the manifest.
 
-    ``image`` defaults to ``<name>:<version>``; ``configuration`` (when given) is passed as
-    ``LAKEPORT_APP_CONFIGURATION``; ``streams_url`` as ``LAKEPORT_STREAMS``; relative volume
-    targets are placed under ``workdir``.
+    ``image`` defaults to ``<name>:<version>``; ``configuration`` (default: the manifest's
+    ``defaults.configuration``) is passed as ``LAKEPORT_APP_CONFIGURATION``; ``streams_url``
+    as ``LAKEPORT_STREAMS``; relative volume targets are placed under ``workdir`` (default:
+    the last ``WORKDIR`` of the app's Dockerfile, else ``/app``).
     """
 
     image: str | None = None
     configuration: dict[str, Any] | None = None
     streams_url: str | None = None
-    workdir: str = "/app"
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A rendered deployment: the YAML ``text``, the ``documents`` it holds and ``warnings``
+    the user should read (one line each)."""
+
+    text: str
+    documents: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Mount:
+    volume: Volume
+    path: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What both formats are written from."""
+
+    manifest: Manifest
+    options: DeployOptions
+    workdir: str
+    workdir_source: str
+    environment: list[tuple[str, list[tuple[bool, str]]]]
+    mounts: list[_Mount]
+    warnings: list[str]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -59,20 +95,31 @@ def _dump(documents: list[Any]) -> str:
 
 
 def render_deployment(manifest: Manifest, fmt: str,
-                      options: DeployOptions | None = None) -> str:
-    """The YAML text of a compose file or of Kubernetes objects for ``manifest``."""
-    options = options or DeployOptions()
-    if fmt == "compose":
-        return _header(manifest, fmt, options) + _dump([compose_file(manifest, options)])
-    if fmt == "kubernetes":
-        return _header(manifest, fmt, options) + _dump(kubernetes_objects(manifest, options))
-    raise Invalid(f"unknown deploy format '{fmt}': use one of {', '.join(FORMATS)}")
+                      options: DeployOptions | None = None) -> Deployment:
+    """A compose file or Kubernetes objects for ``manifest``, as YAML text and documents."""
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown deploy format '{fmt}': use one of {', '.join(FORMATS)}")
+    plan = _plan(manifest, options or DeployOptions())
+    documents = [_compose_file(plan)] if fmt == "compose" else _kubernetes_objects(plan)
+    return Deployment(_header(plan, fmt) + _dump(documents), documents, plan.warnings)
 
 
-def _header(manifest: Manifest, fmt: str, options: DeployOptions) -> str:
+def _plan(manifest: Manifest, options: DeployOptions) -> _Plan:
+    if options.workdir is not None:
+        workdir, source = options.workdir, "given"
+    else:
+        workdir, source = image_workdir(manifest.folder)
+    warnings: list[str] = []
+    return _Plan(manifest, options, workdir, source, _environment(manifest, options),
+                 _mounts(manifest, workdir, warnings), warnings)
+
+
+def _header(plan: _Plan, fmt: str) -> str:
+    manifest = plan.manifest
     lines = [f"{manifest.name} {manifest.version} ({manifest.type}): written by "
-             f"lakeport app deploy --format {fmt} from {manifest.folder / 'app.yaml'}"]
-    secrets = _secrets_used(manifest, options)
+             f"lakeport app deploy --format {fmt} from {manifest.folder / 'app.yaml'}",
+             f"The image's working folder is {plan.workdir} ({plan.workdir_source})."]
+    secrets = _secrets_used(plan)
     if secrets and fmt == "kubernetes":
         lines.append("Secrets are referenced, not included. Create them first:")
         lines += [f"  kubectl create secret generic {name} --from-literal={SECRET_KEY}=..."
@@ -81,7 +128,7 @@ def _header(manifest: Manifest, fmt: str, options: DeployOptions) -> str:
         lines.append("Secrets are referenced, not included. Set them before "
                      "docker compose up:")
         lines += [f"  export {secret_variable(name)}=..." for name in secrets]
-    if options.streams_url is None:
+    if plan.options.streams_url is None:
         lines.append("LAKEPORT_STREAMS is not set: the app keeps its topics inside its "
                      "container (use --streams nats://... to share them).")
     return "".join(f"# {line}\n" for line in lines)
@@ -100,18 +147,22 @@ def _parts(text: str) -> list[tuple[bool, str]]:
             if piece or index % 2 == 1]
 
 
-def _environment(manifest: Manifest, options: DeployOptions) -> list[tuple[str, str]]:
-    env = [(variable.name, variable.value) for variable in manifest.environment_vars]
-    if options.configuration is not None:
-        env.append(("LAKEPORT_APP_CONFIGURATION", json.dumps(options.configuration)))
+def _environment(manifest: Manifest,
+                 options: DeployOptions) -> list[tuple[str, list[tuple[bool, str]]]]:
+    """Each variable's name and value, the value cut into literal text and secret names."""
+    env = [(variable.name, _parts(variable.value)) for variable in manifest.environment_vars]
+    configuration = (manifest.defaults.configuration if options.configuration is None
+                     else options.configuration)
+    text = configuration_json(configuration)  # exactly what lakeport app run passes
+    env.append((CONFIGURATION_VARIABLE, [(False, text)]))
     if options.streams_url is not None:
-        env.append(("LAKEPORT_STREAMS", options.streams_url))
+        env.append(("LAKEPORT_STREAMS", [(False, options.streams_url)]))
+    env += [(secret_variable(name), [(True, name)]) for name in secret_refs(text)]
     return env
 
 
-def _secrets_used(manifest: Manifest, options: DeployOptions) -> list[str]:
-    names = [piece for _, value in _environment(manifest, options)
-             for is_secret, piece in _parts(value) if is_secret]
+def _secrets_used(plan: _Plan) -> list[str]:
+    names = [piece for _, parts in plan.environment for is_secret, piece in parts if is_secret]
     return list(dict.fromkeys(names))
 
 
@@ -124,10 +175,39 @@ def _target(volume: Volume, workdir: str) -> str:
     return posixpath.normpath(posixpath.join(workdir, volume.target))
 
 
+def _mounts(manifest: Manifest, workdir: str, warnings: list[str]) -> list[_Mount]:
+    """Where each volume is mounted; a persistent volume whose target looks like a file is
+    mounted as that file's folder (a volume is a folder), with a warning."""
+    mounts: list[_Mount] = []
+    used: dict[str, str] = {}
+    for volume in manifest.volumes:
+        path = _target(volume, workdir)
+        if volume.type == "persistent" and looks_like_a_file(volume.target):
+            path = posixpath.dirname(path)
+            if path == "/":
+                raise Invalid(f"volume '{volume.name}': its target {volume.target} looks like a "
+                              "file in /, which cannot be a volume: give it a folder of its own")
+            warning = (f"volume '{volume.name}': its target {volume.target} looks like a file, "
+                       f"so its folder {path} is mounted (end the target with / if it is a "
+                       "folder)")
+            if posixpath.commonpath([path, workdir]) == path:
+                warning += (f"; the volume hides what the image has in {path}, the app's "
+                            "files too when they are there (compose fills a new volume with "
+                            "them once, Kubernetes does not): a target in a folder of its own, "
+                            f"e.g. data/{posixpath.basename(volume.target)}, avoids that")
+            warnings.append(warning)
+        if path in used:
+            raise Invalid(f"defaults.system.volumes: '{used[path]}' and '{volume.name}' are "
+                          f"both mounted at {path}: give them targets in different folders")
+        used[path] = volume.name
+        mounts.append(_Mount(volume, path))
+    return mounts
+
+
 # -- docker compose ---------------------------------------------------------------------------
-def compose_file(manifest: Manifest, options: DeployOptions | None = None) -> dict[str, Any]:
+def _compose_file(plan: _Plan) -> dict[str, Any]:
     """A compose file (``services``, ``volumes``, ``configs``) running the app."""
-    options = options or DeployOptions()
+    manifest, options = plan.manifest, plan.options
     service: dict[str, Any] = {
         "image": options.image or f"{manifest.name}:{manifest.version}",
         "restart": "unless-stopped",
@@ -135,12 +215,12 @@ def compose_file(manifest: Manifest, options: DeployOptions | None = None) -> di
     }
     environment = {
         name: "".join(f"${{{secret_variable(p)}:?set {secret_variable(p)} to secret {p}}}"
-                      if is_secret else _escape(p) for is_secret, p in _parts(value))
-        for name, value in _environment(manifest, options)}
+                      if is_secret else _escape(p) for is_secret, p in parts)
+        for name, parts in plan.environment}
     if environment:
         service["environment"] = environment
     document: dict[str, Any] = {"services": {manifest.name: service}}
-    _compose_volumes(manifest, options, service, document)
+    _compose_volumes(plan, service, document)
     _compose_ports(manifest, service)
     resources = _compose_resources(manifest)
     if resources:
@@ -150,11 +230,10 @@ def compose_file(manifest: Manifest, options: DeployOptions | None = None) -> di
     return document
 
 
-def _compose_volumes(manifest: Manifest, options: DeployOptions, service: dict[str, Any],
-                     document: dict[str, Any]) -> None:
+def _compose_volumes(plan: _Plan, service: dict[str, Any], document: dict[str, Any]) -> None:
     mounts, configs = [], []
-    for volume in manifest.volumes:
-        target = _target(volume, options.workdir)
+    for mount in plan.mounts:
+        volume, target = mount.volume, mount.path
         if volume.type == "persistent":
             mounts.append({"type": "volume", "source": volume.name, "target": target})
             document.setdefault("volumes", {})[volume.name] = {}
@@ -227,10 +306,9 @@ def _compose_bytes(amount: Decimal) -> str:
 
 
 # -- Kubernetes -------------------------------------------------------------------------------
-def kubernetes_objects(manifest: Manifest,
-                       options: DeployOptions | None = None) -> list[dict[str, Any]]:
+def _kubernetes_objects(plan: _Plan) -> list[dict[str, Any]]:
     """A Deployment, plus the Services, PersistentVolumeClaims and ConfigMaps it uses."""
-    options = options or DeployOptions()
+    manifest, options = plan.manifest, plan.options
     labels = {"app.kubernetes.io/name": manifest.name,
               "app.kubernetes.io/version": _label(manifest.version),
               "app.kubernetes.io/managed-by": "lakeport"}
@@ -239,7 +317,7 @@ def kubernetes_objects(manifest: Manifest,
         "name": manifest.name,
         "image": options.image or f"{manifest.name}:{manifest.version}",
     }
-    env = _kubernetes_env(manifest, options)
+    env = _kubernetes_env(plan)
     if env:
         container["env"] = env
     ports = [_container_port(port) for port in manifest.ports]
@@ -253,7 +331,7 @@ def kubernetes_objects(manifest: Manifest,
     if manifest.privileged:
         container["securityContext"] = {"privileged": True}
     extra: list[dict[str, Any]] = []
-    volumes, mounts = _kubernetes_volumes(manifest, options, labels, extra)
+    volumes, mounts = _kubernetes_volumes(plan, labels, extra)
     if mounts:
         container["volumeMounts"] = mounts
     pod: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 30}
@@ -277,13 +355,16 @@ def _label(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:63].strip("._-")
 
 
-def _kubernetes_env(manifest: Manifest, options: DeployOptions) -> list[dict[str, Any]]:
+def _kubernetes_env(plan: _Plan) -> list[dict[str, Any]]:
     helpers: dict[str, dict[str, Any]] = {}
     env: list[dict[str, Any]] = []
-    for name, value in _environment(manifest, options):
-        parts = _parts(value)
+    for name, parts in plan.environment:
         if len(parts) == 1 and parts[0][0]:
-            env.append({"name": name, "valueFrom": _secret_ref(parts[0][1])})
+            entry = {"name": name, "valueFrom": _secret_ref(parts[0][1])}
+            if name == secret_variable(parts[0][1]):  # a secret the configuration names
+                helpers.setdefault(name, entry)
+            else:
+                env.append(entry)
             continue
         text = ""
         for is_secret, piece in parts:
@@ -337,13 +418,13 @@ def _services(manifest: Manifest, labels: dict[str, str],
     return services
 
 
-def _kubernetes_volumes(manifest: Manifest, options: DeployOptions, labels: dict[str, str],
+def _kubernetes_volumes(plan: _Plan, labels: dict[str, str],
                         extra: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
     volumes, mounts = [], []
-    for volume in manifest.volumes:
-        target = _target(volume, options.workdir)
+    for planned in plan.mounts:
+        volume, target = planned.volume, planned.path
+        object_name = f"{plan.manifest.name}-{volume.name}"[:253]
         mount: dict[str, Any] = {"name": volume.name, "mountPath": target}
-        object_name = f"{manifest.name}-{volume.name}"[:253]
         metadata = {"name": object_name, "labels": labels}
         if volume.type == "persistent":
             volumes.append({"name": volume.name,

@@ -4,6 +4,11 @@
 every problem as ``"<path>: <message>"`` (``defaults.system.volumes[1].type: must be one of
 persistent, host, text``). :func:`check_app` adds what depends on the app folder and the
 machine: the configuration against its JSON Schema, ui_schemas files, missing secrets.
+
+The keys and defaults are the vendor's v5 model's (:mod:`.manifest_models`). Keys the vendor
+ignores are warnings, not problems: ``manifest.warnings`` and :func:`inspect_app` name each
+(``colour: not used (the vendor's format ignores it)``). A spec_version 4 file is one problem
+that says how to move to version 5.
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ from lakeport.apps.manifest_models import (
     Port,
     Resources,
     Volume,
+    conversion_problems,
     duplicate_problems,
     kind_of,
-    section_problems,
+    old_format_problem,
+    primitive_type,
+    soft_warnings,
+    split_unused,
     validation_problems,
 )
 from lakeport.apps.messages import (
@@ -100,10 +109,16 @@ class Manifest(ManifestModel):
     """A validated app.yaml (spec_version 5); ``folder`` is the app folder it came from."""
 
     _folder: Path = PrivateAttr(default_factory=Path.cwd)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def folder(self) -> Path:
         return self._folder
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the app.yaml has that is not used (``path: why``), from :func:`load_manifest`."""
+        return self._warnings
 
     # Shortcuts to defaults.system.
     @property
@@ -180,13 +195,14 @@ class Manifest(ManifestModel):
         for section in ALL_SECTIONS:
             if section not in TYPE_SECTIONS[self.type]:
                 data.pop(section, None)
+        data, _ = split_unused(data)
         if configuration is not None:
             data["defaults"]["configuration"] = copy.deepcopy(configuration)
         return _mask(data)
 
 
 def _union(ios: Iterable[IO]) -> tuple[str, ...]:
-    wanted = {data_type for io in ios for data_type in io.data_types}
+    wanted = {primitive_type(data_type) for io in ios for data_type in io.data_types}
     return tuple(t for t in DATA_TYPES if t in wanted)
 
 
@@ -261,52 +277,79 @@ def _yaml_problem(label: str, exc: yaml.MarkedYAMLError) -> str:
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    """The validated manifest of an app folder or app.yaml file; ManifestError lists problems."""
+    """The validated manifest of an app folder or app.yaml file; ManifestError lists problems.
+
+    ``manifest.warnings`` names what the app.yaml has that is not used."""
     file, data = read_document(path)
-    manifest, problems = _validate(data)
+    manifest, problems, warnings = _validate(data)
     if problems:
         raise ManifestError(problems)
     assert manifest is not None
     manifest._folder = file.parent.resolve()
+    manifest._warnings = warnings
     return manifest
 
 
-def _validate(data: dict[str, Any]) -> tuple[Manifest | None, list[str]]:
-    """The manifest of ``data`` and every structural problem (schema, repeated names)."""
+def _validate(data: dict[str, Any]) -> tuple[Manifest | None, list[str], list[str]]:
+    """The manifest of ``data``, every structural problem (schema, repeated names, what the
+    vendor refuses) and every warning (keys the vendor ignores)."""
+    old = old_format_problem(data)
+    if old is not None:
+        return None, [old], []
+    used, warnings = split_unused(data)
     problems: list[str] = []
     manifest = None
     try:
-        manifest = Manifest.model_validate(data)
+        manifest = Manifest.model_validate(used)
     except ValidationError as exc:
-        problems.extend(validation_problems(exc))
+        problems.extend(validation_problems(exc, ManifestModel))
     defaults = data.get("defaults")
     system = defaults.get("system") if isinstance(defaults, dict) else None
     extra = duplicate_problems(system, "defaults.system.")
-    if isinstance(data.get("type"), str) and data["type"] in TYPE_SECTIONS:
-        present = {k: v for k, v in data.items() if k in TYPE_SECTIONS[data["type"]]}
-        extra += section_problems(present, data["type"])
+    if manifest is not None:
+        extra += conversion_problems(manifest)
+        warnings += soft_warnings(data, manifest)
     problems.extend(f"{path}: {message}" for path, message in extra)
-    return (manifest if not problems else None), list(dict.fromkeys(problems))
+    return ((manifest if not problems else None), list(dict.fromkeys(problems)),
+            list(dict.fromkeys(warnings)))
+
+
+@dataclass(frozen=True)
+class AppCheck:
+    """What :func:`inspect_app` found: ``problems`` refuse the app, ``warnings`` do not."""
+
+    problems: list[str]
+    warnings: list[str]
 
 
 def check_app(path: str | Path, *, configuration: dict[str, Any] | None = None,
               secrets: SecretStore | None = None, check_secrets: bool = True) -> list[str]:
+    """Every problem of the app at ``path`` (see :func:`inspect_app`)."""
+    return inspect_app(path, configuration=configuration, secrets=secrets,
+                       check_secrets=check_secrets).problems
+
+
+def inspect_app(path: str | Path, *, configuration: dict[str, Any] | None = None,
+                secrets: SecretStore | None = None, check_secrets: bool = True) -> AppCheck:
     """Every problem of the app at ``path``: YAML, schema, repeated names, ui_schemas files,
     the configuration (``configuration`` replaces ``defaults.configuration`` when given)
     against ``ui_schemas.configuration``, and secrets missing from ``secrets`` (the store
-    under the lakeport home by default)."""
+    under the lakeport home by default); and every warning (keys the vendor ignores)."""
     try:
         file, data = read_document(path)
     except ManifestError as exc:
-        return exc.problems
+        return AppCheck(exc.problems, [])
     folder = file.parent
-    _, problems = _validate(data)
-    problems.extend(_schema_file_problems(folder, data.get("ui_schemas")))
-    problems.extend(_configuration_problems(folder, data, configuration))
+    _, problems, warnings = _validate(data)
+    if problems and old_format_problem(data) is not None:
+        return AppCheck(problems, [])
+    used, _ = split_unused(data)
+    problems.extend(_schema_file_problems(folder, used.get("ui_schemas")))
+    problems.extend(_configuration_problems(folder, used, configuration))
     if check_secrets:
-        problems.extend(_secret_problems(data, configuration,
+        problems.extend(_secret_problems(used, configuration,
                                          secrets if secrets is not None else SecretStore()))
-    return list(dict.fromkeys(problems))
+    return AppCheck(list(dict.fromkeys(problems)), warnings)
 
 
 def _schema_file_problems(folder: Path, ui_schemas: Any) -> list[str]:
@@ -314,9 +357,10 @@ def _schema_file_problems(folder: Path, ui_schemas: Any) -> list[str]:
         return []
     files = [(f"ui_schemas.{key}", ui_schemas.get(key)) for key in ("configuration",
                                                                      "parameters")]
-    io_files = ui_schemas.get("io_configuration")
-    if isinstance(io_files, dict):
-        files += [(f"ui_schemas.io_configuration.{k}", v) for k, v in io_files.items()]
+    for section in ("io_configuration", "custom_actions"):
+        named = ui_schemas.get(section)
+        if isinstance(named, dict):
+            files += [(f"ui_schemas.{section}.{k}", v) for k, v in named.items()]
     problems = []
     for where, relative in files:
         if isinstance(relative, str):
@@ -416,19 +460,13 @@ def _json_path(parts: Iterable[Any], leading_dot: bool = False) -> str:
 
 # -- JSON Schema of app.yaml ---------------------------------------------------------------------
 def manifest_json_schema() -> dict[str, Any]:
-    """The JSON Schema of app.yaml (draft 2020-12), for editors and other tools."""
+    """The JSON Schema of app.yaml (draft 2020-12), for editors and other tools.
+
+    Keys the vendor's format ignores are allowed (lakeport warns about them), except in
+    ``defaults.system``."""
     schema = Manifest.model_json_schema()
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
               "title": "lakeport app.yaml (spec_version 5)", **schema}
-    rules = []
-    for kind, sections in TYPE_SECTIONS.items():
-        forbidden = {s: False for s in ALL_SECTIONS if s not in sections}
-        then: dict[str, Any] = {"properties": forbidden}
-        if kind in ("importer", "exporter"):
-            then["required"] = [f"{kind}_io"]
-        rules.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
-                      "then": then})
-    schema["allOf"] = rules
     return schema
 
 
@@ -440,6 +478,7 @@ def dump_yaml(data: Any) -> str:
 __all__ = [
     "IO",
     "MANIFEST_FILE",
+    "AppCheck",
     "ControlChanges",
     "DataStream",
     "DataStreams",
@@ -453,6 +492,7 @@ __all__ = [
     "Volume",
     "check_app",
     "dump_yaml",
+    "inspect_app",
     "load_manifest",
     "manifest_file",
     "manifest_json_schema",

@@ -1,389 +1,136 @@
-"""The pydantic models of an ``app.yaml`` manifest (spec_version 5).
+"""The model of an ``app.yaml`` manifest (spec_version 5), key for key the vendor's v5 model.
 
-Field names and shapes follow the Kelvin app.yaml format. Every model forbids unknown keys;
-:mod:`lakeport.apps.manifest` loads files and turns validation errors into readable problems.
+One model holds the keys of all four types (``app``, ``importer``, ``exporter``, ``docker``);
+:data:`NOT_READ` lists, per type, the keys the vendor's model of that type does not read.
+:func:`split_unused` takes those and every unknown key out of a document before validation and
+names them as warnings, as the vendor ignores them; only ``defaults.system`` (which the vendor
+passes to its platform unchecked) refuses unknown keys. :func:`conversion_problems` adds the
+checks the vendor makes when it turns an app.yaml into its platform manifest.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import typing
-from collections.abc import Sequence
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_validator
+
+from lakeport.apps.manifest_problems import kind_of, model_in, validation_problems
+from lakeport.apps.manifest_sections import (
+    IO,
+    ControlChanges,
+    CustomActions,
+    DataQuality,
+    DataStream,
+    DataStreams,
+    DataTags,
+    Defaults,
+    Flags,
+    Parameter,
+    Recommendations,
+    Section,
+    UiSchemas,
+    primitive_type,
 )
-from pydantic_core import PydanticCustomError
-
-from lakeport.readings import DATA_TYPES, DataType
+from lakeport.apps.manifest_system import (
+    DNS_NAME,
+    SEMVER,
+    SPEC_VERSION,
+    EnvVar,
+    Port,
+    Resources,
+    Strict,
+    Volume,
+    duplicate_problems,
+    list_duplicates,
+    parse_quantity,
+    problem,
+)
 
 AppType = Literal["app", "importer", "exporter", "docker"]
+APP_TYPES: tuple[str, ...] = typing.get_args(AppType)
 SPEC_MAJOR = 5
+LEGACY_TYPES = ("kelvin", "bridge", "legacy_docker")
+IGNORED = "not used (the vendor's format ignores it)"
 
-# Sections only some app types may have.
+# The sections each type reads; a section of another type is ignored (with a warning).
 TYPE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "app": ("data_streams", "control_changes", "parameters"),
-    "importer": ("importer_io",),
-    "exporter": ("exporter_io",),
+    "app": ("data_streams", "control_changes", "parameters", "data_quality", "custom_actions",
+            "data_tags", "recommendations"),
+    "importer": ("importer_io", "data_quality", "custom_actions"),
+    "exporter": ("exporter_io", "data_quality", "custom_actions"),
     "docker": (),
 }
-ALL_SECTIONS = ("exporter_io", "importer_io", "data_streams", "control_changes", "parameters")
-REQUIRED_SECTIONS = {"importer": "importer_io", "exporter": "exporter_io"}
-
-# Patterns and what to tell a user who does not match them.
-DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-STREAM_NAME = r"^[a-z0-9]([-_.a-z0-9]*[a-z0-9])?$"
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-SEMVER = (r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-          r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$")
-SPEC_VERSION = r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-CPU_QUANTITY = r"^(\d+m|\d+(\.\d{1,3})?|\.\d{1,3})$"
-MEMORY_QUANTITY = r"^\d+(\.\d+)?([kMGTPE]|[KMGTPE]i|[eE]\d+)?$"
-
-PATTERN_MESSAGES = {
-    DNS_NAME: "must be lowercase letters, digits and '-', starting and ending with a letter "
-              "or digit",
-    STREAM_NAME: "must be lowercase letters, digits, '-', '_' and '.', starting and ending "
-                 "with a letter or digit",
-    ENV_NAME: "must be letters, digits and '_', not starting with a digit",
-    SEMVER: "must be a semantic version such as 1.0.0",
-    SPEC_VERSION: "must be a version such as 5.0.0",
-    CPU_QUANTITY: "must be a CPU quantity such as 100m, 0.5 or 2",
-    MEMORY_QUANTITY: "must be a memory quantity such as 256Mi, 1Gi or 500M",
+ALL_SECTIONS = ("exporter_io", "importer_io", "data_streams", "control_changes", "parameters",
+                "data_quality", "custom_actions", "data_tags", "recommendations")
+_ONLY_APP = ("flags.enable_runtime_update.parameters",
+             "flags.enable_runtime_update.resource_properties", "ui_schemas.parameters",
+             "defaults.parameters", "defaults.datastream_mapping")
+# Keys inside the common sections that the vendor's model of a type does not have.
+NOT_READ: dict[str, tuple[str, ...]] = {
+    "app": ("flags.resources_required", "ui_schemas.io_configuration"),
+    "importer": _ONLY_APP,
+    "exporter": (*_ONLY_APP, "exporter_io[].control"),
+    "docker": (*_ONLY_APP, "flags.resources_required", "ui_schemas.io_configuration",
+               "ui_schemas.custom_actions"),
 }
-
-
-def problem(message: str, at: str = "") -> PydanticCustomError:
-    """A validation error with our own message, ``at`` a sub-path (``host``, ``[2].name``)."""
-    return PydanticCustomError("lakeport", "{message}", {"message": message, "at": at})
 
 
 def _number_to_text(value: Any) -> Any:
-    """YAML reads ``1``, ``0.5`` or ``5.0`` as numbers where the manifest wants text."""
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-def _scalar_to_text(value: Any) -> Any:
-    """Environment variable values: numbers and booleans become text (``true``/``false``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _number_to_text(value)
-
-
-def _text(pattern: str) -> Any:
-    """A text field checked against ``pattern`` that also takes a YAML number."""
-    return Annotated[str, BeforeValidator(_number_to_text), Field(pattern=pattern),
-                     WithJsonSchema({"anyOf": [{"type": "string", "pattern": pattern},
-                                               {"type": "number"}]})]
-
-
-DnsName = Annotated[str, Field(pattern=DNS_NAME, max_length=63)]
-StreamName = Annotated[str, Field(pattern=STREAM_NAME, max_length=64)]
-CpuQuantity = _text(CPU_QUANTITY)
-MemoryQuantity = _text(MEMORY_QUANTITY)
-SpecVersion = _text(SPEC_VERSION)
-Version = Annotated[str, BeforeValidator(_number_to_text), Field(pattern=SEMVER)]
-EnvValue = Annotated[str, BeforeValidator(_scalar_to_text), WithJsonSchema(
-    {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]})]
-
-
-class Strict(BaseModel):
-    """Every manifest model: unknown keys are errors, no silent type coercion."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-# -- flags and ui_schemas ---------------------------------------------------------------------
-class RuntimeUpdate(Strict):
-    """What may change while the app runs (otherwise a change is refused)."""
-
-    configuration: bool = False
-    io: bool = False
-    resources: bool = False
-    parameters: bool = False
-    resource_properties: bool = False
-
-
-class Flags(Strict):
-    enable_runtime_update: RuntimeUpdate = Field(default_factory=RuntimeUpdate)
-
-
-class UiSchemas(Strict):
-    """Paths (relative to the app folder) of JSON Schema files."""
-
-    configuration: str | None = None
-    parameters: str | None = None
-    io_configuration: dict[str, str] = Field(default_factory=dict)
-
-
-# -- defaults.system --------------------------------------------------------------------------
-class EnvVar(Strict):
-    """An environment variable; ``value`` may hold ``<% secrets.NAME %>`` references."""
-
-    name: Annotated[str, Field(pattern=ENV_NAME)]
-    value: EnvValue = ""
-
-
-class HostSource(Strict):
-    source: str = Field(min_length=1)
-
-    @field_validator("source")
-    @classmethod
-    def _absolute(cls, source: str) -> str:
-        if not source.startswith("/"):
-            raise problem("must be an absolute path on the host")
-        return source
-
-
-class TextContent(Strict):
-    data: str
-    base64: bool = False
-    encoding: str = "utf-8"
-
-
-class TypedSections(Strict):
-    """A model whose ``type`` names the one section it must have (``host:``, ``text:``, ...)."""
-
-    _what: ClassVar[str] = ""
-    _sections: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="after")
-    def _has_its_section(self) -> Any:
-        example = self._sections.get(self.type)  # type: ignore[attr-defined]
-        if example is not None and getattr(self, self.type) is None:  # type: ignore[attr-defined]
-            raise problem(f"required for a {self.type} {self._what} ({example})",  # type: ignore[attr-defined]
-                          self.type)  # type: ignore[attr-defined]
-        return self
-
-
-@classmethod  # type: ignore[misc]
-def section_belongs_to_type(cls: type[TypedSections], value: Any, info: ValidationInfo) -> Any:
-    """A section named after another type (``host:`` on a text volume) is an error."""
-    kind = info.data.get("type")
-    if kind is not None and info.field_name != kind:
-        raise problem(f"not allowed for a {kind} {cls._what}")
-    return value
-
-
-class Volume(TypedSections):
-    """A volume mounted at ``target``: ``persistent``, a ``host`` path, or ``text`` content."""
-
-    name: DnsName
-    target: str = Field(min_length=1)
-    type: Literal["persistent", "host", "text"]
-    host: HostSource | None = None
-    text: TextContent | None = None
-
-    _what: ClassVar[str] = "volume"
-    _sections: ClassVar[dict[str, str]] = {
-        "host": "host: {source: /path/on/host}", "text": "text: {data: ...}",
-    }
-    _belongs_to_type = field_validator("host", "text", mode="before")(section_belongs_to_type)
-
-
-PortNumber = Annotated[int, Field(ge=1, le=65535)]
-
-
-class HostPort(Strict):
-    port: PortNumber
-
-
-class ServicePort(Strict):
-    port: PortNumber
-    exposed_port: PortNumber | None = None
-    exposed: bool = False
-
-
-class Port(TypedSections):
-    """A port on the host (``host.port``) or a service for other containers (``service``)."""
-
-    name: Annotated[str, Field(pattern=DNS_NAME, max_length=15)]
-    type: Literal["host", "service"]
-    host: HostPort | None = None
-    service: ServicePort | None = None
-
-    _what: ClassVar[str] = "port"
-    _sections: ClassVar[dict[str, str]] = {
-        "host": "host: {port: 80}", "service": "service: {port: 8080}",
-    }
-    _belongs_to_type = field_validator("host", "service", mode="before")(section_belongs_to_type)
-
-    @property
-    def container_port(self) -> int:
-        section = self.host if self.type == "host" else self.service
-        assert section is not None
-        return section.port
-
-
-class Amounts(Strict):
-    cpu: CpuQuantity | None = None
-    memory: MemoryQuantity | None = None
-
-
-class Resources(Strict):
-    """Kubernetes-style ``requests`` (reserved) and ``limits`` (maximum)."""
-
-    requests: Amounts = Field(default_factory=Amounts)
-    limits: Amounts = Field(default_factory=Amounts)
-
-    @model_validator(mode="after")
-    def _requests_within_limits(self) -> Resources:
-        for kind in ("cpu", "memory"):
-            request, limit = getattr(self.requests, kind), getattr(self.limits, kind)
-            if request and limit and parse_quantity(request) > parse_quantity(limit):
-                raise problem(f"{request} is more than the limit {limit}", f"requests.{kind}")
-        return self
-
-
-class System(Strict):
-    environment_vars: list[EnvVar] = Field(default_factory=list)
-    volumes: list[Volume] = Field(default_factory=list)
-    ports: list[Port] = Field(default_factory=list)
-    resources: Resources = Field(default_factory=Resources)
-    privileged: bool = False
-
-    @model_validator(mode="after")
-    def _unique(self) -> System:
-        for found in duplicate_problems(self.model_dump(mode="json")):
-            raise problem(found[1], found[0])
-        return self
-
-
-class Defaults(Strict):
-    configuration: dict[str, Any] = Field(default_factory=dict)
-    system: System = Field(default_factory=System)
-
-
-# -- type sections ----------------------------------------------------------------------------
-class IO(Strict):
-    """An importer's or exporter's IO: which data types it carries, whether it takes control."""
-
-    name: StreamName
-    data_types: list[DataType] = Field(default_factory=lambda: list(DATA_TYPES),
-                                       min_length=1)
-    control: bool = False
-
-
-class DataStream(Strict):
-    name: StreamName
-    data_type: DataType
-    unit: str | None = None
-
-
-class DataStreams(Strict):
-    inputs: list[DataStream] = Field(default_factory=list)
-    outputs: list[DataStream] = Field(default_factory=list)
-
-
-class ControlChanges(DataStreams):
-    """Control changes an app reads (``inputs``) and sends (``outputs``)."""
-
-
-class Parameter(Strict):
-    """An asset parameter an app reads, with an optional default value."""
-
-    name: StreamName
-    data_type: Literal["number", "string", "boolean"]
-    default: float | int | str | bool | None = None
-
-    @model_validator(mode="after")
-    def _default_matches(self) -> Parameter:
-        value = self.default
-        fits = {"number": isinstance(value, int | float) and not isinstance(value, bool),
-                "string": isinstance(value, str), "boolean": isinstance(value, bool)}
-        if value is not None and not fits[self.data_type]:
-            raise problem(f"must be a {self.data_type} value", "default")
-        return self
-
-
-def _repeats(items: Any, where: str, key: str, what: str) -> list[tuple[str, str]]:
-    """``(path, message)`` for each item of a raw list whose ``key`` repeats an earlier one.
-
-    ``key`` may be dotted through the item's type (``@type.port``: ``host.port`` of a host port).
-    """
-    found: list[tuple[str, str]] = []
-    seen: dict[Any, int] = {}
-    for index, item in enumerate(items if isinstance(items, list) else []):
-        kind = item.get("type") if isinstance(item, dict) else None
-        path, value = key.replace("@type", str(kind)), item
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            continue
-        if value in seen:
-            found.append((f"{where}[{index}].{path}",
-                          f"duplicate {what} '{value}' (also {where.rsplit('.', 1)[-1]}"
-                          f"[{seen[value]}])"))
-        else:
-            seen[value] = index
-    return found
-
-
-def duplicate_problems(system: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """``(path, message)`` for repeated names, targets and ports in raw ``defaults.system``."""
-    if not isinstance(system, dict):
-        return []
-    checks = (("environment_vars", "name", "environment variable"),
-              ("volumes", "name", "volume name"), ("volumes", "target", "volume target"),
-              ("ports", "name", "port name"), ("ports", "@type.port", "port"))
-    return [found for section, key, what in checks
-            for found in _repeats(system.get(section), prefix + section, key, what)]
-
-
-def list_duplicates(items: Any, where: str) -> list[tuple[str, str]]:
-    """``(path, message)`` for repeated ``name`` keys in a raw list of mappings."""
-    return _repeats(items, where, "name", "name")
-
-
-_DECIMAL_SUFFIX = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9,
-                   "T": 10**12, "P": 10**15, "E": 10**18}
-_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """The value of a Kubernetes quantity (``100m`` → 0.1, ``256Mi`` → 268435456)."""
-    match = re.fullmatch(r"(\d*\.?\d+)([a-zA-Z]*)(\d*)", text)
-    if match is None:
-        raise ValueError(f"not a quantity: {text!r}")
-    number, suffix, exponent = Decimal(match.group(1)), match.group(2), match.group(3)
-    if suffix in ("e", "E") and exponent:
-        return number * Decimal(10) ** int(exponent)
-    if suffix in _BINARY_SUFFIX:
-        return number * _BINARY_SUFFIX[suffix]
-    if suffix in _DECIMAL_SUFFIX and not exponent:
-        return number * _DECIMAL_SUFFIX[suffix]
-    raise ValueError(f"not a quantity: {text!r}")
-
-
-class ManifestModel(Strict):
+class ManifestModel(Section):
     """The fields of app.yaml; :class:`lakeport.apps.manifest.Manifest` adds behaviour."""
 
-    spec_version: SpecVersion
-    type: AppType
-    name: DnsName
-    title: str = ""
-    description: str = Field(default="", max_length=256)
-    version: Version
-    category: str | None = None
-    flags: Flags = Field(default_factory=Flags)
-    ui_schemas: UiSchemas = Field(default_factory=UiSchemas)
-    defaults: Defaults = Field(default_factory=Defaults)
-    exporter_io: list[IO] = Field(default_factory=list)
-    importer_io: list[IO] = Field(default_factory=list)
-    data_streams: DataStreams = Field(default_factory=DataStreams)
-    control_changes: ControlChanges = Field(default_factory=ControlChanges)
-    parameters: list[Parameter] = Field(default_factory=list)
+    spec_version: Annotated[str, BeforeValidator(_number_to_text), Field(
+        pattern=SPEC_VERSION, description="The app.yaml format: 5.0.0 (the default)."),
+        WithJsonSchema({"anyOf": [{"type": "string", "pattern": SPEC_VERSION},
+                                  {"type": "number"}],
+                        "description": "The app.yaml format: 5.0.0 (the default)."})] = "5.0.0"
+    type: AppType = Field(description="app (a SmartApp), importer, exporter or docker.")
+    name: str = Field(pattern=DNS_NAME, description="Lowercase letters, digits and '-'.")
+    title: str = Field("", description="The name people read (the vendor requires it).")
+    description: str = Field("", max_length=256, description="What the app does (at most 256 "
+                             "characters; the vendor requires it).")
+    version: Annotated[str, BeforeValidator(_number_to_text)] = Field(
+        pattern=SEMVER, description="The app's version: x.y.z[-pre][+build].")
+    category: str | None = Field(None, description="A category for the app registry.")
+    flags: Flags = Field(default_factory=Flags, description="Runtime update and deployment "
+                         "flags.")
+    ui_schemas: UiSchemas = Field(default_factory=UiSchemas,
+                                  description="JSON Schema files, relative to the app folder.")
+    defaults: Defaults = Field(default_factory=Defaults, description="Configuration, system, "
+                               "parameter values and data stream mapping of a deployment.")
+    api_permissions: list[str] | None = Field(None, description="Platform API permissions the "
+                                              "app needs.")
+    exporter_io: list[IO] = Field(default_factory=list,
+                                  description="Type exporter: the data it receives.")
+    importer_io: list[IO] = Field(default_factory=list,
+                                  description="Type importer: the data it imports and the "
+                                  "control changes it takes.")
+    data_streams: DataStreams = Field(default_factory=DataStreams,
+                                      description="Type app: data streams read and written.")
+    control_changes: ControlChanges = Field(default_factory=ControlChanges,
+                                            description="Type app: control changes received "
+                                            "and sent.")
+    parameters: list[Parameter] = Field(default_factory=list,
+                                        description="Type app: asset parameters it reads.")
+    data_quality: DataQuality = Field(default_factory=DataQuality,
+                                      description="Types app, importer, exporter: data quality "
+                                      "metrics read and computed.")
+    custom_actions: CustomActions = Field(default_factory=CustomActions,
+                                          description="Types app, importer, exporter: custom "
+                                          "actions executed and created.")
+    data_tags: DataTags = Field(default_factory=DataTags,
+                                description="Type app: data tags read and created.")
+    recommendations: Recommendations = Field(default_factory=Recommendations,
+                                             description="Type app: recommendation types it "
+                                             "publishes.")
 
     @field_validator("spec_version")
     @classmethod
@@ -394,161 +141,201 @@ class ManifestModel(Strict):
                           f"{SPEC_MAJOR} (such as {SPEC_MAJOR}.0.0)")
         return value
 
-    @field_validator(*ALL_SECTIONS, mode="before")
-    @classmethod
-    def _section_of_type(cls, value: Any, info: ValidationInfo) -> Any:
-        kind = info.data.get("type")
-        if kind is not None and info.field_name not in TYPE_SECTIONS[kind]:
-            raise problem(f"not allowed for type {kind}")
-        return value
 
-    @model_validator(mode="after")
-    def _complete(self) -> ManifestModel:
-        for path, message in section_problems(self.model_dump(mode="json"), self.type):
-            raise problem(message, path)
-        return self
+# -- the old format ----------------------------------------------------------------------------
+def old_format_problem(data: dict[str, Any]) -> str | None:
+    """One line for a spec_version 4 (or older) app.yaml: what to rename for version 5."""
+    spec = data.get("spec_version")
+    text = _number_to_text(spec)
+    match = re.match(SPEC_VERSION, text) if isinstance(text, str) else None
+    app = data.get("app")
+    legacy_type = data.get("type") in LEGACY_TYPES or (
+        "type" not in data and isinstance(app, dict) and "type" in app)
+    if not legacy_type and not (match and int(match.group(1)) < SPEC_MAJOR):
+        return None
+    return (f"spec_version: {spec if spec is not None else 'missing'}: the old app.yaml format; "
+            "lakeport reads 5.0.0: move info.* to the top level, app.type kelvin to type: app, "
+            "app.kelvin.inputs/outputs to data_streams, app.kelvin.configuration to "
+            "defaults.configuration, system to defaults.system, then set spec_version: 5.0.0")
 
 
-def section_problems(data: dict[str, Any], kind: str) -> list[tuple[str, str]]:
-    """``(path, message)``: a required section missing, repeated names inside sections."""
+# -- keys the vendor does not read -------------------------------------------------------------
+def split_unused(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``data`` without the keys the vendor's model of its type does not read, and a warning
+    naming each of them."""
+    kind = data.get("type")
+    if kind not in APP_TYPES:
+        return data, []
+    data = copy.deepcopy(data)
+    warnings = [f"{section}: not used by type {kind} (the vendor's format ignores it)"
+                for section in ALL_SECTIONS
+                if section in data and section not in TYPE_SECTIONS[kind]]
+    for section in ALL_SECTIONS:
+        if section not in TYPE_SECTIONS[kind]:
+            data.pop(section, None)
+    for path in NOT_READ[kind]:
+        for where in _remove(data, path.split("."), ""):
+            warnings.append(f"{where}: not used by type {kind} (the vendor's format ignores it)")
+    warnings += [f"{where}: {IGNORED}{hint}" for where, hint in _unknown(ManifestModel, data, "")]
+    return data, warnings
+
+
+def _remove(value: Any, parts: list[str], where: str) -> Iterator[str]:
+    """Remove ``parts`` (``name`` or ``name[]`` for each item of a list) from ``value``."""
+    if not parts or not isinstance(value, dict):
+        return
+    key, each = parts[0].removesuffix("[]"), parts[0].endswith("[]")
+    if key not in value:
+        return
+    path = f"{where}.{key}" if where else key
+    if len(parts) == 1:
+        del value[key]
+        yield path
+    elif each and isinstance(value[key], list):
+        for index, item in enumerate(value[key]):
+            yield from _remove(item, parts[1:], f"{path}[{index}]")
+    elif not each:
+        yield from _remove(value[key], parts[1:], path)
+
+
+_HINTS = {
+    ("Parameter", "default"): ": give the value in defaults.parameters",
+}
+
+
+def _unknown(model: type[BaseModel], value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """``(path, hint)`` of every key in ``value`` that ``model`` (and its sections) ignores;
+    lakeport's strict models report theirs as errors."""
+    if not isinstance(value, dict) or issubclass(model, Strict):
+        return
+    for key, item in value.items():
+        path = f"{where}.{key}" if where else str(key)
+        field = model.model_fields.get(str(key))
+        if field is None:
+            close = difflib.get_close_matches(str(key), list(model.model_fields), n=1,
+                                              cutoff=0.75)
+            hint = _HINTS.get((model.__name__, str(key)))
+            yield path, hint or (f" (did you mean {close[0]}?)" if close else "")
+            continue
+        inner = model_in(field.annotation)
+        if inner is None:
+            continue
+        if isinstance(item, list):
+            for index, element in enumerate(item):
+                yield from _unknown(inner, element, f"{path}[{index}]")
+        elif typing.get_origin(field.annotation) is dict and isinstance(item, dict):
+            for name, element in item.items():
+                yield from _unknown(inner, element, f"{path}.{name}")
+        else:
+            yield from _unknown(inner, item, path)
+
+
+# -- what the vendor checks when it builds its platform manifest -------------------------------
+def conversion_problems(model: ManifestModel) -> list[tuple[str, str]]:
+    """``(path, message)`` for what the vendor refuses when it converts the app.yaml."""
     found: list[tuple[str, str]] = []
-    required = REQUIRED_SECTIONS.get(kind)
-    if required and not data.get(required):
-        found.append((required, f"required for type {kind}: list at least one IO "
-                                "(- name: default)"))
-    found.extend(list_duplicates(data.get(required or ""), required or ""))
-    if kind == "app":
-        for section in ("data_streams", "control_changes"):
-            streams = data.get(section)
-            if isinstance(streams, dict):
-                for side in ("inputs", "outputs"):
-                    found.extend(list_duplicates(streams.get(side), f"{section}.{side}"))
-        found.extend(list_duplicates(data.get("parameters"), "parameters"))
+    if model.type == "app":
+        found += _app_io_problems(model)
+        seen: set[str] = set()
+        for index, recommendation in enumerate(model.recommendations.outputs):
+            if recommendation.type in seen:
+                found.append((f"recommendations.outputs[{index}].type",
+                              f"duplicate recommendation type '{recommendation.type}'"))
+            seen.add(recommendation.type)
+    if model.type != "docker":
+        for side in ("inputs", "outputs"):
+            for index, item in enumerate(getattr(model.data_quality, side)):
+                where = f"data_quality.{side}[{index}]"
+                if item.type == "asset" and item.data_streams:
+                    found.append((f"{where}.data_streams",
+                                  "not allowed with type asset (use type: asset-datastream)"))
+                if side == "outputs" and item.name.startswith("kelvin_"):
+                    found.append((f"{where}.name", "must not start with kelvin_ (kept for the "
+                                                   "platform's own data quality metrics)"))
+        declared = {a.type for a in (*model.custom_actions.inputs, *model.custom_actions.outputs)}
+        for action in model.ui_schemas.custom_actions:
+            if action not in declared:
+                found.append((f"ui_schemas.custom_actions.{action}",
+                              "not a custom action type in custom_actions.inputs or outputs"))
     return found
 
 
-# -- pydantic errors as one-line problems ---------------------------------------------------------
-_TYPE_MESSAGES = {
-    "string_type": "must be text",
-    "bool_type": "must be true or false",
-    "int_type": "must be a whole number",
-    "float_type": "must be a number",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "none_required": "must be empty",
-}
-_HINTS = {
-    ("volumes", "source"): "a host volume takes host: {source: ...}",
-    ("volumes", "data"): "a text volume takes text: {data: ...}",
-    ("ports", "port"): "a host port takes host: {port: ...}, a service port service: {port: ...}",
-    ("ports", "exposed_port"): "a service port takes service: {port: ..., exposed_port: ...}",
-}
+def _app_io_problems(model: ManifestModel) -> list[tuple[str, str]]:
+    """The vendor's rules for names in data_streams and control_changes: unique in each list,
+    never both read and written as data; a control change input may share its name with a
+    data stream output, a control change output with a data stream input (same data type and
+    unit)."""
+    found: list[tuple[str, str]] = []
+    ways: dict[str, tuple[str, DataStream]] = {}
+    combines = {"control_changes.inputs": "data_streams.outputs",
+                "control_changes.outputs": "data_streams.inputs"}
+    for where in ("data_streams.inputs", "data_streams.outputs", "control_changes.inputs",
+                  "control_changes.outputs"):
+        section, side = where.split(".")
+        streams: list[DataStream] = getattr(getattr(model, section), side)
+        repeated = list_duplicates([{"name": s.name} for s in streams], where)
+        found += repeated
+        skip = {path for path, _ in repeated}
+        for index, stream in enumerate(streams):
+            path = f"{where}[{index}].name"
+            if path in skip:
+                continue
+            earlier = ways.get(stream.name)
+            if earlier is None:
+                ways[stream.name] = (where, stream)
+            elif earlier[0] != combines.get(where):
+                found.append((path, f"'{stream.name}' is also in {earlier[0]}"))
+            elif (earlier[1].data_type, earlier[1].unit) != (stream.data_type, stream.unit):
+                found.append((path, f"'{stream.name}' has another data type or unit in "
+                                    f"{earlier[0]}"))
+            else:
+                ways[stream.name] = (f"{earlier[0]} and {where}", stream)
+    return found
 
 
-def validation_problems(exc: ValidationError) -> list[str]:
-    """One ``path: message`` line per error of ``exc``, paths like ``volumes[1].type``."""
-    return [_problem(error) for error in exc.errors(include_url=False)]
+def soft_warnings(data: dict[str, Any], model: ManifestModel) -> list[str]:
+    """Warnings about what lakeport accepts and the vendor's tools do not, or may not mean."""
+    found: list[str] = []
+    if "title" not in data:
+        found.append("title: missing (the vendor's tools require it)")
+    if "description" not in data:
+        found.append("description: missing (the vendor's tools require it)")
+    spec = data.get("spec_version")
+    if spec is not None and not (isinstance(spec, str) and re.match(SEMVER, spec)):
+        found.append(f"spec_version: write 5.0.0 (the vendor's tools refuse {spec!r})")
+    if len(model.name) > 63:
+        found.append("name: longer than 63 characters: a Kubernetes deployment refuses it")
+    if model.type == "exporter" and not model.exporter_io:
+        found.append("exporter_io: none: the exporter receives no data (add - name: default)")
+    for where in ("exporter_io", "importer_io"):  # the vendor keeps repeated IOs
+        found += [f"{path}: {message}" for path, message in list_duplicates(
+            [{"name": io.name} for io in getattr(model, where)], where)]
+    if model.type == "app":
+        declared = {p.name for p in model.parameters}
+        found += [f"defaults.parameters.{name}: not a parameter in parameters: {IGNORED}"
+                  for name in model.defaults.parameters if name not in declared]
+    return found
 
 
-def _problem(error: Any) -> str:
-    loc = list(error["loc"])
-    kind, ctx = error["type"], error.get("ctx") or {}
-    value = error.get("input")
-    if kind == "lakeport":
-        path = _loc_path(loc)
-        at = ctx.get("at", "")
-        if at:
-            path = f"{path}{'' if at.startswith('[') or not path else '.'}{at}"
-        return f"{path or 'app.yaml'}: {ctx['message']}"
-    path = _loc_path(loc) or "app.yaml"
-    if kind == "extra_forbidden":
-        return f"{path}: unknown key{_unknown_key_hint(loc)}"
-    if kind == "literal_error":
-        choices = ", ".join(re.findall(r"'([^']*)'", ctx.get("expected", "")))
-        return f"{path}: must be one of {choices}{_got(value)}"
-    if kind == "string_pattern_mismatch":
-        message = PATTERN_MESSAGES.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}")
-        if isinstance(value, str) and value.endswith("m") and loc[-1] == "memory":
-            return f"{path}: {message} ('{value}' would mean millibytes: write {value[:-1]}Mi)"
-        return f"{path}: {message}{_got(value)}"
-    if kind == "string_too_long":
-        return f"{path}: must be at most {ctx.get('max_length')} characters"
-    if kind == "string_too_short":
-        return f"{path}: must not be empty"
-    if kind == "too_short":
-        return f"{path}: must have at least {ctx.get('min_length')} item(s)"
-    if kind in ("greater_than_equal", "greater_than"):
-        return f"{path}: must be at least {ctx.get('ge', ctx.get('gt'))}{_got(value)}"
-    if kind in ("less_than_equal", "less_than"):
-        return f"{path}: must be at most {ctx.get('le', ctx.get('lt'))}{_got(value)}"
-    if kind == "missing":
-        return f"{path}: required"
-    if kind in _TYPE_MESSAGES:
-        return f"{path}: {_TYPE_MESSAGES[kind]}{_got(value)}"
-    if kind == "value_error":
-        return f"{path}: {ctx.get('error', error['msg'])!s}"
-    return f"{path}: {error['msg'][:1].lower()}{error['msg'][1:]}"
-
-
-def _loc_path(loc: Sequence[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _got(value: Any) -> str:
-    """`` (got 'integer')`` for a scalar input, `` (got a list)`` for a collection."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return f" (got a {kind_of(value)})"
-    if isinstance(value, bool):
-        shown = "true" if value else "false"
-    else:
-        shown = repr(value) if isinstance(value, str) else str(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return f" (got {shown})"
-
-
-def kind_of(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "mapping", list: "list", str: "text", bool: "boolean", int: "number",
-            float: "number"}.get(type(value), type(value).__name__)
-
-
-def _unknown_key_hint(loc: Sequence[Any]) -> str:
-    key = loc[-1]
-    parent = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), None)
-    hint = _HINTS.get((parent, key)) if parent else None
-    if hint:
-        return f" ({hint})"
-    known = _known_keys(loc[:-1])
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _known_keys(parent_loc: Sequence[Any]) -> list[str]:
-    """The keys allowed at ``parent_loc`` (for did-you-mean hints on unknown keys)."""
-    model: Any = ManifestModel
-    for part in parent_loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model is not None else None
-        model = _model_in(field.annotation) if field is not None else None
-    return list(model.model_fields) if model is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model in ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+__all__ = [
+    "APP_TYPES",
+    "IO",
+    "ControlChanges",
+    "DataStream",
+    "DataStreams",
+    "EnvVar",
+    "ManifestModel",
+    "Parameter",
+    "Port",
+    "Resources",
+    "Volume",
+    "conversion_problems",
+    "duplicate_problems",
+    "kind_of",
+    "old_format_problem",
+    "parse_quantity",
+    "primitive_type",
+    "soft_warnings",
+    "split_unused",
+    "validation_problems",
+]

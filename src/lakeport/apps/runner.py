@@ -116,6 +116,15 @@ def resolve_configuration(manifest: Manifest, config_file: str | Path | None = N
 
 
 # -- environment ---------------------------------------------------------------------------
+def configuration_json(configuration: Mapping[str, Any]) -> str:
+    """The configuration as the app gets it (``LAKEPORT_APP_CONFIGURATION``); a value JSON
+    cannot hold (a YAML date, say) is one line naming it."""
+    try:
+        return json.dumps(configuration)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"configuration: cannot be passed to the app as JSON ({exc})") from None
+
+
 def app_environment(
     manifest: Manifest,
     configuration: Mapping[str, Any],
@@ -133,7 +142,7 @@ def app_environment(
         text = value if isinstance(value, str) else json.dumps(value)
         env[variable.name] = resolve_secrets(text, secrets)
     env["LAKEPORT_APP_DIR"] = str(Path(manifest.folder).resolve())
-    env["LAKEPORT_APP_CONFIGURATION"] = json.dumps(configuration)
+    env["LAKEPORT_APP_CONFIGURATION"] = configuration_json(configuration)
     env["LAKEPORT_STREAMS"] = streams_url
     return env
 

@@ -171,7 +171,7 @@ def plan_series(manifest: Manifest) -> list[Series]:
         if subscription.datastreams is not None:
             for name in subscription.datastreams:
                 stream = named.get(subscription.topic, {}).get(name)
-                data_type = stream.data_type if stream is not None else "number"
+                data_type = stream.primitive_type if stream is not None else "number"
                 unit = stream.unit if stream is not None else None
                 series.append(Series(subscription.topic, name, data_type, unit, control))
             continue

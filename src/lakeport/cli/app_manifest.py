@@ -61,13 +61,20 @@ def _report(problems: list[str], path: Path) -> None:
     raise typer.Exit(1)
 
 
+def print_warnings(warnings: list[str]) -> None:
+    """Print each warning on stderr as ``warning: path: why``."""
+    for warning in warnings:
+        stderr.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
+
+
 def _checked(path: Path, configuration: dict[str, Any] | None) -> Manifest:
     """The manifest at ``path`` when it has no problem (secrets aside); else report and exit 1."""
-    from lakeport.apps.manifest import check_app, load_manifest
+    from lakeport.apps.manifest import inspect_app, load_manifest
 
-    problems = check_app(path, configuration=configuration, check_secrets=False)
-    if problems:
-        _report(problems, path)
+    found = inspect_app(path, configuration=configuration, check_secrets=False)
+    print_warnings(found.warnings)
+    if found.problems:
+        _report(found.problems, path)
     return load_manifest(path)
 
 
@@ -89,14 +96,16 @@ def validate(path: PathArgument, config: ConfigOption = None, sets: SetOption = 
     """Check an app: app.yaml, its configuration, ui_schemas files and secrets.
 
     The configuration (defaults.configuration, or with --config/--set) is checked against
-    ui_schemas.configuration. Prints every problem as 'path: message' and exits 1 if there is any.
+    ui_schemas.configuration. Prints every problem as 'path: message' and exits 1 if there is any;
+    keys the vendor's format ignores are warnings on stderr ('warning: path: ...', exit 0).
     Example: lakeport app validate demo-exporter --set upload_interval=30
     """
-    from lakeport.apps.manifest import check_app, load_manifest
+    from lakeport.apps.manifest import inspect_app, load_manifest
 
-    problems = check_app(path, configuration=_configuration(path, config, sets))
-    if problems:
-        _report(problems, path)
+    found = inspect_app(path, configuration=_configuration(path, config, sets))
+    print_warnings(found.warnings)
+    if found.problems:
+        _report(found.problems, path)
     manifest = load_manifest(path)
     print(f"✓ {manifest.name} ({manifest.type}) is valid")
 
@@ -136,25 +145,30 @@ def deploy(
     streams: Annotated[str | None, typer.Option(
         "--streams", help="The streams URL the app uses (LAKEPORT_STREAMS), e.g. "
         "nats://nats:4222.", show_default=False)] = None,
-    workdir: Annotated[str, typer.Option(
-        "--workdir", help="The image's working folder: relative volume targets go under it.")
-    ] = "/app",
+    workdir: Annotated[str | None, typer.Option(
+        "--workdir", help="The image's working folder: relative volume targets go under it "
+        "(default: the last WORKDIR of the app's Dockerfile, else /app).",
+        show_default=False)] = None,
     config: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
     """Write a docker compose file or Kubernetes objects that deploy the app.
 
     They carry defaults.system: environment variables (secrets as references, never values),
-    volumes, ports, resources and privileged.
+    volumes, ports, resources and privileged; and the configuration (defaults.configuration,
+    --config, --set) as JSON in LAKEPORT_APP_CONFIGURATION, as lakeport app run passes it.
+    Warnings (e.g. a persistent volume whose target is a file) are printed on stderr.
     Example: lakeport app deploy demo-exporter --format kubernetes -o demo.yaml
     """
     from lakeport.apps.deploy import DeployOptions, render_deployment
     from lakeport.errors import Invalid
 
-    if not workdir.startswith("/"):
+    if workdir is not None and not workdir.startswith("/"):
         raise Invalid(f"--workdir {workdir}: must be an absolute path in the image")
     configuration = _configuration(path, config, sets)
     manifest = _checked(path, configuration)
     options = DeployOptions(image=image, configuration=configuration, streams_url=streams,
                             workdir=workdir)
-    _write(render_deployment(manifest, fmt.value, options), output)
+    deployment = render_deployment(manifest, fmt.value, options)
+    print_warnings(deployment.warnings)
+    _write(deployment.text, output)
