@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -39,6 +39,10 @@ from lakeport.streams.types import (
     TopicOptions,
     parse_size,
 )
+from lakeport.streams.unacked import with_oldest_unacked
+
+if TYPE_CHECKING:
+    from lakeport.streams.base import Engine
 
 app = typer.Typer(
     help="Create, inspect, produce to and consume from durable topics.\n\n"
@@ -127,7 +131,10 @@ def show(
 ) -> None:
     """Show a topic: options, seqno range, entries, bytes, times, consumers and their lag."""
 
-    info: TopicInfo = run(on_engine(url, lambda engine: engine.topic_info(name)))
+    async def shown(engine: Engine) -> TopicInfo:
+        return await with_oldest_unacked(engine, await engine.topic_info(name))
+
+    info: TopicInfo = run(on_engine(url, shown))
     record = info.to_dict()
     if as_json:
         write_out(json_line(record))

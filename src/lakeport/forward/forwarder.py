@@ -29,6 +29,7 @@ from lakeport.forward.rate import TokenBucket
 from lakeport.home import lakeport_home
 from lakeport.streams import Consumer, Engine, Producer, open_engine
 from lakeport.streams.block import MessageBlock
+from lakeport.streams.unacked import with_oldest_unacked
 
 log = logging.getLogger("lakeport.forward")
 
@@ -234,7 +235,8 @@ class Forwarder:
         """Lag and the oldest unforwarded message's age from the edge topic; save."""
         status = self.status
         with contextlib.suppress(Exception):  # status is advisory: never stop forwarding
-            info = await self.edge.topic_info(self.config.from_topic)
+            info = await with_oldest_unacked(
+                self.edge, await self.edge.topic_info(self.config.from_topic), [status.name])
             mine = [c for c in info.consumers if c.name == status.name]
             status.acked = mine[0].acked if mine else 0
             status.lag = max(0, info.last_seqno - max(status.acked, info.first_seqno - 1))

@@ -27,7 +27,6 @@ from lakeport.streams.types import (
     now_ns,
     require_one_copy,
 )
-from lakeport.streams.unacked import with_oldest_unacked
 
 _member_ids = itertools.count(1)
 
@@ -179,11 +178,8 @@ class MemoryEngine(Engine):
         del self.topics[name]
         topic.notify()
 
-    async def _describe(self, name: str) -> TopicInfo:
-        return self._topic(name).info()
-
     async def topic_info(self, name: str) -> TopicInfo:
-        return await with_oldest_unacked(self, self._topic(name).info())
+        return self._topic(name).info()
 
     async def list_topics(self) -> list[TopicInfo]:
         return [self.topics[name].info() for name in sorted(self.topics)]

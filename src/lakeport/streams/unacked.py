@@ -2,12 +2,15 @@
 
 Every engine answers it the same way: the consumer's first unacked message is the one after
 its ack floor (or the topic's first, when retention dropped older ones); its time is read
-with a short non-following ephemeral consumer at that seqno.
+with a short non-following ephemeral consumer at that seqno. That costs a read per consumer,
+so ``topic_info`` leaves it out and only what shows it asks for it: ``topics show``, the
+server's topic route (which answers the remote engine) and a forwarder's status.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from lakeport.errors import LakeportError
@@ -28,10 +31,13 @@ async def message_time(engine: Engine, topic: str, seqno: int) -> int | None:
     return None
 
 
-async def with_oldest_unacked(engine: Engine, info: TopicInfo) -> TopicInfo:
-    """Fill ``oldest_unacked_ns`` of every consumer of ``info`` that has a lag."""
+async def with_oldest_unacked(engine: Engine, info: TopicInfo,
+                              names: Collection[str] | None = None) -> TopicInfo:
+    """Fill ``oldest_unacked_ns`` of the consumers of ``info`` (those in ``names``, default
+    all) that have a lag and no time yet (a remote engine's server gave it already)."""
     for consumer in info.consumers:
-        if consumer.lag > 0:
+        if consumer.lag > 0 and consumer.oldest_unacked_ns is None and (
+                names is None or consumer.name in names):
             seqno = max(consumer.acked + 1, info.first_seqno)
             consumer.oldest_unacked_ns = await message_time(engine, info.name, seqno)
     return info

@@ -28,6 +28,7 @@ from lakeport.server.topics.producers import Producers
 from lakeport.streams import Engine, Format, Producer, TopicOptions
 from lakeport.streams.remote.wire import info_to_json
 from lakeport.streams.types import encode_payloads, validate_topic_name
+from lakeport.streams.unacked import with_oldest_unacked
 from lakeport.wire import payload_from_json
 
 router = APIRouter(tags=["topics"])
@@ -181,8 +182,8 @@ async def topic_info(topic: TopicName, user: User = Depends(current_user),
                      store: Store = Depends(get_store),
                      engine: Engine = Depends(get_engine)) -> JSONResponse:
     level = await require_topic(store, user, _topic(topic), Level.READ, "read")
-    return JSONResponse(info_to_json(await shown_info(store, user, level,
-                                                      await engine.topic_info(topic))))
+    info = await with_oldest_unacked(engine, await engine.topic_info(topic))
+    return JSONResponse(info_to_json(await shown_info(store, user, level, info)))
 
 
 @router.delete("/topics/{topic}", summary="Delete a topic and its data", status_code=204,

@@ -48,7 +48,6 @@ from lakeport.streams.types import (
     require_one_copy,
     validate_topic_name,
 )
-from lakeport.streams.unacked import with_oldest_unacked
 
 logger = logging.getLogger("lakeport.streams.embedded")
 
@@ -122,7 +121,7 @@ class EmbeddedEngine(Engine):
         final = self.topic_dir(name)
         if final.exists():
             if exist_ok:
-                return self._info(name)
+                return await self.topic_info(name)
             raise Conflict(f"topic {name!r} already exists")
         staging = self.topics_dir / f".new-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
@@ -140,9 +139,9 @@ class EmbeddedEngine(Engine):
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
             if exist_ok and final.exists():
-                return self._info(name)
+                return await self.topic_info(name)
             raise Conflict(f"topic {name!r} already exists") from None
-        return self._info(name)
+        return await self.topic_info(name)
 
     @staticmethod
     def _init_log(data_dir: Path) -> None:
@@ -169,13 +168,6 @@ class EmbeddedEngine(Engine):
         self.notify(name)
 
     async def topic_info(self, name: str) -> TopicInfo:
-        return await with_oldest_unacked(self, self._info(name))
-
-    async def _describe(self, name: str) -> TopicInfo:
-        return self._info(name)
-
-    def _info(self, name: str) -> TopicInfo:
-        """The topic's info with its consumers' ack floors and lags (no message times)."""
         options = self.read_options(name)
         data_dir = self.data_dir(name, options)
         try:
@@ -218,7 +210,7 @@ class EmbeddedEngine(Engine):
         infos = []
         for name in names:
             try:
-                infos.append(self._info(name))
+                infos.append(await self.topic_info(name))
             except NotFound:
                 continue
             except (Invalid, OSError) as exc:

@@ -37,7 +37,6 @@ from lakeport.streams.types import (
     TopicOptions,
     validate_topic_name,
 )
-from lakeport.streams.unacked import with_oldest_unacked
 
 CONNECT_TIMEOUT = 3.0  # seconds to connect at most, all attempts together
 LOOKBACK_CHUNK = 10_000  # messages whose headers last_msg_id reads at a time
@@ -240,8 +239,7 @@ class JetStreamEngine(Engine):
         validate_topic_name(name)
         info = await self.stream_info(name)
         consumers = await self._consumers(info["config"]["name"])
-        return await with_oldest_unacked(
-            self, self._topic_info(info, consumers) or TopicInfo(name, TopicOptions()))
+        return self._topic_info(info, consumers) or TopicInfo(name, TopicOptions())
 
     async def list_topics(self) -> list[TopicInfo]:
         streams = await api.paged(self.nc, "STREAM.LIST", "streams", "cannot list topics",
