@@ -114,6 +114,13 @@ class App:
 
     # -- properties --------------------------------------------------------------------------
     @property
+    def engine(self) -> Engine:
+        """The streams engine of a connected app."""
+        if self._engine is None:
+            raise Closed(f"app {self.name} is not connected: await app.connect() first")
+        return self._engine
+
+    @property
     def url(self) -> str:
         """The streams engine URL."""
         return self._url or default_streams_url()
@@ -163,7 +170,7 @@ class App:
             await call_handler(self.on_connect)
 
     async def _open_consumers(self, engine: Engine) -> None:
-        self._dispatcher = Dispatcher(self.name, self._dead_letter, max_failures=self.max_failures,
+        self._dispatcher = Dispatcher(self.name, self.dead_letter, max_failures=self.max_failures,
                                       retry_delay=self.retry_delay)
         for subscription in self.subscriptions:
             consumer = engine.consumer(self.name, subscription.topic, mode=self.mode,
@@ -231,12 +238,15 @@ class App:
         if not isinstance(message, AppMessage):
             raise Invalid(f"publish takes an app message (Number, ControlChange, ...), not "
                           f"{type(message).__name__}")
-        return await self._produce(topic_name(message.topic), message.to_payload())
+        return await self.produce(topic_name(message.topic), message.to_payload())
 
-    async def _dead_letter(self, record: dict[str, Any]) -> int:
-        return await self._produce(dead_letter_topic(self.name), record)
+    async def dead_letter(self, record: dict[str, Any]) -> int:
+        """Write ``record`` to the app's dead-letter topic (``dead-letter.<app>``)."""
+        return await self.produce(dead_letter_topic(self.name), record)
 
-    async def _produce(self, topic: str, payload: Any) -> int:
+    async def produce(self, topic: str, payload: Any) -> int:
+        """Write ``payload`` to ``topic`` (any topic, outside the convention of
+        :meth:`publish`); return its seqno once durable."""
         if self._engine is None:
             raise Closed(f"app {self.name} is not connected: await app.connect() first")
         producer = self._producers.get(topic)

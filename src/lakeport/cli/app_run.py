@@ -99,16 +99,38 @@ def run_app(
         "--set", help="key=value, the value read as JSON when it is (--set batch_rows=500); "
         "dotted keys set nested options. Repeat for more.", show_default=False)] = None,
     url: UrlOption = None,
+    kelvin: Annotated[bool, typer.Option(
+        "--kelvin", help="Serve the Kelvin stream protocol to the app (automatic when its "
+        "code imports kelvin).")] = False,
+    assets: Annotated[list[str] | None, typer.Option(
+        "--asset", help="Kelvin apps: an asset the app is deployed to; repeat for more "
+        "(default: asset-01 … asset-10, as the simulator sends, plus any other that shows "
+        "up).", show_default=False)] = None,
+    deployment: Annotated[Path | None, typer.Option(
+        "--deployment", help="Kelvin apps: a YAML file of assets with their parameters, "
+        "properties and datastreams (see docs/apps/kelvin.md).", show_default=False)] = None,
+    ack_after: Annotated[str | None, typer.Option(
+        "--ack-after", help="Kelvin apps: ack a message only once the app has run this long "
+        "after receiving it (30s); 0 acks it once written to the app. Default: 30s for "
+        "exporters, 0 for other apps.", show_default=False)] = None,
+    max_in_flight: Annotated[int, typer.Option(
+        "--max-in-flight", help="Kelvin apps: messages sent to the app and not acked yet, at "
+        "most (with --ack-after this bounds the rate to N per ack-after).")] = 10_000,
 ) -> None:
     """Validate the app, then run its main.py until it stops (SIGTERM/Ctrl-C stop it gracefully).
 
     The app gets LAKEPORT_APP_DIR, LAKEPORT_APP_CONFIGURATION (JSON), LAKEPORT_STREAMS and the
     manifest's environment_vars with secrets resolved. Exits with the app's exit code.
+    An app written with the Kelvin SDK (kelvin-python-sdk) gets a Kelvin stream endpoint
+    bridged to its lakeport topics (KELVIN_STREAM_IP / KELVIN_STREAM_PORT).
     """
     from lakeport.apps.environment import ensure_environment
+    from lakeport.apps.kelvin import launch
     from lakeport.apps.manifest import check_app
     from lakeport.apps.runner import app_environment, resolve_configuration, run_app_process
     from lakeport.apps.secrets import SecretStore
+    from lakeport.apps.volumes import prepare_volumes
+    from lakeport.cli.app_manifest import print_warnings
     from lakeport.home import default_streams_url
 
     manifest = _load(path, NOT_STARTED)
@@ -117,9 +139,26 @@ def run_app(
     problems = check_app(path, configuration=configuration, secrets=secrets)
     if problems:
         _refuse(problems, path, NOT_STARTED)
+    print_warnings(manifest.warnings)
     env = app_environment(manifest, configuration, url or default_streams_url(), secrets)
+    is_kelvin = kelvin or launch.uses_vendor_sdk(manifest.folder)
+    if not is_kelvin and (assets or deployment is not None or ack_after is not None):
+        raise Invalid("--asset, --deployment and --ack-after apply to Kelvin apps only "
+                      "(their code imports kelvin; or add --kelvin)")
+    if is_kelvin:
+        runtime, delivery = launch.prepare(manifest, configuration, assets=assets or [],
+                                           deployment=deployment,
+                                           ack_after=duration(ack_after, "--ack-after"),
+                                           max_in_flight=max_in_flight)
+    volumes = prepare_volumes(manifest)
+    print_warnings(volumes.warnings)
+    env.update(volumes.environment)
     environment = ensure_environment(manifest.folder, on_progress=_say)
-    raise typer.Exit(run_app_process(manifest.folder, env, python=environment.python))
+    if not is_kelvin:
+        raise typer.Exit(run_app_process(manifest.folder, env, python=environment.python))
+    raise typer.Exit(launch.run_with_bridge(runtime, env, url=url or default_streams_url(),
+                                            delivery=delivery, python=environment.python,
+                                            on_progress=_say))
 
 
 # -- configure -----------------------------------------------------------------------------
@@ -156,6 +195,50 @@ def configure(
     seqno = run(send_configuration(manifest.name, configuration, url))
     print(f"sent configuration to {manifest.name} (seqno {seqno}); the app's log says whether "
           "it applied it")
+
+
+# -- action --------------------------------------------------------------------------------
+@app.command("action")
+def action(
+    path: PathArgument,
+    name: Annotated[str, typer.Argument(
+        help="The custom action's type (app.yaml custom_actions.inputs).", show_default=False)],
+    payload: Annotated[str, typer.Option(help="The action's payload: a JSON object.")] = "{}",
+    asset: Annotated[str | None, typer.Option(
+        help="The asset the action is for (default: the app itself).",
+        show_default=False)] = None,
+    title: Annotated[str | None, typer.Option(
+        help="A title for the action (default: its type).", show_default=False)] = None,
+    timeout: Annotated[str, typer.Option(help="How long to wait for the app's result.")] = "30s",
+    url: UrlOption = None,
+) -> None:
+    """Send a custom action to a running Kelvin app and print its result as JSON.
+
+    Exits 0 when the app reports success, 1 when it reports a failure or sends no result in
+    time. Example: lakeport app action demo-app reset --payload '{"level": 2}' --asset asset-01
+    """
+    import json
+
+    from lakeport.apps.kelvin.actions import new_action, send_action
+    from lakeport.apps.kelvin.runtime import declared_custom_actions
+    from lakeport.apps.kelvin.wire import app_krn
+
+    manifest = _load(path, NOTHING_SENT)
+    declared = declared_custom_actions(manifest)["inputs"]
+    if name not in declared:
+        known = ", ".join(declared) if declared else "none (custom_actions.inputs in app.yaml)"
+        raise Invalid(f"{manifest.name} takes no custom action {name!r}: it takes {known}")
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:
+        raise Invalid(f"--payload is not JSON: {exc}") from None
+    seconds = duration(timeout, "--timeout") or 0.0
+    request = new_action(name, body, resource=app_krn(manifest.name, manifest.version),
+                         asset=asset, title=title or "")
+    result = run(send_action(manifest.name, request, url=url, timeout=seconds))
+    print(json.dumps(result.to_record()))
+    if not result.success:
+        raise typer.Exit(1)
 
 
 # -- test simulator / csv ------------------------------------------------------------------
