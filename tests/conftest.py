@@ -198,4 +198,7 @@ async def engine(engine_url: str, topic_names: TopicNames) -> AsyncIterator[Engi
 
 
 # -- the platform server (tests/server_fixtures.py) ------------------------------------------
+from _kelvin_run import kelvin_home  # noqa: E402, F401
+
+from kelvin_sdk import vendor_python  # noqa: E402, F401
 from server_fixtures import platform, store_url  # noqa: E402, F401

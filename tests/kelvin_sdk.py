@@ -3,8 +3,8 @@
 ``vendor_python`` (session-scoped) is the interpreter of that environment, built once with
 :func:`lakeport.apps.environment.ensure_environment` and reused by later sessions. It skips
 with the reason when the environment cannot be built (no network, no package index), and fails
-instead when ``LAKEPORT_REQUIRE_SERVICES=1``. Use it from a test module with
-``from kelvin_sdk import vendor_python  # noqa: F401`` (a fixture found by name).
+instead when ``LAKEPORT_REQUIRE_SERVICES=1``. A test asks for it (or ``kelvin_home``)
+by name (tests/conftest.py registers it).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kelvin_sdk import vendor_python, vendor_verdicts  # noqa: F401  (vendor_python: a fixture)
+from kelvin_sdk import vendor_verdicts
 from lakeport.apps.manifest import Manifest, inspect_app, load_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kelvin_manifests"
@@ -201,7 +201,7 @@ COMPARED = fixture_files("templates", "accepted", "refused")
 
 
 @pytest.fixture(scope="module")
-def verdicts(vendor_python: Path, generated: list[Path]) -> dict[Path, dict[str, Any]]:  # noqa: F811
+def verdicts(vendor_python: Path, generated: list[Path]) -> dict[Path, dict[str, Any]]:
     files = [*COMPARED, *generated, *fixture_files("lenient", "old")]
     return vendor_verdicts(vendor_python, files)
 
