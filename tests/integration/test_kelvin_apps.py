@@ -110,6 +110,23 @@ def test_simulator_data_reaches_the_app_and_configure_changes_its_threshold(
 
 
 @pytest.mark.slow
+def test_csv_replay_reaches_the_app(lakeport: Lakeport, converter: tuple[Path, AppRun],
+                                    tmp_path: Path) -> None:
+    """``lakeport app test csv`` feeds a vendor-SDK app as the simulator does."""
+    folder, run = converter
+    rows = [(f"2026-01-01T00:00:0{i}Z", f"asset-0{i % 2 + 1}", "temperature", 10 * i)
+            for i in range(6)]
+    csv = tmp_path / "readings.csv"
+    csv.write_text("time,asset,datastream,value\n"
+                   + "".join(f"{t},{a},{d},{v}\n" for t, a, d, v in rows))
+    sent = lakeport.run("app", "test", "csv", str(folder), str(csv))
+    assert "sent 6 messages" in sent.stdout, sent.stdout
+    expected = sorted((a, round(v * 9 / 5 + 32, 6)) for _, a, _, v in rows)
+    assert wait_until(lambda: run.alive() and outputs(lakeport.url) == expected, WAIT), \
+        f"each CSV reading converted; log:\n{run.output()}"
+
+
+@pytest.mark.slow
 def test_custom_action_round_trip(lakeport: Lakeport,
                                   converter: tuple[Path, AppRun]) -> None:
     folder, run = converter
