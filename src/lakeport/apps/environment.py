@@ -118,7 +118,8 @@ def ensure_environment(folder: str | Path, *, on_progress: Progress | None = Non
             install = target / REQUIREMENTS
             install.write_bytes(wanted)
             if wanted.strip():
-                _uv(["pip", "install", "--python", str(python), "-r", str(install)],
+                _uv(["pip", "install", "--compile-bytecode", "--python", str(python), "-r",
+                     str(install)],
                     requirements, say)
             if with_lakeport:
                 _add_lakeport(python)
