@@ -119,10 +119,14 @@ def run_app(
 ) -> None:
     """Validate the app, then run its main.py until it stops (SIGTERM/Ctrl-C stop it gracefully).
 
-    The app gets LAKEPORT_APP_DIR, LAKEPORT_APP_CONFIGURATION (JSON), LAKEPORT_STREAMS and the
-    manifest's environment_vars with secrets resolved. Exits with the app's exit code.
-    An app written with the Kelvin SDK (kelvin-python-sdk) gets a Kelvin stream endpoint
-    bridged to its lakeport topics (KELVIN_STREAM_IP / KELVIN_STREAM_PORT).
+    main.py runs with the interpreter of the app's own environment, built from its
+    requirements.txt on the first run (progress on stderr) and reused until the file changes.
+    The app gets LAKEPORT_APP_DIR, LAKEPORT_APP_CONFIGURATION (JSON), LAKEPORT_STREAMS, the
+    manifest's environment_vars with secrets resolved, and its persistent volumes under
+    $LAKEPORT_HOME/apps/<app>/volumes/ (linked at their targets). An app written with the
+    Kelvin SDK (kelvin-python-sdk) gets a Kelvin stream endpoint bridged to its lakeport
+    topics (KELVIN_STREAM_IP / KELVIN_STREAM_PORT). Exits with the app's exit code.
+    Example: lakeport app run azure-data-lake-uploader --set upload_interval=30
     """
     from lakeport.apps.environment import ensure_environment
     from lakeport.apps.kelvin import launch
