@@ -1,8 +1,8 @@
 """Tasks: code run now, at a time or on a cron schedule. This package holds the schedules.
 
 :mod:`lakeport.tasks.schedule` has the schedule models and the cron slot rules (DST,
-catch-up, limits); :mod:`lakeport.tasks.times` parses times (ISO 8601 and the seed
-platform's ``dd-MM-yyyy HH:mm:ss.SSS IST``).
+catch-up, limits); :mod:`lakeport.tasks.times` parses times (ISO 8601 and TCUP's
+``dd-MM-yyyy HH:mm:ss.SSS IST``).
 """
 
 from lakeport.tasks.schedule import (

@@ -1,15 +1,15 @@
-"""Time parsing for task schedules: ISO 8601 and the seed platform's ``dd-MM-yyyy`` form.
+"""Time parsing for task schedules: ISO 8601 and the ``dd-MM-yyyy`` form of TCUP's task service.
 
 Every result is an aware :class:`datetime` in UTC. Accepted forms:
 
 * ISO 8601, e.g. ``2026-12-24T18:30:00+01:00``, ``2026-12-24T17:30:00Z``,
   ``2026-12-24 18:30``; a time without an offset is read in ``default_zone``.
-* The seed platform's ``dd-MM-yyyy HH:mm:ss.SSS`` (the ``.SSS`` milliseconds may be left
+* TCUP's ``dd-MM-yyyy HH:mm:ss.SSS`` (the ``.SSS`` milliseconds may be left
   out), followed by an optional zone: an IANA name (``Asia/Kolkata``) or one of the
   abbreviations in :data:`ABBREVIATIONS`. Without a zone it is read in ``default_zone``.
 
 Abbreviations are ambiguous in general, so only a small fixed table is known. ``IST`` is
-India Standard Time (``Asia/Kolkata``, +05:30), because the seed platform is Indian; it is
+India Standard Time (``Asia/Kolkata``, +05:30), as TCUP, whose format this is, is Indian; it is
 not Irish or Israel Standard Time. The other abbreviations are fixed UTC offsets: ``CET`` is
 always +01:00 and ``CEST`` always +02:00, whatever the date. Use an IANA name for a zone
 that follows daylight saving time. A zone of two to five letters that is not in the table
@@ -60,7 +60,7 @@ ABBREVIATIONS: dict[str, tzinfo] = {
     "AEST": _fixed(10),
 }
 
-_SEED = re.compile(
+_TCUP = re.compile(
     r"(\d{2})-(\d{2})-(\d{4})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(?:\s+(\S+))?"
 )
 
@@ -78,7 +78,7 @@ def zone_info(name: str) -> ZoneInfo:
 
 
 def parse_zone(name: str) -> tzinfo:
-    """A zone written after a seed-format time: an abbreviation or an IANA name."""
+    """A zone written after a TCUP-format time: an abbreviation or an IANA name."""
     known = ABBREVIATIONS.get(name.upper())
     if known is not None:
         return known
@@ -107,9 +107,9 @@ def parse_time(text: str, default_zone: str = "UTC") -> datetime:
     if not isinstance(text, str):
         raise Invalid(f"bad time {text!r}: use {' or '.join(FORMATS)}")
     raw = text.strip()
-    seed = _SEED.fullmatch(raw)
-    if seed:
-        day, month, year, hour, minute, second, millis, zone_name = seed.groups()
+    tcup = _TCUP.fullmatch(raw)
+    if tcup:
+        day, month, year, hour, minute, second, millis, zone_name = tcup.groups()
         try:
             naive = datetime(int(year), int(month), int(day), int(hour), int(minute),
                              int(second), int((millis or "0").ljust(3, "0")) * 1000)
