@@ -75,7 +75,7 @@ def outputs(url: str) -> list[tuple[str, float]]:
 
 # -- the tests -----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_simulator_data_reaches_the_app_and_configure_changes_its_threshold(
+def test_simulator_and_csv_data_reach_the_app_and_configure_changes_its_threshold(
         lakeport: Lakeport, converter: tuple[Path, AppRun]) -> None:
     folder, run = converter
     sent = lakeport.run("app", "test", "simulator", str(folder), "--pattern", "ramp",
@@ -102,28 +102,22 @@ def test_simulator_data_reaches_the_app_and_configure_changes_its_threshold(
     assert wait_until(lambda: run.alive() and outputs(lakeport.url) == expected, WAIT), \
         f"only readings above 60 °F after the change; log:\n{run.output()}"
 
+    # lakeport app test csv feeds it as the simulator does
+    rows = [(f"2026-01-01T00:00:0{i}Z", f"asset-0{i % 2 + 1}", "temperature", 10 * i)
+            for i in range(6)]
+    csv = folder.parent / "readings.csv"
+    csv.write_text("time,asset,datastream,value\n"
+                   + "".join(f"{t},{a},{d},{v}\n" for t, a, d, v in rows))
+    assert "sent 6 messages" in lakeport.run("app", "test", "csv", str(folder), str(csv)).stdout
+    expected += fahrenheit([{"asset": a, "value": v} for _, a, _, v in rows], 60)
+    assert wait_until(lambda: run.alive() and outputs(lakeport.url) == sorted(expected),
+                      WAIT), f"each CSV reading above 60 °F converted; log:\n{run.output()}"
+
     assert run.stop() == 0, f"SIGTERM stops the app, lakeport exits with its code:\n" \
         f"{run.output()}"
     info = asyncio.run(topic_info(lakeport.url, "asset-data"))
     acked = {c.name: c.acked for c in info.consumers}
     assert acked["temperature-converter"] == info.last_seqno, "every message acked at the stop"
-
-
-@pytest.mark.slow
-def test_csv_replay_reaches_the_app(lakeport: Lakeport, converter: tuple[Path, AppRun],
-                                    tmp_path: Path) -> None:
-    """``lakeport app test csv`` feeds a vendor-SDK app as the simulator does."""
-    folder, run = converter
-    rows = [(f"2026-01-01T00:00:0{i}Z", f"asset-0{i % 2 + 1}", "temperature", 10 * i)
-            for i in range(6)]
-    csv = tmp_path / "readings.csv"
-    csv.write_text("time,asset,datastream,value\n"
-                   + "".join(f"{t},{a},{d},{v}\n" for t, a, d, v in rows))
-    sent = lakeport.run("app", "test", "csv", str(folder), str(csv))
-    assert "sent 6 messages" in sent.stdout, sent.stdout
-    expected = sorted((a, round(v * 9 / 5 + 32, 6)) for _, a, _, v in rows)
-    assert wait_until(lambda: run.alive() and outputs(lakeport.url) == expected, WAIT), \
-        f"each CSV reading converted; log:\n{run.output()}"
 
 
 @pytest.mark.slow
