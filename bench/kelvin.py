@@ -45,12 +45,12 @@ data_streams:
       data_type: number
 """
 
-KELVIN_APP = """\
+COUNTER_APP = """\
 import asyncio, json, os, time
-from kelvin.application import KelvinApp, filters
+from {module} import {app_class}, filters
 
 async def main():
-    app = KelvinApp()
+    app = {app_class}()
     await app.connect()
     want, seen, first = int(os.environ["WANT"]), 0, None
     async for message in app.stream_filter(filters.is_data_message):
@@ -58,30 +58,13 @@ async def main():
         seen += 1
         if seen == want:
             with open(os.environ["OUT_FILE"], "w") as out:
-                json.dump({"first": first, "last": time.time()}, out)
+                json.dump({{"first": first, "last": time.time()}}, out)
             os._exit(0)
 
 asyncio.run(main())
 """
-
-LAKEPORT_APP = """\
-import asyncio, json, os, time
-from lakeport.apps import App, filters
-
-async def main():
-    app = App()
-    want, seen, first = int(os.environ["WANT"]), 0, None
-    async with app:
-        async for message in app.stream_filter(filters.is_data_message):
-            first = first or time.time()
-            seen += 1
-            if seen == want:
-                with open(os.environ["OUT_FILE"], "w") as out:
-                    json.dump({"first": first, "last": time.time()}, out)
-                os._exit(0)
-
-asyncio.run(main())
-"""
+KELVIN_APP = COUNTER_APP.format(module="kelvin.application", app_class="KelvinApp")
+LAKEPORT_APP = COUNTER_APP.format(module="lakeport.apps", app_class="App")
 
 
 def make_app(parent: Path, name: str, code: str, requirements: str) -> Path:

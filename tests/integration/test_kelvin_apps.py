@@ -28,7 +28,7 @@ from lakeport.apps.manifest import load_manifest
 from lakeport.apps.messages import ControlChange, DataTag, Recommendation, String
 from lakeport.errors import Invalid
 from lakeport.streams import open_engine
-from waiting import wait_until
+from waiting import eventually, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -276,10 +276,7 @@ async def test_unmappable_messages_go_to_the_dead_letter_topic(tmp_path: Path) -
                 info = await engine.topic_info("asset-data")
             return info.last_seqno >= 1
 
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not await landed():
-            assert asyncio.get_running_loop().time() < deadline, "the valid reading landed"
-            await asyncio.sleep(0.05)
+        assert await eventually(landed, WAIT), "the valid reading landed"
         writer.close()
     finally:
         await bridge.stop()
