@@ -31,6 +31,10 @@ def create(
         "--admin/--no-admin", show_default=False,
         help="Give the user the operator role (full access to every user's resources), or "
         "take it away; without either the user's role stays as it is.")] = None,
+    worker: Annotated[bool | None, typer.Option(
+        "--worker/--no-worker", show_default=False,
+        help="Give the user the worker role (lakeport worker: claim task runs and report "
+        "them, nothing else), or take it away.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Make an API key and print it (it is shown only this once).
@@ -42,11 +46,12 @@ def create(
 
     async def make() -> str:
         async with Store(_store_url(store)) as opened:
-            return await create_key(opened, user, label, admin=admin)
+            return await create_key(opened, user, label, admin=admin, worker=worker)
 
     key = run(make())
     print(key)
-    role = " (an operator: full access)" if admin else ""
+    role = " (an operator: full access)" if admin else \
+        " (a worker: claims task runs)" if worker else ""
     stderr.print(f"created an API key for {user}{role}; send it as the x-api-key header",
                  markup=False)
 

@@ -34,6 +34,9 @@ READ_SIZE = 1 << 20
 
 Body = bytes | AsyncIterator[bytes] | None
 BodyFactory = Callable[[], Body]
+Form = tuple[Mapping[str, str], Mapping[str, Any]]
+"""A multipart form: (fields, files as httpx takes them)."""
+FormFactory = Callable[[], Form]
 
 
 def dump_json(value: Any) -> bytes:
@@ -85,15 +88,18 @@ class Http:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, body: BodyFactory | None = None,
                       headers: Mapping[str, str] | None = None,
-                      safe: bool | None = None) -> httpx.Response:
+                      safe: bool | None = None, form: FormFactory | None = None
+                      ) -> httpx.Response:
         """Send a request and read the whole answer; raise the typed error of an error answer.
 
         ``body`` makes the request body afresh for each attempt (bytes or an async iterator
         of chunks; a ``replayable`` attribute of False allows no retry once it was sent);
-        ``json`` is sent as a JSON body; ``safe`` says whether sending it twice does no
-        harm (default: by method — GET, HEAD, PUT, DELETE yes; POST, PATCH no).
+        ``json`` is sent as a JSON body; ``form`` makes a multipart form afresh for each
+        attempt; ``safe`` says whether sending it twice does no harm (default: by method —
+        GET, HEAD, PUT, DELETE yes; POST, PATCH no).
         """
-        response = await self._send(method, path, params, json, body, headers, safe, False)
+        response = await self._send(method, path, params, json, body, headers, safe, False,
+                                    form)
         await response.aread()
         if response.is_error:
             raise error_from_response(response, response.content)
@@ -120,7 +126,8 @@ class Http:
 
     async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
                     body: BodyFactory | None, headers: Mapping[str, str] | None,
-                    safe: bool | None, stream: bool) -> httpx.Response:
+                    safe: bool | None, stream: bool, form: FormFactory | None = None
+                    ) -> httpx.Response:
         method = method.upper()
         idempotent = method in IDEMPOTENT if safe is None else safe
         replayable = idempotent and getattr(body, "replayable", True)
@@ -131,9 +138,10 @@ class Http:
             all_headers.setdefault("content-type", "application/json")
         attempt = 0
         while True:
+            fields, files = form() if form is not None else (None, None)
             request = self.client.build_request(
                 method, path, params=clean_params(params), headers=all_headers,
-                content=body() if body is not None else content)
+                content=body() if body is not None else content, data=fields, files=files)
             retry_after: float | None = None
             try:
                 response = await self.client.send(request, stream=stream)

@@ -24,6 +24,7 @@ from lakeport.server import (
     observations,
     openapi_links,
     query_params,
+    tasks,
     topics,
 )
 from lakeport.server.auth import KeyCache
@@ -33,7 +34,7 @@ from lakeport.server.store import Store
 from lakeport.streams import open_engine
 from lakeport.wire import API_PREFIX
 
-SERVICES: list[ModuleType] = [observations, files, topics, grants]
+SERVICES: list[ModuleType] = [observations, files, topics, grants, tasks]
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -56,7 +57,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="lakeport",
         version=__version__,
-        description="Sensor observations, data-lake files and topics over HTTP. Every route "
+        description="Sensor observations, data-lake files, topics and tasks over HTTP. Every route "
                     "but /health needs an API key in the x-api-key header.",
         lifespan=lifespan,
         default_response_class=JSONResponse,

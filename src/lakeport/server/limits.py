@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lakeport.errors import LakeportError, TooLarge
 from lakeport.server.auth import HEADER, authenticate
 from lakeport.server.errors import error_response
-from lakeport.server.settings import ServerSettings
+from lakeport.server.settings import MiB, ServerSettings
 from lakeport.wire import API_PREFIX
 
 log = logging.getLogger("lakeport.server")
@@ -27,8 +27,11 @@ log = logging.getLogger("lakeport.server")
 def body_limit(method: str, path: str, settings: ServerSettings,
                prefix: str = API_PREFIX) -> tuple[int, str]:
     """The body limit of a request, and the setting and ``lakeport serve`` option it comes from."""
-    if path.startswith(f"{prefix}/files/") and method in ("PUT", "POST"):
+    if method in ("PUT", "POST") and (path.startswith(f"{prefix}/files/") or (
+            path.startswith(f"{prefix}/tasks/") and method == "PUT")):
         return settings.max_upload_bytes, "max_upload_bytes, lakeport serve --max-upload"
+    if path.startswith(f"{prefix}/tasks/attempts/") and "/logs/" in path:
+        return 4 * MiB, "a log chunk is at most 4 MiB"
     if path == f"{prefix}/observations/csv":
         return settings.max_csv_bytes, "max_csv_bytes, lakeport serve --max-csv"
     return settings.max_body_bytes, "max_body_bytes, lakeport serve --max-body"

@@ -72,6 +72,11 @@ class ServerSettings(BaseModel):
         description="payload bytes in one WebSocket fetch reply at most (always at least one "
                     "message; lakeport serve --max-fetch)")
 
+    task_lost_after: float = Field(
+        default=30.0, gt=0, le=86_400,
+        description="seconds after a worker's last heartbeat when its run is marked lost and "
+                    "retried (lakeport serve --task-lost-after)")
+
     forward: list[ForwardConfig] = Field(
         default_factory=list,
         description="edge topics this server forwards to a central side while it runs "

@@ -108,7 +108,7 @@ def check_writable(found: Access, *, overwrite: bool) -> None:
         require(found, WRITE, "overwrite")
 
 
-async def _save(store: Store, user: User, path: str, stored: Stored, *, overwrite: bool,
+async def save_file(store: Store, user: User, path: str, stored: Stored, *, overwrite: bool,
                 content_type: str | None, tag_list: list[str] | None,
                 meta_map: dict[str, str | None] | None, appended_to: str | None = None,
                 ) -> tuple[dict[str, Any], str | None]:
@@ -167,8 +167,8 @@ async def put_file(request: Request, path: str, overwrite: bool = False,
         check_writable(await access(conn, user, path), overwrite=overwrite)
     stored = await store_stream(lake, request.stream())
     try:
-        info, old_key = await _save(store, user, path, stored, overwrite=overwrite,
-                                    content_type=kind, tag_list=tag_list, meta_map=meta_map)
+        info, old_key = await save_file(store, user, path, stored, overwrite=overwrite,
+                                        content_type=kind, tag_list=tag_list, meta_map=meta_map)
     except BaseException:
         await lake.delete(stored.key)
         raise
@@ -210,9 +210,9 @@ async def _append(request: Request, path: str, user: User, store: Store,
     kind = None if found.row is not None else content_type_of(
         None, request.headers.get("content-type"), path)
     try:
-        info, old_key = await _save(store, user, path, stored, overwrite=True,
-                                    content_type=kind, tag_list=None, meta_map=None,
-                                    appended_to=prepend)
+        info, old_key = await save_file(store, user, path, stored, overwrite=True,
+                                        content_type=kind, tag_list=None, meta_map=None,
+                                        appended_to=prepend)
     except BaseException:
         await lake.delete(stored.key)
         raise
@@ -319,4 +319,4 @@ async def patch_info(path: str, change: InfoPatch, user: User = Depends(current_
         return JSONResponse(await one_record(conn, row.id))
 
 
-__all__ = ["check_writable", "content_type_of", "parse_range", "router"]
+__all__ = ["check_writable", "content_type_of", "parse_range", "router", "save_file"]

@@ -1,5 +1,5 @@
-"""Grants on topics, sensors, features and observed properties: give a user read, write
-(``produce`` on topics) or admin access, list and revoke. Files are shared by path
+"""Grants on topics, sensors, features, observed properties and task projects: give a user
+read, write (``produce`` on topics) or admin access, list and revoke. Files are shared by path
 (``/shares``). The model is described in docs/server/access.md."""
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User, users
+from lakeport.server.tasks.access import project_access, project_level
+from lakeport.server.tasks.lakefiles import share_project_folder
 from lakeport.server.times import format_time
 from lakeport.streams.types import validate_topic_name
 
@@ -60,6 +62,9 @@ async def _level(request: Request, conn: AsyncConnection, user: User, kind: str,
         if owner_id is None and level >= Level.READ:
             await request.app.state.engine.topic_info(name)  # an operator: NotFound if gone
         return level, owner_id
+    if kind == "project":
+        project = await project_access(conn, user, name, Level.READ, "read")
+        return await project_level(conn, user, project), project.owner_id
     row = await require_named(conn, user, kind, name, Level.READ, "read")
     return await level_on(conn, user, kind, row), await user_id_named(conn, row.owner)
 
@@ -92,6 +97,8 @@ async def grant(kind: str, name: str, body: GrantIn, request: Request,
         if not updated.rowcount:
             await conn.execute(grants.insert().values(kind=kind, name=name, user_id=target,
                                                       permission=permission, created_ms=now))
+        if kind == "project":
+            await share_project_folder(conn, name, target, permission)
     return JSONResponse(_record(kind, name, body.user, permission, now),
                         200 if updated.rowcount else 201)
 
@@ -130,6 +137,8 @@ async def revoke(kind: str, name: str, request: Request,
             grants.c.kind == kind, grants.c.name == name, grants.c.user_id == target))
         if not result.rowcount:
             raise NotFound(f"{kind} {name!r} has no grant to {user_name!r}")
+        if kind == "project":
+            await share_project_folder(conn, name, target, None)
     return Response(status_code=204)
 
 

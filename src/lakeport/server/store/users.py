@@ -20,6 +20,7 @@ users = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("worker", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 api_keys = sa.Table(
     "api_keys", metadata,
@@ -42,6 +43,9 @@ class User:
     name: str
     admin: bool = False
     """The operator role: full access to every resource (``lakeport keys create --admin``)."""
+    worker: bool = False
+    """The worker role: may claim task runs and act on the attempts it claimed
+    (``lakeport keys create --worker``), nothing more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,20 +94,32 @@ async def get_user(store: Store, name: str) -> User:
 
 async def set_admin(store: Store, user_name: str, admin: bool) -> None:
     """Give ``user_name`` the operator role (or take it away)."""
+    await _set_role(store, user_name, admin=admin)
+
+
+async def set_worker(store: Store, user_name: str, worker: bool) -> None:
+    """Give ``user_name`` the worker role (or take it away)."""
+    await _set_role(store, user_name, worker=worker)
+
+
+async def _set_role(store: Store, user_name: str, **role: bool) -> None:
     async with store.begin() as conn:
         result = await conn.execute(users.update().where(users.c.name == user_name)
-                                    .values(admin=admin))
+                                    .values(**role))
     if not result.rowcount:
         raise NotFound(f"no user named {user_name!r}")
 
 
 async def create_key(store: Store, user_name: str, label: str = "", *,
-                     admin: bool | None = None) -> str:
+                     admin: bool | None = None, worker: bool | None = None) -> str:
     """A new API key for ``user_name`` (the user is created when missing); shown only now.
-    ``admin`` gives the user the operator role (True) or takes it away (False)."""
+    ``admin`` gives the user the operator role (True) or takes it away (False); ``worker``
+    the same for the worker role."""
     user = await ensure_user(store, user_name)
     if admin is not None:
         await set_admin(store, user_name, admin)
+    if worker is not None:
+        await set_worker(store, user_name, worker)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     async with store.begin() as conn:
@@ -115,12 +131,12 @@ async def create_key(store: Store, user_name: str, label: str = "", *,
 
 async def user_for_key(store: Store, key: str) -> User | None:
     """The user owning ``key``, or None when it is unknown or revoked."""
-    query = (sa.select(users.c.id, users.c.name, users.c.admin)
+    query = (sa.select(users.c.id, users.c.name, users.c.admin, users.c.worker)
              .select_from(api_keys.join(users, api_keys.c.user_id == users.c.id))
              .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked.is_(False)))
     async with store.connect() as conn:
         row = (await conn.execute(query)).first()
-    return None if row is None else User(row.id, row.name, bool(row.admin))
+    return None if row is None else User(row.id, row.name, bool(row.admin), bool(row.worker))
 
 
 async def list_keys(store: Store, user_name: str | None = None) -> list[KeyInfo]:
@@ -146,5 +162,6 @@ async def revoke_key(store: Store, prefix: str) -> None:
 
 
 __all__ = ["KEY_PREFIX", "KeyInfo", "User", "api_keys", "create_key", "ensure_user",
-           "get_user", "hash_key", "list_keys", "revoke_key", "set_admin", "user_for_key",
+           "get_user", "hash_key", "list_keys", "revoke_key", "set_admin", "set_worker",
+           "user_for_key",
            "users"]

@@ -1,0 +1,259 @@
+"""Routes workers use (a worker key; docs/server/tasks.md): claim a run (long poll), fetch
+its bundle and linked files, heartbeat, send its logs and output files, finish it once.
+
+Everything after the claim names the attempt and carries its token (``x-attempt-token``
+header or the body's ``token``): a worker reaches only the attempts it claimed, and an
+attempt that was marked lost answers 410 so its process is stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import StreamingResponse
+
+from lakeport.apps.secrets import SecretStore, resolve_secrets
+from lakeport.errors import Invalid, NotFound
+from lakeport.server.auth import current_user
+from lakeport.server.deps import get_store
+from lakeport.server.files.paths import check_path
+from lakeport.server.responses import JSONResponse
+from lakeport.server.store import Store
+from lakeport.server.store.schema import now_ms
+from lakeport.server.store.users import User
+from lakeport.server.tasks import logs, service
+from lakeport.server.tasks.access import require_worker
+from lakeport.server.tasks.lakefiles import file_object, run_folder, save_run_file, system_user
+from lakeport.server.tasks.tables import links, projects, runs, tasks, versions
+from lakeport.server.tasks.tables import workers as worker_table
+from lakeport.server.tasks.wakeup import Wakeup
+
+router = APIRouter(tags=["task workers"])
+HEARTBEAT = 2.0
+GRACE = 10.0
+MAX_WAIT = 30.0
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker: str = Field(min_length=1, max_length=200)
+    runtimes: list[str] = Field(max_length=50)
+    wait: float = Field(10.0, ge=0, le=MAX_WAIT)
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    state: Literal["running", "paused"] = "running"
+    pid: int | None = None
+
+
+class FinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    outcome: Literal["succeeded", "failed", "cancelled"]
+    exit_code: int | None = None
+    reason: str = Field("", max_length=10_000)
+
+
+async def _see(store: Store, user: User, body: ClaimIn, now: int) -> None:
+    runtimes = ",".join(sorted(set(body.runtimes)))
+    async with store.begin() as conn:
+        changed = await conn.execute(worker_table.update().where(
+            worker_table.c.name == body.worker).values(runtimes=runtimes, user_id=user.id,
+                                                       seen_ms=now))
+        if not changed.rowcount:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(worker_table.insert().values(
+                        name=body.worker, runtimes=runtimes, user_id=user.id, seen_ms=now))
+            except sa.exc.IntegrityError:
+                pass
+
+
+@router.post("/tasks/claim", summary="Claim a queued run (waits up to `wait` seconds; 204 "
+                                     "when none came)")
+async def claim(body: ClaimIn, request: Request, user: User = Depends(current_user),
+                store: Store = Depends(get_store)) -> Response:
+    require_worker(user)
+    wakeup: Wakeup = request.app.state.tasks_wakeup
+    deadline = time.monotonic() + body.wait
+    await _see(store, user, body, now_ms())
+    while True:
+        signal = wakeup.current()
+        async with store.begin() as conn:
+            claimed = await service.claim(conn, store.dialect, body.worker, body.runtimes,
+                                          now_ms())
+            if claimed is not None:
+                try:
+                    return JSONResponse({"attempt": await _attempt(conn, claimed)})
+                except Invalid as exc:  # e.g. a secret that does not exist: the run fails
+                    await service.finish(conn, claimed.attempt_id, claimed.token, "failed",
+                                         None, str(exc), now_ms())
+                    continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Response(status_code=204)
+        await wakeup.wait(signal, min(left, wakeup.poll))
+
+
+async def _attempt(conn: Any, claimed: service.Claimed) -> dict[str, Any]:
+    run, task = claimed.run, claimed.task
+    spec = service.spec_of(task)
+    project = (await conn.execute(sa.select(projects.c.name).where(
+        projects.c.id == task.project_id))).scalar_one()
+    version = (await conn.execute(sa.select(versions).where(
+        versions.c.task_id == task.id, versions.c.version == run.version))).one()
+    link_names = (await conn.execute(sa.select(links.c.file_name).where(
+        links.c.task_id == task.id).order_by(links.c.id))).scalars().all()
+    env = {name: _resolved(value, name) for name, value in spec.env.items()}
+    return {"id": claimed.attempt_id, "token": claimed.token, "run": run.id,
+            "number": claimed.number, "project": project, "task": task.name,
+            "version": run.version, "runtime": run.runtime,
+            "entry": spec.entry or version.executable, "args": spec.args, "env": env,
+            "parameters": orjson.loads(run.parameters), "timeout": spec.timeout,
+            "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
+            "settings": spec.settings, "parts": sorted(orjson.loads(version.parts)),
+            "executable": version.executable, "links": list(link_names),
+            "heartbeat": HEARTBEAT, "grace": GRACE, "log_cap": logs.LOG_CAP}
+
+
+def _resolved(value: str, name: str) -> str:
+    try:
+        return resolve_secrets(value, SecretStore())
+    except Exception as exc:  # a missing secret fails the run with the reason
+        raise Invalid(f"environment variable {name}: {exc}") from None
+
+
+async def _attempt_row(store: Store, user: User, attempt_id: int, token: str | None) -> Any:
+    require_worker(user)
+    async with store.connect() as conn:
+        return await service.live_attempt(conn, attempt_id, token or "")
+
+
+async def _run_paths(store: Store, run_id: int) -> tuple[Any, Any, Any]:
+    """(run, task, project name) of a run."""
+    async with store.connect() as conn:
+        run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+        task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
+        project = (await conn.execute(sa.select(projects.c.name).where(
+            projects.c.id == task.project_id))).scalar_one()
+    return run, task, project
+
+
+@router.get("/tasks/attempts/{attempt_id}/parts/{part}", summary="A part of the run's bundle")
+async def get_part(attempt_id: int, part: Literal["executable", "dependencies", "inputs"],
+                   request: Request, token: str | None = Header(None, alias="x-attempt-token"),
+                   user: User = Depends(current_user),
+                   store: Store = Depends(get_store)) -> Response:
+    attempt = await _attempt_row(store, user, attempt_id, token)
+    run, task, _ = await _run_paths(store, attempt.run_id)
+    async with store.connect() as conn:
+        parts = orjson.loads((await conn.execute(sa.select(versions.c.parts).where(
+            versions.c.task_id == task.id, versions.c.version == run.version))).scalar_one())
+    if part not in parts:
+        raise NotFound(f"the task has no {part}")
+    body = await request.app.state.files_lake.read(parts[part]["key"])
+    return StreamingResponse(body, media_type="application/octet-stream",
+                             headers={"Content-Length": str(parts[part]["size"])})
+
+
+@router.get("/tasks/attempts/{attempt_id}/links/{name:path}",
+            summary="A linked file: the newest successful run's out/<name> of the source task")
+async def get_link(attempt_id: int, name: str, request: Request,
+                   token: str | None = Header(None, alias="x-attempt-token"),
+                   user: User = Depends(current_user),
+                   store: Store = Depends(get_store)) -> Response:
+    attempt = await _attempt_row(store, user, attempt_id, token)
+    run, _, _ = await _run_paths(store, attempt.run_id)
+    async with store.connect() as conn:
+        link = (await conn.execute(sa.select(links).where(
+            links.c.task_id == run.task_id, links.c.file_name == name))).first()
+        if link is None:
+            raise NotFound(f"the task links no file {name!r}")
+        source = (await conn.execute(
+            sa.select(runs.c.id).join(tasks, tasks.c.id == runs.c.task_id)
+            .join(projects, projects.c.id == tasks.c.project_id)
+            .where(projects.c.name == link.source_project, tasks.c.name == link.source_task,
+                   runs.c.state == "succeeded").order_by(runs.c.id.desc()).limit(50))
+        ).scalars().all()
+        found = None
+        for source_run in source:
+            folder = run_folder(link.source_project, link.source_task, source_run)
+            found = await file_object(conn, f"{folder}/out/{name}")
+            if found is not None:
+                break
+    if found is None:
+        raise NotFound(f"no successful run of {link.source_project}/{link.source_task} left "
+                       f"out/{name}")
+    body = await request.app.state.files_lake.read(found.object_key)
+    return StreamingResponse(body, media_type="application/octet-stream",
+                             headers={"Content-Length": str(found.size)})
+
+
+@router.post("/tasks/attempts/{attempt_id}/heartbeat",
+             summary="The attempt's process is alive; answers the command to apply")
+async def heartbeat(attempt_id: int, body: HeartbeatIn, user: User = Depends(current_user),
+                    store: Store = Depends(get_store)) -> JSONResponse:
+    require_worker(user)
+    async with store.begin() as conn:
+        command = await service.heartbeat(conn, attempt_id, body.token, body.state, body.pid,
+                                          now_ms())
+    return JSONResponse({"command": command})
+
+
+@router.post("/tasks/attempts/{attempt_id}/logs/{stream}",
+             summary="Append output of the attempt's process at a byte offset")
+async def append_log(attempt_id: int, stream: Literal["stdout", "stderr"], request: Request,
+                     offset: int = 0, token: str | None = Header(None, alias="x-attempt-token"),
+                     user: User = Depends(current_user),
+                     store: Store = Depends(get_store)) -> JSONResponse:
+    if offset < 0:
+        raise Invalid("offset must be >= 0")
+    require_worker(user)
+    data = await request.body()
+    async with store.begin() as conn:
+        await service.live_attempt(conn, attempt_id, token or "")
+        end = await logs.append(conn, attempt_id, stream, offset, data)
+    return JSONResponse({"end": end})
+
+
+@router.put("/tasks/attempts/{attempt_id}/out/{path:path}", status_code=201,
+            summary="Store an output file of the run (tasks/<project>/<task>/<run>/out/<path>)")
+async def put_output(attempt_id: int, request: Request,
+                     path: str = Path(..., description="relative path under out/"),
+                     token: str | None = Header(None, alias="x-attempt-token"),
+                     user: User = Depends(current_user),
+                     store: Store = Depends(get_store)) -> JSONResponse:
+    attempt = await _attempt_row(store, user, attempt_id, token)
+    run, task, project = await _run_paths(store, attempt.run_id)
+    full = check_path(f"{run_folder(project, task.name, run.id)}/out/{path}")
+    system = await system_user(request)
+    info = await save_run_file(store, request.app.state.files_lake, system, full,
+                               request.stream())
+    return JSONResponse(info, 201)
+
+
+@router.post("/tasks/attempts/{attempt_id}/finish", summary="End the attempt (once)")
+async def finish(attempt_id: int, body: FinishIn, request: Request,
+                 user: User = Depends(current_user),
+                 store: Store = Depends(get_store)) -> JSONResponse:
+    require_worker(user)
+    async with store.begin() as conn:
+        run = await service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
+                                   body.reason, now_ms())
+    if run.state == "queued":
+        request.app.state.tasks_wakeup.notify()
+    request.app.state.tasks_file_logs()
+    return JSONResponse({"run": {"id": run.id, "state": run.state}})
+
+
+__all__ = ["GRACE", "HEARTBEAT", "router"]

@@ -1,0 +1,226 @@
+"""The run state machine, callable without HTTP.
+
+``queued → running → succeeded | failed | cancelled | lost``, plus ``paused``. A run is
+claimed by one worker at a time as an *attempt* (a number and a secret token); the worker
+heartbeats, reports its process's state, and finishes the attempt once. A failed or lost
+attempt is retried while the task's ``retries.count`` allows, after an exponential backoff
+with jitter. Every transition is a row of ``task_events``. Each function runs inside the
+caller's transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lakeport.errors import Closed, Conflict
+from lakeport.server.store import insert_ignore
+from lakeport.server.tasks.tables import attempts, events, runs, tasks
+from lakeport.tasks.spec import ENDED, TaskSpec
+
+LIVE = ("running", "paused")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run a worker claimed: the run, its task and the new attempt."""
+
+    run: Any
+    task: Any
+    attempt_id: int
+    number: int
+    token: str
+
+
+def spec_of(task_row: Any) -> TaskSpec:
+    return TaskSpec.model_validate_json(task_row.spec)
+
+
+async def add_event(conn: AsyncConnection, run_id: int, state: str, now: int,
+                    detail: str = "", attempt: int | None = None) -> None:
+    await conn.execute(events.insert().values(run_id=run_id, attempt=attempt, state=state,
+                                              detail=detail[:2000], at_ms=now))
+
+
+async def queue_run(conn: AsyncConnection, dialect: str, task_row: Any, trigger: str, now: int,
+                    *, slot_ms: int | None = None, parameters: dict[str, Any] | None = None,
+                    ) -> int | None:
+    """Queue a run of the task's current version; its id, or None when a run of ``slot_ms``
+    exists already (a second scheduler or a restart)."""
+    values = {"task_id": task_row.id, "version": task_row.version, "runtime": task_row.runtime,
+              "trigger": trigger, "slot_ms": slot_ms,
+              "parameters": orjson.dumps(parameters or {}).decode(), "state": "queued",
+              "desired": "run", "reason": "", "attempts": 0, "not_before_ms": now,
+              "created_ms": now, "updated_ms": now}
+    if slot_ms is None:
+        run_id = (await conn.execute(runs.insert().values(**values))).inserted_primary_key[0]
+    else:
+        await conn.execute(insert_ignore(dialect, runs).values(**values))
+        found = (await conn.execute(sa.select(runs.c.id, runs.c.created_ms).where(
+            runs.c.task_id == task_row.id, runs.c.slot_ms == slot_ms))).one()
+        if found.created_ms != now:
+            return None
+        run_id = found.id
+    detail = trigger if slot_ms is None else f"{trigger} slot"
+    await add_event(conn, run_id, "queued", now, detail)
+    return run_id
+
+
+def backoff_ms(spec: TaskSpec, attempt: int) -> int:
+    """The wait before attempt ``attempt + 1``: doubled per attempt, capped, with jitter."""
+    retries = spec.retries
+    wait = min(retries.backoff * 2 ** max(attempt - 1, 0), retries.max_backoff)
+    wait *= 1 + random.uniform(-retries.jitter, retries.jitter)
+    return int(max(wait, 0) * 1000)
+
+
+async def claim(conn: AsyncConnection, dialect: str, worker: str, runtimes: list[str],
+                now: int) -> Claimed | None:
+    """Claim the oldest claimable run for ``worker`` (one attempt; None when none waits)."""
+    if not runtimes:
+        return None
+    pick = (sa.select(runs.c.id).where(runs.c.state == "queued",
+                                       runs.c.runtime.in_(runtimes),
+                                       runs.c.not_before_ms <= now)
+            .order_by(runs.c.not_before_ms, runs.c.id).limit(1))
+    if dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    run_id = (await conn.execute(pick)).scalar()
+    if run_id is None:
+        return None
+    taken = await conn.execute(runs.update().where(runs.c.id == run_id,
+                                                   runs.c.state == "queued").values(
+        state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=now))
+    if taken.rowcount != 1:
+        return None  # another server took it first (SQLite: no row locks)
+    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
+    token = secrets.token_urlsafe(24)
+    attempt_id = (await conn.execute(attempts.insert().values(
+        run_id=run_id, number=run.attempts, worker=worker[:200], token=token,
+        state="running", started_ms=now, heartbeat_ms=now))).inserted_primary_key[0]
+    await add_event(conn, run_id, "running", now, f"worker {worker}", run.attempts)
+    return Claimed(run, task, attempt_id, run.attempts, token)
+
+
+async def live_attempt(conn: AsyncConnection, attempt_id: int, token: str) -> Any:
+    """The attempt when it is still the worker's to run (its token, not ended); Gone
+    otherwise (Closed, HTTP 410), telling the worker to stop its process."""
+    row = (await conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id))).first()
+    if row is None or not secrets.compare_digest(row.token, token or ""):
+        raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
+    if row.state not in LIVE:
+        raise Closed(f"attempt {attempt_id} is {row.state}: stop its process")
+    return row
+
+
+async def heartbeat(conn: AsyncConnection, attempt_id: int, token: str, state: str,
+                    pid: int | None, now: int) -> str:
+    """Record that the attempt's process is alive in ``state``; the run's desired state
+    (``run``, ``pause`` or ``stop``) for the worker to apply."""
+    attempt = await live_attempt(conn, attempt_id, token)
+    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
+        heartbeat_ms=now, pid=pid, state=state))
+    run = (await conn.execute(sa.select(runs).where(runs.c.id == attempt.run_id))).one()
+    if state != attempt.state and run.state in LIVE:
+        await conn.execute(runs.update().where(runs.c.id == run.id).values(
+            state=state, updated_ms=now))
+        await add_event(conn, run.id, state, now, "", attempt.number)
+    return str(run.desired)
+
+
+async def finish(conn: AsyncConnection, attempt_id: int, token: str, outcome: str,
+                 exit_code: int | None, reason: str, now: int) -> Any:
+    """End the attempt with ``outcome`` once (a repeat with the same token is a no-op) and
+    move its run on: done, or queued again for a retry. The run row after it."""
+    row = (await conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id))).first()
+    if row is None or not secrets.compare_digest(row.token, token or ""):
+        raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
+    if row.state not in LIVE:
+        if row.state != outcome:
+            raise Conflict(f"attempt {attempt_id} ended as {row.state} already")
+        return (await conn.execute(sa.select(runs).where(runs.c.id == row.run_id))).one()
+    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
+        state=outcome, exit_code=exit_code, reason=reason[:2000], ended_ms=now))
+    return await _after_attempt(conn, row.run_id, row.number, outcome, reason, now)
+
+
+async def _after_attempt(conn: AsyncConnection, run_id: int, number: int, outcome: str,
+                         reason: str, now: int) -> Any:
+    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
+    spec = spec_of(task)
+    state = outcome
+    if run.desired == "stop":
+        state = "cancelled" if outcome != "succeeded" else outcome
+    elif outcome in ("failed", "lost") and number <= spec.retries.count:
+        wait = backoff_ms(spec, number)
+        await conn.execute(runs.update().where(runs.c.id == run_id).values(
+            state="queued", not_before_ms=now + wait, reason=reason[:2000], updated_ms=now))
+        await add_event(conn, run_id, outcome, now, reason, number)
+        await add_event(conn, run_id, "queued", now,
+                        f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
+        return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    await conn.execute(runs.update().where(runs.c.id == run_id).values(
+        state=state, reason=reason[:2000], updated_ms=now, ended_ms=now))
+    await add_event(conn, run_id, state, now, reason, number)
+    return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+
+
+async def mark_lost(conn: AsyncConnection, older_than_ms: int, now: int) -> list[int]:
+    """Attempts whose worker stopped heartbeating before ``older_than_ms``: ``lost``, their
+    runs retried or ended. The attempt ids."""
+    found = (await conn.execute(sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number,
+                                          attempts.c.worker).where(
+        attempts.c.state.in_(LIVE), attempts.c.heartbeat_ms < older_than_ms))).all()
+    lost = []
+    for row in found:
+        reason = f"worker {row.worker} stopped heartbeating"
+        done = await conn.execute(attempts.update().where(
+            attempts.c.id == row.id, attempts.c.state.in_(LIVE)).values(
+            state="lost", reason=reason, ended_ms=now))
+        if done.rowcount == 1:
+            await _after_attempt(conn, row.run_id, row.number, "lost", reason, now)
+            lost.append(row.id)
+    return lost
+
+
+async def control(conn: AsyncConnection, run: Any, action: str, now: int) -> Any:
+    """Pause, resume or stop a run; the run row after it. A run that is not on a worker
+    changes at once; one that is gets the command with the worker's next heartbeat."""
+    if run.state in ENDED:
+        raise Conflict(f"run {run.id} has ended ({run.state})")
+    on_worker = run.state in LIVE
+    values: dict[str, Any] = {"updated_ms": now}
+    if action == "stop":
+        values["desired"] = "stop"
+        if not on_worker or not await _has_live_attempt(conn, run.id):
+            values.update(state="cancelled", ended_ms=now, reason="stopped")
+            await add_event(conn, run.id, "cancelled", now, "stopped before it ran")
+    elif action == "pause":
+        values["desired"] = "pause"
+        if run.state == "queued":
+            values["state"] = "paused"
+            await add_event(conn, run.id, "paused", now, "held in the queue")
+    else:  # resume
+        values["desired"] = "run"
+        if run.state == "paused" and not await _has_live_attempt(conn, run.id):
+            values["state"] = "queued"
+            await add_event(conn, run.id, "queued", now, "resumed")
+    await conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
+    return (await conn.execute(sa.select(runs).where(runs.c.id == run.id))).one()
+
+
+async def _has_live_attempt(conn: AsyncConnection, run_id: int) -> bool:
+    return (await conn.execute(sa.select(attempts.c.id).where(
+        attempts.c.run_id == run_id, attempts.c.state.in_(LIVE)))).first() is not None
+
+
+__all__ = ["LIVE", "Claimed", "add_event", "backoff_ms", "claim", "control", "finish",
+           "heartbeat", "live_attempt", "mark_lost", "queue_run", "spec_of"]
