@@ -32,6 +32,7 @@ from lakeport.cli import (
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
 from lakeport.cli.serve import serve
+from lakeport.cli.worker import worker
 from lakeport.errors import LakeportError
 
 try:  # typer >= 0.24 carries its own copy of click
@@ -68,6 +69,7 @@ app.add_typer(grants.app, name="grants")
 app.add_typer(forward.app, name="forward")
 app.command()(demo)
 app.command()(serve)
+app.command()(worker)
 
 
 def _print_version(value: bool) -> None:

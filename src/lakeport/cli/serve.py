@@ -63,6 +63,16 @@ def serve(
     forward_max_rate: Annotated[str | None, typer.Option(
         "--forward-max-rate", help="Bytes per second on the wire at most, per --forward, "
         "e.g. 1MB/s.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, max=64, help="Task workers to start beside the server (0: none; "
+        "more workers on other machines: lakeport worker --help).")] = 1,
+    worker_concurrency: Annotated[int, typer.Option(
+        "--worker-concurrency", min=1, max=1024, help="Task runs at once per local worker.")
+    ] = 4,
+    task_lost_after: Annotated[float | None, typer.Option(
+        "--task-lost-after", min=1, show_default=False,
+        help="Seconds after a worker's last heartbeat when its run is marked lost and "
+        "retried (default 30).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the platform server until Ctrl-C.
@@ -77,11 +87,13 @@ def serve(
     from lakeport.server import ServerSettings
     from lakeport.server.runner import check_port, server_config
 
-    options: dict[str, object] = {"host": host, "port": port, "record_topics": record or []}
+    options: dict[str, object] = {"host": host, "port": port, "record_topics": record or [],
+                                  "workers": workers, "worker_concurrency": worker_concurrency}
     for key, value in (("store_url", store), ("lake_url", lake), ("streams_url", streams),
                        ("max_body_bytes", max_body), ("max_upload_bytes", max_upload),
                        ("max_csv_bytes", max_csv), ("max_fetch_bytes", max_fetch),
-                       ("header_timeout", header_timeout), ("body_timeout", body_timeout)):
+                       ("header_timeout", header_timeout), ("body_timeout", body_timeout),
+                       ("task_lost_after", task_lost_after)):
         if value:
             options[key] = value
     if forward:

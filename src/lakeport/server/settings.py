@@ -77,6 +77,14 @@ class ServerSettings(BaseModel):
         description="seconds after a worker's last heartbeat when its run is marked lost and "
                     "retried (lakeport serve --task-lost-after)")
 
+    workers: int = Field(
+        default=0, ge=0, le=64,
+        description="task workers the server starts beside itself (lakeport serve --workers; "
+                    "1 there by default)")
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=1024,
+        description="runs at once per local worker (lakeport serve --worker-concurrency)")
+
     forward: list[ForwardConfig] = Field(
         default_factory=list,
         description="edge topics this server forwards to a central side while it runs "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import logging
 import os
@@ -158,14 +159,28 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
         self.exited.set()
 
 
-def _limiter(limits: Limits) -> Callable[[], None] | None:
-    """The function the child runs before ``exec`` to set its limits (None: no limits)."""
-    if limits.memory_mb is None and limits.cpu_seconds is None:
+def _die_with_parent() -> Callable[[], object] | None:
+    """Linux's ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the child is killed when the process that
+    started it dies (a worker killed with ``kill -9`` takes its tasks with it)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_PDEATHSIG = _die_with_parent()
+
+
+def _limiter(limits: Limits) -> Callable[[], None]:
+    """The function the child runs before ``exec``: dies with its parent, and its limits."""
     memory = None if limits.memory_mb is None else limits.memory_mb * 1024 * 1024
     cpu = limits.cpu_seconds
+    die = _PDEATHSIG
 
     def limit() -> None:  # runs in the forked child: no allocation-heavy work here
+        if die is not None:
+            die()
         if memory is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         if cpu is not None:

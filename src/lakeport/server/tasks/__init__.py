@@ -19,6 +19,7 @@ from lakeport.server.store.users import User, ensure_user
 from lakeport.server.tasks import routes_projects, routes_runs, routes_tasks, routes_workers
 from lakeport.server.tasks.filing import file_logs
 from lakeport.server.tasks.lakefiles import SYSTEM_USER
+from lakeport.server.tasks.local_workers import local_workers
 from lakeport.server.tasks.scheduler import Scheduler
 from lakeport.server.tasks.wakeup import Wakeup
 
@@ -62,7 +63,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                           lost_after=settings.task_lost_after)
     running = asyncio.create_task(scheduler.run())
     try:
-        yield
+        async with local_workers(settings, store):
+            yield
     finally:
         running.cancel()
         for job in (running, *pending):
