@@ -1,5 +1,6 @@
 """Filing the logs of ended attempts into the lake (``attempt-<n>/stdout.log`` and
-``stderr.log`` in the run's folder), whether the attempt finished, failed or was lost, and
+``stderr.log`` in the run's folder; a stream the task never wrote to leaves no file), whether
+the attempt finished, failed or was lost, and
 forgetting their chunks in the store :data:`KEEP_CHUNKS_MS` later (followers read them until
 then)."""
 
@@ -38,6 +39,8 @@ async def file_logs(store: Store, lake: Lake, system: User, limit: int = 100) ->
         for stream in logs.STREAMS:
             async with store.connect() as conn:
                 data = await logs.whole(conn, row.id, stream)
+            if not data:
+                continue  # a stream the task never wrote to leaves no file
             await save_run_file(store, lake, system,
                                 log_path(row.project, row.task, row.run_id, row.number, stream),
                                 chunks_of(data), "text/plain; charset=utf-8")
