@@ -61,7 +61,8 @@ def test_models_and_discriminated_union() -> None:
 @pytest.mark.parametrize(("data", "field"), [
     ({"kind": "cron", "expression": "61 * * * *"}, "cron.expression"),
     ({"kind": "cron", "expression": "* * *"}, "cron.expression"),
-    ({"kind": "cron", "expression": "0 0 * * * *"}, "cron.expression"),
+    ({"kind": "cron", "expression": "0 0 0 * * * *"}, "cron.expression"),
+    ({"kind": "cron", "expression": "60 * * * * *"}, "cron.expression"),
     ({"kind": "cron", "expression": "every day"}, "cron.expression"),
     ({"kind": "cron", "expression": "R * * * *"}, "cron.expression"),
     ({"kind": "cron", "expression": "H(0-29) * * * *"}, "cron.expression"),
@@ -373,3 +374,13 @@ def test_slots_property(expression: str, where: tuple[str, datetime], length: in
     assert slots == expected
     middle = start + (end - start) * cut
     assert cron_slots(cron, start, middle) + cron_slots(cron, middle, end) == slots
+
+
+def test_a_seconds_field_first_fires_within_the_minute_and_skips_a_dst_gap() -> None:
+    every_ten = Cron(expression="*/10 * * * * *", timezone="Europe/Berlin")
+    slots = cron_slots(every_ten, utc(2026, 1, 15, 8, 0, 0), utc(2026, 1, 15, 8, 1, 0))
+    assert [slot.second for slot in slots] == [10, 20, 30, 40, 50, 0]
+    # 02:00-03:00 local does not exist on 2026-03-29 in Berlin: 02:30:15 is skipped
+    gap = Cron(expression="15 30 2 * * *", timezone="Europe/Berlin")
+    found = cron_slots(gap, utc(2026, 3, 28, 0), utc(2026, 3, 31, 0))
+    assert found == [utc(2026, 3, 28, 1, 30, 15), utc(2026, 3, 30, 0, 30, 15)]

@@ -5,9 +5,10 @@ instant) or :class:`Cron` (a cron expression read on the wall clock of a time zo
 
 Cron rules (all results are aware UTC datetimes, strictly increasing, no duplicates):
 
-* The expression has five fields (``minute hour day month weekday``) and is matched by
-  ``croniter`` against LOCAL wall-clock times of the schedule's IANA zone; each matching
-  local time is converted to UTC with ``zoneinfo``.
+* The expression has five fields (``minute hour day month weekday``), or six with a seconds
+  field first (``second minute hour day month weekday``, as Quartz and Spring write it), and
+  is matched by ``croniter`` against LOCAL wall-clock times of the schedule's IANA zone; each
+  matching local time is converted to UTC with ``zoneinfo``.
 * A local time that does not exist (the spring forward gap, e.g. 02:30 in Berlin on the
   last Sunday of March) is skipped: it does not fire, not even later.
 * A local time that happens twice (fall back) fires once, at its first occurrence
@@ -113,8 +114,9 @@ class Cron(_Model):
 
     ``expression`` has the five standard fields (names like ``jan``/``mon``, lists, ranges
     and steps; a day of month and a weekday both given match when either does, as in
-    cron); croniter's random ``R`` and hashed ``H`` fields are refused, since a slot must
-    be the same every time it is computed. ``timezone`` is an IANA name. ``limit`` is the
+    cron), or six with a seconds field first (``*/10 * * * * *``: every ten seconds);
+    croniter's random ``R`` and hashed ``H`` fields are refused, since a slot must be the
+    same every time it is computed. ``timezone`` is an IANA name. ``limit`` is the
     number of runs after which the schedule stops (0 = forever); ``catchup`` says what
     happens to slots missed while no scheduler ran (see :func:`due_slots`).
     """
@@ -129,12 +131,13 @@ class Cron(_Model):
     @classmethod
     def _expression(cls, value: str) -> str:
         value = " ".join(value.split())
-        if len(value.split(" ")) != 5:
-            raise ValueError(f"{value!r} needs five fields 'minute hour day month weekday'")
+        if len(value.split(" ")) not in (5, 6):
+            raise ValueError(f"{value!r} needs five fields 'minute hour day month weekday' "
+                             "(or six, with a seconds field first)")
         if re.search(r"\b[RrHh]\b", value):
             raise ValueError(f"{value!r}: random (R) and hashed (H) fields are not supported")
         try:
-            croniter(value)
+            _croniter(value, None)
         except (CroniterError, ValueError, KeyError) as exc:
             raise ValueError(f"cannot parse cron {value!r}: {exc}") from None
         return value
@@ -163,7 +166,7 @@ class Cron(_Model):
     @property
     def every_hour(self) -> bool:
         """Whether the hour field matches all 24 hours (then repeated hours fire twice)."""
-        hours = croniter(self.expression).expanded[1]
+        hours = _croniter(self.expression, None).expanded[1]
         return hours == ["*"] or len(set(hours)) == 24
 
 
@@ -207,9 +210,22 @@ def _aware(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def _croniter(expression: str, start: datetime | None) -> croniter:
+    """croniter for a five-field expression, or a six-field one with seconds first."""
+    return croniter(expression, start, second_at_beginning=expression.count(" ") == 5)
+
+
+def _offset_steady(zone: ZoneInfo, around: datetime) -> bool:
+    """Whether ``zone``'s UTC offset is the same from :data:`_MARGIN` before ``around`` to
+    :data:`_MARGIN` after it (no DST change nearby: local times near it map to UTC in order)."""
+    offsets = {(around + step).astimezone(zone).utcoffset()
+               for step in (-_MARGIN, timedelta(0), _MARGIN)}
+    return len(offsets) == 1
+
+
 def _naive_times(expression: str, start: datetime, end: datetime) -> Iterator[datetime]:
     """Naive local times matching ``expression``, strictly after ``start``, up to ``end``."""
-    it = croniter(expression, start)
+    it = _croniter(expression, start)
     while True:
         try:
             local = it.get_next(datetime)
@@ -224,7 +240,9 @@ def _instants(cron: Cron, after: datetime, horizon: datetime) -> Iterator[dateti
     """Slots of ``cron`` strictly after ``after``, in order, while the local time < horizon."""
     zone = cron.zone
     twice = cron.every_hour
-    start = after.astimezone(zone).replace(tzinfo=None, fold=0) - _MARGIN
+    # near a DST change a local time before after's can lie after it in UTC: look back then
+    margin = timedelta(0) if _offset_steady(zone, after) else _MARGIN
+    start = after.astimezone(zone).replace(tzinfo=None, fold=0) - margin
     end = horizon.astimezone(zone).replace(tzinfo=None) + _MARGIN
     pending: list[datetime] = []
     for local in _naive_times(cron.expression, start, end):
