@@ -171,11 +171,16 @@ class Attempt:
 
     async def _heartbeats(self) -> None:
         every = float(self.record["heartbeat"])
+        # the server calls the attempt lost after lost_after s without a heartbeat and may
+        # run it elsewhere: stop it here well before that, so it never runs twice at once
+        fence = float(self.record.get("lost_after", 30.0)) * 2 / 3
+        last_ok = time.monotonic()
         while True:
             process = self.process
             try:
                 command = await self.api.heartbeat(
                     self.record, self.state, process.pid if process else None)
+                last_ok = time.monotonic()
             except ApiClosed:
                 self.gone = True
                 log.warning("attempt %s was taken away: stopping its process",
@@ -185,6 +190,14 @@ class Attempt:
                 return
             except Transient as exc:
                 log.warning("heartbeat of attempt %s failed: %s", self.record["id"], exc)
+                if time.monotonic() - last_ok > fence:
+                    log.error("attempt %s: no heartbeat reached the server for %.0f s: "
+                              "stopping it (the server retries the run)", self.record["id"],
+                              time.monotonic() - last_ok)
+                    self.gone = True
+                    if process is not None:
+                        await process.stop(0)
+                    return
                 command = "run" if self.state == "running" else "pause"
             if await self._apply(command):
                 continue  # report the new state at once

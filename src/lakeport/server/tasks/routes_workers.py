@@ -94,7 +94,9 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
                                           now_ms())
             if claimed is not None:
                 try:
-                    return JSONResponse({"attempt": await _attempt(conn, claimed)})
+                    record = await _attempt(conn, claimed,
+                                            request.app.state.settings.task_lost_after)
+                    return JSONResponse({"attempt": record})
                 except Invalid as exc:  # e.g. a secret that does not exist: the run fails
                     await service.finish(conn, claimed.attempt_id, claimed.token, "failed",
                                          None, str(exc), now_ms())
@@ -105,7 +107,8 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
         await wakeup.wait(signal, min(left, wakeup.poll))
 
 
-async def _attempt(conn: Any, claimed: service.Claimed) -> dict[str, Any]:
+async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
+                   ) -> dict[str, Any]:
     run, task = claimed.run, claimed.task
     spec = service.spec_of(task)
     project = (await conn.execute(sa.select(projects.c.name).where(
@@ -123,7 +126,8 @@ async def _attempt(conn: Any, claimed: service.Claimed) -> dict[str, Any]:
             "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
             "settings": spec.settings, "parts": sorted(orjson.loads(version.parts)),
             "executable": version.executable, "links": list(link_names),
-            "heartbeat": HEARTBEAT, "grace": GRACE, "log_cap": logs.LOG_CAP}
+            "heartbeat": HEARTBEAT, "grace": GRACE, "log_cap": logs.LOG_CAP,
+            "lost_after": lost_after}
 
 
 def _resolved(value: str, name: str) -> str:

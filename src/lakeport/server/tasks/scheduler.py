@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -95,7 +96,8 @@ async def fire_due(conn: AsyncConnection, dialect: str, now: int) -> int:
 
 class Scheduler:
     """The loop: every ``interval`` seconds, when leading, fire due schedules, mark silent
-    attempts lost after ``lost_after`` seconds, and file ended attempts' logs."""
+    attempts lost after ``lost_after`` seconds (once it has led that long itself), and file
+    ended attempts' logs."""
 
     def __init__(self, store: Store, *, notify: Callable[[], None],
                  file_logs: Callable[[], Awaitable[None]],
@@ -106,6 +108,7 @@ class Scheduler:
         self.lost_after = lost_after
         self.interval = interval
         self._lock: AsyncConnection | None = None
+        self._leading_since: float | None = None
 
     async def run(self) -> None:
         try:
@@ -124,9 +127,15 @@ class Scheduler:
 
     async def tick(self) -> None:
         now = now_ms()
+        if self._leading_since is None:
+            self._leading_since = time.monotonic()
+        # heartbeats could not arrive while no server led: give workers lost_after to
+        # come back before calling any of their runs lost
+        judging = time.monotonic() - self._leading_since >= self.lost_after
         async with self.store.begin() as conn:
             queued = await fire_due(conn, self.store.dialect, now)
-            lost = await service.mark_lost(conn, now - int(self.lost_after * 1000), now)
+            lost = await service.mark_lost(conn, now - int(self.lost_after * 1000), now) \
+                if judging else []
         if queued or lost:
             self.notify()
         await self.file_logs()
@@ -156,6 +165,7 @@ class Scheduler:
         return True
 
     async def _drop_lock(self) -> None:
+        self._leading_since = None
         if self._lock is not None:
             with contextlib.suppress(Exception):
                 await self._lock.close()
