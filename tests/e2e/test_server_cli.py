@@ -6,6 +6,7 @@ another."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -84,6 +85,11 @@ def test_the_done_when_flow(server: str, tmp_path: Path,
         writer.writerows([T0 + i * 1000, 20 + (i % 100) / 10] for i in range(ROWS))
     uploaded = ok("observations", "upload", str(data), "--sensor", "pump-1", "--json")
     assert '"stored": 100000' in uploaded.stdout
+    # one reading a second from 05:30 IST on 1 January: IST days, not UTC days
+    days = ok("observations", "aggregate", "--sensor", "pump-1", "--bucket", "1d",
+              "--tz", "Asia/Kolkata", "--fn", "count,sum", "--json")
+    assert [(d["bucket"], d["count"]) for d in json.loads(days.stdout)] == [
+        ("2025-12-31T18:30:00.000Z", 66_600), ("2026-01-01T18:30:00.000Z", 33_400)]
 
     with SyncClient.from_env() as client:
         frame = client.observations.query("pump-1", "temp", format="dataframe")

@@ -226,3 +226,39 @@ async def test_s3_wrong_secret_is_terminal() -> None:
             with pytest.raises(Terminal, match="SignatureDoesNotMatch") as caught:
                 await sink.write(make_batch(1, 2))
             assert "not-the-secret" not in str(caught.value)
+
+
+async def test_partition_by_asset_partitions_a_new_table_by_asset(tmp_path: Path) -> None:
+    """``partition_by_asset`` is honoured, not ignored: ``asset`` partitions below ``date``,
+    names escaped in the folders (never leaving the table) and read back exactly."""
+    names = ["x/../../../../escaped", "line 1/pump=7", "a%2Fb"]
+    batch = make_batch(1, 3)
+    batch = type(batch)(batch.topic, 1, 3, batch.table.set_column(
+        1, "asset", pa.array(names, pa.string())))
+    table_path = tmp_path / "lake" / "readings"
+    table_path.parent.mkdir()
+    async with open_sink(f"delta+file://{table_path}", {"partition_by_asset": True}) as sink:
+        await sink.healthcheck()
+        await sink.write(batch)
+        await sink.write(make_batch(4, 6))
+        await sink.healthcheck()
+    table = DeltaTable(str(table_path))
+    assert table.metadata().partition_columns == ["date", "asset"]
+    rows = pa.table(table.to_pyarrow_table()).sort_by("seqno")
+    assert rows["asset"].to_pylist() == [*names, "pump-1", "pump-2", "pump-0"]
+    files = [p.relative_to(tmp_path) for p in tmp_path.rglob("*.parquet")]
+    assert len(files) == 6
+    assert all(f.parts[:2] == ("lake", "readings") and f.parts[3].startswith("asset=")
+               and len(f.parts) == 5 for f in files), files
+    assert not (tmp_path / "escaped").exists()
+
+    date_only = f"delta+file://{tmp_path}/by-date"
+    async with open_sink(date_only) as sink:
+        await sink.write(make_batch(1, 2))
+    async with open_sink(date_only, {"partition_by_asset": True}) as sink:
+        with pytest.raises(Terminal, match=r"^option 'partition_by_asset' for .*partitioned "
+                                           r"by date, not asset"):
+            await sink.healthcheck()
+        with pytest.raises(Terminal, match="option 'partition_by_asset'"):
+            await sink.write(make_batch(3, 4))
+    assert pa.table(DeltaTable(f"{tmp_path}/by-date").to_pyarrow_table()).num_rows == 2

@@ -145,14 +145,21 @@ def aggregate(
     sensor: SensorOption = None, prop: PropertyOption = None, feature: FeatureOption = None,
     start: StartOption = None, end: EndOption = None,
     bucket: Annotated[str, typer.Option(help="Time bucket: 1m, 1h or 1d.")] = "1h",
-    fn: Annotated[str, typer.Option(help="Functions: avg,min,max,count,first,last.")]
+    fn: Annotated[str, typer.Option(help="Functions: avg,min,max,sum,count,first,last.")]
     = "avg,min,max,count",
+    tz: Annotated[str, typer.Option(
+        "--tz", help="Buckets start at this zone's local minute, hour or midnight: an IANA "
+        "name (Asia/Kolkata), an offset (+05:30) or an abbreviation (IST).")] = "UTC",
     as_json: JsonOption = False, url: ServerOption = None, api_key: ApiKeyOption = None,
 ) -> None:
-    """Aggregate observations per time bucket."""
+    """Aggregate observations per time bucket (bucket: its start in UTC).
+
+    Example: lakeport observations aggregate --sensor pump-1 --bucket 1d --tz Asia/Kolkata
+    --fn sum,count
+    """
     fns = [name.strip() for name in fn.split(",") if name.strip()]
     rows = call(url, api_key, lambda c: c.observations.aggregate(
-        sensor, prop, feature, start, end, bucket=bucket, fns=fns))
+        sensor, prop, feature, start, end, bucket=bucket, fns=fns, tz=tz))
     show_records(rows, as_json, None, "no observations match")
 
 

@@ -31,14 +31,29 @@ from lakeport.errors import Invalid
 Time = datetime | date | np.datetime64 | str | int | float | None
 Routing = Literal["db", "stream", "both"]
 COLUMNS = ("sensor", "feature", "property", "time", "value")
-FUNCTIONS = ("avg", "min", "max", "count", "first", "last")
+Names = str | Sequence[str] | None
+"""A filter: one name, several (any of them matches; the server's repeated parameter) or None
+(no filter)."""
+FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 DATASTREAM_COLUMNS = ("id", "sensor", "property", "feature", "unit", "data_type", "count",
                       "first", "last")
 
 
-def _selection(sensor: str | None, property: str | None, feature: str | None,
+def _names(value: Names, what: str) -> str | list[str] | None:
+    """A filter as a query parameter: a list of names is sent repeated."""
+    if value is None or isinstance(value, str):
+        return value
+    names = list(value)
+    bad = [name for name in names if not isinstance(name, str)]
+    if bad or not names:
+        raise Invalid(f"{what}: give a name or a list of names, not {value!r}")
+    return names
+
+
+def _selection(sensor: Names, property: Names, feature: Names,
                start: Time = None, end: Time = None) -> dict[str, Any]:
-    return {"sensor": sensor, "property": property, "feature": feature,
+    return {"sensor": _names(sensor, "sensor"), "property": _names(property, "property"),
+            "feature": _names(feature, "feature"),
             "start": None if start is None else _time(start, "start"),
             "end": None if end is None else _time(end, "end")}
 
@@ -259,15 +274,15 @@ class Observations:
         return int(answer["deleted"])
 
     # -- query ------------------------------------------------------------------------------
-    async def page(self, sensor: str | None = None, property: str | None = None,
-                   feature: str | None = None, start: Time = None, end: Time = None, *,
+    async def page(self, sensor: Names = None, property: Names = None,
+                   feature: Names = None, start: Time = None, end: Time = None, *,
                    order: str = "asc", limit: int = 100, cursor: str | None = None) -> Page:
         """One page of observations; pass ``next_cursor`` back as ``cursor`` for the next."""
         params = {**_selection(sensor, property, feature, start, end), "order": _order(order)}
         return await paging.page(self._http, "/observations", params, limit, cursor)
 
-    def iter(self, sensor: str | None = None, property: str | None = None,
-             feature: str | None = None, start: Time = None, end: Time = None, *,
+    def iter(self, sensor: Names = None, property: Names = None,
+             feature: Names = None, start: Time = None, end: Time = None, *,
              order: str = "asc", limit: int | None = None,
              page_size: int = paging.MAX_PAGE) -> AsyncIterator[dict[str, Any]]:
         """Every matching observation (at most ``limit``), page by page: ``async for o in``."""
@@ -275,8 +290,8 @@ class Observations:
         return paging.iterate(self._http, "/observations", params, limit=limit,
                               page_size=page_size)
 
-    async def query(self, sensor: str | None = None, property: str | None = None,
-                    feature: str | None = None, start: Time = None, end: Time = None, *,
+    async def query(self, sensor: Names = None, property: Names = None,
+                    feature: Names = None, start: Time = None, end: Time = None, *,
                     order: str = "asc", limit: int | None = None,
                     format: ResultFormat = "json") -> Any:
         """Observations in ``[start, end)`` as records, a table or a DataFrame (at most
@@ -296,8 +311,8 @@ class Observations:
             return arrow_to(observation_table(items), format)
         return shape(items, format, COLUMNS)
 
-    async def arrow(self, sensor: str | None = None, property: str | None = None,
-                    feature: str | None = None, start: Time = None, end: Time = None, *,
+    async def arrow(self, sensor: Names = None, property: Names = None,
+                    feature: Names = None, start: Time = None, end: Time = None, *,
                     order: str = "asc") -> Any:
         """Observations in ``[start, end)`` as a pyarrow Table (fetched as Parquet)."""
         import pyarrow.parquet as pq
@@ -307,8 +322,8 @@ class Observations:
         response = await self._http.request("GET", "/observations", params=params)
         return pq.read_table(io.BytesIO(response.content))
 
-    async def download(self, dest: Dest, sensor: str | None = None,
-                       property: str | None = None, feature: str | None = None,
+    async def download(self, dest: Dest, sensor: Names = None,
+                       property: Names = None, feature: Names = None,
                        start: Time = None, end: Time = None, *, format: str = "csv",
                        order: str = "asc") -> int:
         """Save observations in ``[start, end)`` as CSV or Parquet into ``dest`` (a path or a
@@ -320,32 +335,36 @@ class Observations:
         async with self._http.stream("GET", "/observations", params=params) as response:
             return await write_response(response, dest)
 
-    async def latest(self, sensor: str | None = None, property: str | None = None,
-                     feature: str | None = None, *, format: ResultFormat = "json") -> Any:
-        """The latest observation of every matching datastream."""
+    async def latest(self, sensor: Names = None, property: Names = None,
+                     feature: Names = None, *, format: ResultFormat = "json") -> Any:
+        """The latest observation of every matching datastream; each filter is a name or a
+        list of names (any of them matches)."""
         check_format(format)
         answer = await self._http.json("GET", "/observations/latest",
                                        params=_selection(sensor, property, feature))
         return shape(answer["items"], format, COLUMNS if not answer["items"] else None)
 
-    async def aggregate(self, sensor: str | None = None, property: str | None = None,
-                        feature: str | None = None, start: Time = None, end: Time = None, *,
+    async def aggregate(self, sensor: Names = None, property: Names = None,
+                        feature: Names = None, start: Time = None, end: Time = None, *,
                         bucket: str = "1h", fns: Sequence[str] = ("avg", "min", "max", "count"),
-                        format: ResultFormat = "json") -> Any:
-        """Per time ``bucket`` (1m, 1h, 1d): ``fns`` of avg, min, max, count, first, last."""
+                        tz: str = "UTC", format: ResultFormat = "json") -> Any:
+        """Per time ``bucket`` (1m, 1h, 1d): ``fns`` of avg, min, max, sum, count, first, last.
+        Buckets start at the local minute, hour or midnight of ``tz`` (an IANA name such as
+        ``Asia/Kolkata``, an offset such as ``+05:30`` or an abbreviation such as ``IST``);
+        ``bucket`` in the answer is that start in UTC."""
         check_format(format)
         unknown = [fn for fn in fns if fn not in FUNCTIONS]
         if unknown or not fns:
             raise Invalid(f"bad aggregate function {unknown[0] if unknown else ''!r}: "
                           f"use {', '.join(FUNCTIONS)}")
         params = {**_selection(sensor, property, feature, start, end), "bucket": bucket,
-                  "fn": ",".join(fns)}
+                  "fn": ",".join(fns), "tz": tz}
         answer = await self._http.json("GET", "/observations/aggregate", params=params)
         columns = ("sensor", "feature", "property", "bucket", *fns)
         return shape(answer["items"], format, columns if not answer["items"] else None)
 
-    async def count(self, sensor: str | None = None, property: str | None = None,
-                    feature: str | None = None, start: Time = None, end: Time = None) -> int:
+    async def count(self, sensor: Names = None, property: Names = None,
+                    feature: Names = None, start: Time = None, end: Time = None) -> int:
         """How many observations match."""
         answer = await self._http.json("GET", "/observations/count",
                                        params=_selection(sensor, property, feature, start, end))
@@ -356,8 +375,8 @@ class Observations:
         check_format(format)
         return shape(await self._http.json("GET", "/counts"), format)
 
-    async def datastreams(self, sensor: str | None = None, property: str | None = None,
-                          feature: str | None = None, *, limit: int | None = None,
+    async def datastreams(self, sensor: Names = None, property: Names = None,
+                          feature: Names = None, *, limit: int | None = None,
                           format: ResultFormat = "json") -> Any:
         """The datastreams (sensor, property, feature) matching, with their counts."""
         check_format(format)
@@ -367,5 +386,6 @@ class Observations:
                      TIME_COLUMNS | {"first", "last"})
 
 
-__all__ = ["COLUMNS", "DATASTREAM_COLUMNS", "FUNCTIONS", "Observations", "Routing", "Time",
+__all__ = ["COLUMNS", "DATASTREAM_COLUMNS", "FUNCTIONS", "Names", "Observations", "Routing",
+           "Time",
            "frame_rows", "is_missing", "observation_table"]

@@ -124,3 +124,83 @@ def test_a_locked_sqlite_file_is_transient_a_missing_table_is_not(tmp_path: Path
     finally:
         holder.close()
         other.close()
+
+
+GOOD = [Number(asset="pump-1", datastream="pressure", value=i, unit="bar",
+               time=f"2026-01-15T08:00:0{i}Z").to_payload() for i in range(5)]
+# each invalid message, as produced, and the start of the reason it is dead-lettered with
+INVALID = [
+    (b'{"asset": "pump-1", "datastream": "pressure", "value": ', "payload is not JSON"),
+    (b"\xff\xfe binary \x00", "payload is not JSON"),
+    (b'{"asset": "pump-1", "datastream": "pressure", "value": "high"}',
+     "value is a string but property 'pressure' holds number values"),
+    (b'{"asset": "pump-1", "datastream": "pressure", "value": 7, '
+     b'"time": "9999-12-31T23:59:59-05:00"}', "time is outside the years 1-9999"),
+    (b'{"asset": "pump-1", "datastream": "pressure", "value": 8, '
+     b'"time": "0000-06-01T00:00:00Z"}', "time is outside the years 1-9999"),
+    (b'{"asset": "pump 1", "datastream": "pressure", "value": 9}',
+     "asset 'pump 1' is not a valid name"),
+    (b'{"asset": "pump-1", "datastream": "mode", "value": "a\\u0000b"}',
+     "value holds a NUL character"),
+]
+
+
+async def produce_raw(url: str, payloads: list[bytes]) -> None:
+    from lakeport.streams import Format, TopicOptions, open_engine
+
+    async with open_engine(url) as engine:
+        await engine.create_topic(TOPIC, TopicOptions(format=Format.BYTES))
+        async with engine.producer("plc", TOPIC) as producer:
+            for payload in payloads:  # one message per block: seqno order as given
+                await producer.produce(payload, headers={"origin": "plc-7"})
+
+
+async def topic_state(url: str) -> tuple[list[object], int]:
+    """The recorder's dead letters of ``TOPIC`` and how many messages it has not acked."""
+    from lakeport.errors import NotFound
+    from lakeport.streams import open_engine
+
+    async with open_engine(url) as engine:
+        info = await engine.topic_info(TOPIC)
+        acked = next((c.acked for c in info.consumers if c.name == "recorder"), 0)
+        try:
+            async with engine.consumer("check", "dead-letter.recorder." + TOPIC,
+                                       position="beginning", follow=False) as consumer:
+                letters: list[object] = [m async for m in consumer]
+        except NotFound:
+            letters = []
+        return letters, info.last_seqno - acked
+
+
+def test_invalid_readings_go_to_the_dead_letter_topic_with_their_bytes(
+        store_url: str, tmp_path: Path) -> None:
+    """Good readings are stored; every invalid one lands in ``dead-letter.recorder.<topic>``
+    with its exact bytes, its headers and why; the block is acked only after that."""
+    import orjson
+
+    settings = platform_settings(store_url, tmp_path, record_topics=[TOPIC])
+    good = [orjson.dumps(p) for p in GOOD]
+    payloads = [good[0], good[1], *(raw for raw, _ in INVALID[:4]), good[2],
+                *(raw for raw, _ in INVALID[4:]), good[3], good[4]]
+    asyncio.run(produce_raw(settings.streams_url, payloads))
+    with running_platform(settings) as platform, platform.client() as http:
+        state: list[tuple[list[object], int]] = []
+
+        def settled() -> bool:
+            state[:] = [asyncio.run(topic_state(settings.streams_url))]
+            return len(state[0][0]) == len(INVALID) and state[0][1] == 0
+
+        assert wait_until(settled, 30), state
+        letters, unacked = state[0]
+        counts = http.get(f"{API}/counts").json()
+        assert counts["observations"] == len(GOOD)
+        values = http.get(f"{API}/observations", params={"sensor": "pump-1"}).json()["items"]
+        assert [v["value"] for v in values] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    seqnos = {raw: str(i + 1) for i, raw in enumerate(payloads)}
+    assert [m.data for m in letters] == [raw for raw, _ in INVALID]  # type: ignore[attr-defined]
+    for message, (raw, reason) in zip(letters, INVALID, strict=True):
+        headers = message.headers or {}  # type: ignore[attr-defined]
+        assert headers["dead-letter-reason"].startswith(reason), headers
+        assert headers["dead-letter-topic"] == TOPIC and headers["origin"] == "plc-7"
+        assert headers["dead-letter-seqno"] == seqnos[raw]
+    assert unacked == 0

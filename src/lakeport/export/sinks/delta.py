@@ -7,8 +7,10 @@ batch retried after a crash is a no-op: exactly one copy of every row.
 
 The table has the columns of :data:`lakeport.readings.ROW_SCHEMA` plus ``date`` (the UTC
 date of ``time``, a Delta ``date``), and is partitioned by ``date`` (option
-``partition_by_date``). It is created on the first write; the schema is enforced (an
-existing table with other columns is a Terminal error naming them).
+``partition_by_date``) and, with ``partition_by_asset``, by ``asset`` below it (deltalake
+escapes the value in the folder name and keeps the exact name in the log). It is created on
+the first write; the schema is enforced (an existing table with other columns is a Terminal
+error naming them, and so is ``partition_by_asset`` on a table not partitioned by asset).
 
 ``delta+s3://`` takes the options of the ``s3://`` sink (endpoint, region, key, secret,
 token) and passes them to deltalake as storage options; on plain-HTTP endpoints (MinIO,
@@ -37,6 +39,7 @@ from lakeport.export.sinks.s3 import S3Options, S3Sink, parse_s3_url
 from lakeport.readings import ROW_SCHEMA
 
 DATE_COLUMN = "date"
+ASSET_COLUMN = "asset"
 TABLE_SCHEMA = ROW_SCHEMA.append(pa.field(DATE_COLUMN, pa.date32(), nullable=False))
 CREDENTIAL_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                     "ExpiredToken", "InvalidToken", "403 Forbidden")
@@ -119,6 +122,21 @@ class DeltaSink(Sink):
             options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
         return options
 
+    def partition_columns(self) -> list[str]:
+        """The partition columns of a new table: ``date`` and/or ``asset``, as configured."""
+        return [name for name, chosen in ((DATE_COLUMN, self.config.partition_by_date),
+                                          (ASSET_COLUMN, self.config.partition_by_asset))
+                if chosen]
+
+    def _check_partitions(self, table: DeltaTable) -> None:
+        """``partition_by_asset`` needs a table partitioned by asset (a table's partitions
+        are fixed when it is created)."""
+        columns = table.metadata().partition_columns
+        if self.config.partition_by_asset and ASSET_COLUMN not in columns:
+            raise Terminal(f"option 'partition_by_asset' for {self.describe()}: the existing "
+                           f"table is partitioned by {', '.join(columns) or 'nothing'}, not "
+                           "asset — use a new table path or drop the option")
+
     def app_id(self, topic: str) -> str:
         return f"{self.config.app_id}/{topic}"
 
@@ -178,6 +196,7 @@ class DeltaSink(Sink):
                                             for n in changed))
             raise Terminal(f"the Delta table {self.describe()} has another schema: "
                            f"{'; '.join(problems)} — use a new table path")
+        self._check_partitions(table)
 
     async def write(self, batch: Batch, fmt: str = "parquet") -> list[str]:
         """Append ``batch`` as one commit, unless its app transaction is already in the table;
@@ -205,10 +224,11 @@ class DeltaSink(Sink):
             done = table.transaction_version(app_id)
             if done is not None and done >= batch.last_seqno:
                 return []  # this batch (or a later one) is already committed
+            self._check_partitions(table)
             before, before_version = set(table.file_uris()), table.version()
         elif self.bucket is None:
             self._check_folder()
-        partition_by = [DATE_COLUMN] if table is None and self.config.partition_by_date else None
+        partition_by = (self.partition_columns() or None) if table is None else None
         write_deltalake(
             table if table is not None else self.table_uri,
             rows,

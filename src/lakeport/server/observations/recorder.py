@@ -5,14 +5,17 @@ For each topic in ``record_topics`` a task reads with the durable exclusive cons
 (``{"asset", "datastream", "value", "unit", "time", "type"}``) to sensor = feature = asset and
 observed property = datastream (created on first sight, owned by ``recorder``, data type from
 the value, unit from ``unit``), inserts the block in one transaction and acks it after the
-commit. Readings that are not readings, or whose value does not fit the property's data type,
-are skipped and counted in the log.
+commit. A message that is no valid reading (not JSON, not a reading, a name that is not a
+valid name, a time outside the years 1-9999, a value that does not fit the property's data
+type or holds a NUL character) is not stored: it goes, with its exact bytes, key and headers
+and a ``dead-letter-reason`` header, to the dead-letter topic ``dead-letter.recorder.<topic>``
+(``lakeport.streams.dead_letters``) before the block is acked, so nothing is lost.
 
 A block that cannot be stored is never skipped: while the store is unreachable (a connection
 refused or lost, a server shutting down, a busy SQLite file) the block is tried again with a
 backoff that doubles up to ``RETRY_MAX`` seconds, nothing is acked and the consumer's lag grows;
 once the store is back the block is stored and recording goes on. Other errors are retried the
-same way with their traceback in the log.
+same way with their traceback in the log, and so is a dead-letter topic that cannot be written.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lakeport.apps.messages import dead_letter_topic
 from lakeport.errors import Transient
-from lakeport.readings import DATA_TYPES, build_rows
+from lakeport.readings import DATA_TYPES, DeadLetter, build_rows
 from lakeport.server.observations.catalog import ensure_datastreams
 from lakeport.server.observations.models import NAME_PATTERN
 from lakeport.server.observations.tables import features, properties, sensors
 from lakeport.server.observations.writer import Series, ServiceState, insert_series
 from lakeport.server.store import Store, insert_ignore
 from lakeport.server.store.schema import now_ms
-from lakeport.streams import Engine
+from lakeport.server.times import MAX_MS, MIN_MS
+from lakeport.streams import Engine, dead_letters
+from lakeport.streams.base import Producer
+from lakeport.streams.block import MessageBlock
 
 log = logging.getLogger("lakeport.server.recorder")
 CONSUMER = "recorder"
@@ -80,10 +87,22 @@ def _groups(keys: pa.Array) -> Iterable[tuple[str, np.ndarray]]:
             yield encoded.dictionary[int(codes[part[0]])].as_py(), part
 
 
-async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple[int, int]:
-    """Store reading rows (``lakeport.readings.ROW_SCHEMA``); (stored, skipped)."""
+Rejected = list[tuple[int, str]]
+"""Readings the store cannot take: (seqno, why)."""
+
+
+async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple[int, Rejected]:
+    """Store reading rows (``lakeport.readings.ROW_SCHEMA``); (stored, the rows not stored
+    as ``(seqno, why)``: a name that is not a valid name, a time outside the years 1-9999, a
+    value that does not fit its property's data type or holds a NUL character)."""
     if not rows.num_rows:
-        return 0, 0
+        return 0, []
+    seqnos = rows["seqno"].combine_chunks().to_numpy(zero_copy_only=False)
+    rejected: Rejected = []
+
+    def reject(index: np.ndarray, why: str) -> None:
+        rejected.extend((int(seqnos[i]), why) for i in index)
+
     number, string = rows["value_number"].combine_chunks(), rows["value_string"].combine_chunks()
     boolean, obj = rows["value_bool"].combine_chunks(), rows["value_object"].combine_chunks()
     kind = np.select([number.is_valid().to_numpy(zero_copy_only=False),
@@ -92,17 +111,23 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
     nul = pc.fill_null(pc.match_substring(string, "\x00"), False).to_numpy(zero_copy_only=False)
     times = np.floor_divide(rows["time"].combine_chunks().cast(pa.int64())
                             .to_numpy(zero_copy_only=False), 1000)
+    outside = (times < MIN_MS) | (times > MAX_MS)
     units = rows["unit"].combine_chunks()
     keys = pc.binary_join_element_wise(rows["asset"].combine_chunks(),
                                        rows["datastream"].combine_chunks(), "\x1f")
     groups = [(key.split("\x1f", 1), index) for key, index in _groups(keys)]
-    skipped = 0
     good = []
     for (asset, stream), index in groups:
-        if _NAME.fullmatch(asset) and _NAME.fullmatch(stream):
+        bad = [f"{what} {name!r} is not a valid name (1-200 of A-Z a-z 0-9 + _ = : @ . -)"
+               for what, name in (("asset", asset), ("datastream", stream))
+               if not _NAME.fullmatch(name)]
+        if bad:
+            reject(index, "; ".join(bad))
+            continue
+        reject(index[outside[index]], "time is outside the years 1-9999")
+        index = index[~outside[index]]
+        if index.size:
             good.append((asset, stream, index))
-        else:
-            skipped += len(index)
     created = now_ms()
     sensor_rows = {a: {"name": a, "description": "", "kind": "atomic", "components": "[]",
                        "meta": "{}", "owner": OWNER, "created_ms": created}
@@ -124,8 +149,14 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
         planned = []
         for asset, stream, index in good:
             prop = prop_by[stream]
-            keep = index[(kind[index] == DATA_TYPES.index(prop.data_type)) & ~nul[index]]
-            skipped += len(index) - len(keep)
+            fits = kind[index] == DATA_TYPES.index(prop.data_type)
+            for code in np.unique(kind[index][~fits]):
+                reject(index[kind[index] == code],
+                       f"value is a {DATA_TYPES[int(code)]} but property {stream!r} holds "
+                       f"{prop.data_type} values")
+            reject(index[fits & nul[index]], "value holds a NUL character, which the store "
+                                             "cannot keep")
+            keep = index[fits & ~nul[index]]
             if keep.size:
                 planned.append(((sensor_by[asset].id, prop.id, feature_by[asset].id), prop, keep))
         ids, fresh = await ensure_datastreams(conn, store.dialect, state.cache,
@@ -143,7 +174,8 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
             series.append(Series(ids[triple], times[keep], None, texts))
         stored = await insert_series(conn, store.dialect, series)
     state.cache.remember(fresh)
-    return stored, skipped
+    rejected.sort()
+    return stored, rejected
 
 
 def transient(exc: BaseException) -> bool:
@@ -174,14 +206,14 @@ def transient(exc: BaseException) -> bool:
 
 
 async def _store_until_stored(store: Store, state: ServiceState, topic: str, what: str,
-                              rows: pa.Table) -> int:
+                              rows: pa.Table) -> Rejected:
     """Store ``rows``, trying again with a growing delay (at most ``RETRY_MAX`` seconds) until
-    it succeeds; the number of readings skipped as invalid."""
+    it succeeds; the readings not stored as invalid."""
     failures = 0
     delay = RETRY_FIRST
     while True:
         try:
-            _, skipped = await store_rows(store, state, rows)
+            _, rejected = await store_rows(store, state, rows)
         except Exception as exc:
             failures += 1
             if transient(exc):
@@ -196,11 +228,67 @@ async def _store_until_stored(store: Store, state: ServiceState, topic: str, wha
             continue
         if failures:
             log.warning("recorder %s: stored %s after %d failures", topic, what, failures)
-        return skipped
+        return rejected
+
+
+class _DeadLetters:
+    """The dead-letter topic of one recorded topic, opened on first use."""
+
+    def __init__(self, engine: Engine, topic: str) -> None:
+        self.engine = engine
+        self.topic = topic
+        self.name = dead_letter_topic(f"recorder.{topic}")
+        self.producer: Producer | None = None
+
+    async def send(self, letters: list[DeadLetter], what: str) -> None:
+        """Send ``letters``, trying again with a growing delay until they are sent (msg_ids
+        ``<topic>:<seqno>`` store a letter sent again once)."""
+        failures = 0
+        delay = RETRY_FIRST
+        while True:
+            try:
+                if self.producer is None:
+                    producer = self.engine.producer(CONSUMER, self.name,
+                                                    options=dead_letters.OPTIONS)
+                    await producer.open()
+                    self.producer = producer
+                await dead_letters.send_dead_letters(self.producer, self.topic, letters,
+                                                     f"{self.topic}:")
+                return
+            except Exception:
+                failures += 1
+                log.exception("recorder %s: cannot write %d dead letters of %s to %s "
+                              "(failure %d), not acked; retrying in %.1f s", self.topic,
+                              len(letters), what, self.name, failures, delay)
+                await self.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def close(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            try:
+                await producer.close()
+            except Exception:
+                log.debug("recorder %s: closing the dead-letter producer failed", self.topic,
+                          exc_info=True)
+
+
+def _letters(block: MessageBlock, dead: list[DeadLetter], rejected: Rejected
+             ) -> list[DeadLetter]:
+    """The dead letters of ``block``: the messages that are no readings, then the readings
+    the store rejected, in seqno order."""
+    if not rejected:
+        return dead
+    by_seqno = {m.seqno: m for m in block.messages()}
+    letters = [*dead, *((by_seqno[seqno], why) for seqno, why in rejected)]
+    letters.sort(key=lambda letter: letter[0].seqno)
+    return letters
 
 
 async def record(engine: Engine, store: Store, state: ServiceState, topic: str) -> None:
     """Record ``topic`` until cancelled (reopening the consumer after a failure)."""
+    letters = _DeadLetters(engine, topic)
     while True:
         try:
             async with engine.consumer(CONSUMER, topic, position="unread",
@@ -214,17 +302,22 @@ async def record(engine: Engine, store: Store, state: ServiceState, topic: str) 
                         continue
                     rows, dead = build_rows(block)
                     what = f"seqnos {block.first_seqno}-{block.last_seqno}"
-                    skipped = await _store_until_stored(store, state, topic, what, rows)
+                    rejected = await _store_until_stored(store, state, topic, what, rows)
+                    invalid = _letters(block, dead, rejected)
+                    if invalid:
+                        await letters.send(invalid, what)
                     await consumer.ack(block.last_seqno)
-                    if dead or skipped:
-                        log.warning("recorder %s: skipped %d readings (%s)", topic,
-                                    len(dead) + skipped,
-                                    dead[0][1] if dead else "bad names or data types")
+                    if invalid:
+                        log.warning("recorder %s: %d invalid readings of %s sent to %s (seqno "
+                                    "%d: %s)", topic, len(invalid), what, letters.name,
+                                    invalid[0][0].seqno, invalid[0][1])
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("recorder %s failed; retrying in 1 s", topic)
             await asyncio.sleep(1.0)
+        finally:
+            await letters.close()
 
 
 __all__ = ["CONSUMER", "RETRY_MAX", "record", "store_rows", "transient"]
