@@ -25,8 +25,10 @@ from lakeport.cli import (
     grants,
     keys,
     observations,
+    projects,
     secret,
     sensors,
+    tasks,
     topics,
 )
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
@@ -67,6 +69,8 @@ app.add_typer(observations.app, name="observations")
 app.add_typer(files.app, name="files")
 app.add_typer(grants.app, name="grants")
 app.add_typer(forward.app, name="forward")
+app.add_typer(projects.app, name="projects")
+app.add_typer(tasks.app, name="tasks")
 app.command()(demo)
 app.command()(serve)
 app.command()(worker)

@@ -1,4 +1,4 @@
-"""The async client: one connection pool, three services."""
+"""The async client: one connection pool, its services."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lakeport.client.datalake import Datalake
 from lakeport.client.grants import Grants
 from lakeport.client.http import Http
 from lakeport.client.observations import Observations
+from lakeport.client.tasks import Tasks
 from lakeport.client.topics import Topics
 
 
@@ -40,6 +41,7 @@ class Client:
         self.datalake = Datalake(self._http)
         self.topics = Topics(self._http)
         self.grants = Grants(self._http)
+        self.tasks = Tasks(self._http)
 
     @classmethod
     def from_env(cls, *, transport: httpx.AsyncBaseTransport | None = None,
