@@ -73,6 +73,9 @@ def serve(
         "--task-lost-after", min=1, show_default=False,
         help="Seconds after a worker's last heartbeat when its run is marked lost and "
         "retried (default 30).")] = None,
+    task_log_cap: Annotated[str | None, typer.Option(
+        "--task-log-cap", show_default=False,
+        help="Bytes of each task log stream kept per attempt, the tail (default 16MB).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the platform server until Ctrl-C.
@@ -93,7 +96,7 @@ def serve(
                        ("max_body_bytes", max_body), ("max_upload_bytes", max_upload),
                        ("max_csv_bytes", max_csv), ("max_fetch_bytes", max_fetch),
                        ("header_timeout", header_timeout), ("body_timeout", body_timeout),
-                       ("task_lost_after", task_lost_after)):
+                       ("task_lost_after", task_lost_after), ("task_log_cap", task_log_cap)):
         if value:
             options[key] = value
     if forward:

@@ -77,6 +77,10 @@ class ServerSettings(BaseModel):
         description="seconds after a worker's last heartbeat when its run is marked lost and "
                     "retried (lakeport serve --task-lost-after)")
 
+    task_log_cap: int = Field(
+        default=16 * MiB, ge=64 << 10,
+        description="bytes of each task log stream kept per attempt (the tail; lakeport serve "
+                    "--task-log-cap)")
     workers: int = Field(
         default=0, ge=0, le=64,
         description="task workers the server starts beside itself (lakeport serve --workers; "
@@ -91,7 +95,7 @@ class ServerSettings(BaseModel):
                     "(lakeport serve --forward TOPIC=URL; docs/forwarding.md)")
 
     @field_validator("max_body_bytes", "max_upload_bytes", "max_csv_bytes", "max_header_bytes",
-                     "max_fetch_bytes", mode="before")
+                     "max_fetch_bytes", "task_log_cap", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value

@@ -61,6 +61,7 @@ class Attempt:
         self.stopped_by = ""  # "stop" (cancelled) or "timeout"
         self._streams = {name: _Stream(name) for name in ("stdout", "stderr")}
         self._shipped = asyncio.Event()
+        self._shipping = asyncio.Lock()
         self._stopping: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
 
@@ -238,6 +239,11 @@ class Attempt:
             await asyncio.sleep(SHIP_EVERY)
 
     async def _ship(self) -> None:
+        async with self._shipping:  # the loop and the final flush never send at once
+            await self._ship_streams()
+        self._shipped.set()
+
+    async def _ship_streams(self) -> None:
         for stream in self._streams.values():
             while stream.waiting and not self.gone:
                 data = bytes(stream.waiting[:SHIP_BYTES])
@@ -253,7 +259,6 @@ class Attempt:
                 sent = end - stream.offset
                 del stream.waiting[:sent]
                 stream.offset = end
-        self._shipped.set()
 
     async def _flush(self) -> None:
         deadline = time.monotonic() + 60

@@ -21,6 +21,7 @@ from waiting import wait_until
 
 API = "/api/v1/tasks"
 ENDED = ("succeeded", "failed", "cancelled", "lost")
+LOG_CAP = 64 << 10
 
 
 def zipped(files: dict[str, bytes]) -> bytes:
@@ -35,7 +36,7 @@ def zipped(files: dict[str, bytes]) -> bytes:
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
            ) -> Iterator[tuple[Platform, httpx.Client]]:
     settings = platform_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, workers=1,
-                                 worker_concurrency=2)
+                                 worker_concurrency=2, task_log_cap=LOG_CAP)
     monkeypatch.setenv("LAKEPORT_HOME", str(tmp_path / "home"))  # the worker's folder
     with running_platform(settings) as platform, platform.client() as http:
         assert http.post(f"{API}/projects", json={"name": "plant"}).status_code == 201
@@ -129,6 +130,20 @@ def test_a_task_over_its_timeout_fails_and_is_retried(served: Any) -> None:
     assert run["state"] == "failed" and "timed out after 1 s" in run["reason"], run
     assert [a["state"] for a in run["attempt_list"]] == ["failed", "failed"]
     assert http.get(f"{API}/runs/{run['id']}/logs", params={"attempt": 1}).text == "started\n"
+
+
+def test_a_task_printing_far_more_than_the_cap_keeps_the_tail(served: Any) -> None:
+    _, http = served
+    deploy(http, "chatty", b"for i in range(400_000):\n    print(f'line {i:07d}')\n")
+    run = ended(http, start(http, "chatty"))
+    assert run["state"] == "succeeded", run
+    text = http.get(f"{API}/runs/{run['id']}/logs").text
+    first, _, kept = text.partition("\n")
+    assert first.startswith("[lakeport: the first ") and "bytes of this log were cut" in first
+    assert kept.endswith("line 0399999\n") and len(kept) <= LOG_CAP
+    assert len(kept) > LOG_CAP // 2  # the tail is kept, not only its last chunk
+    cut = int(first.split()[3])
+    assert cut + len(kept) == 400_000 * len("line 0000000\n")
 
 
 def _alive(pid: int) -> bool:

@@ -32,7 +32,7 @@ def worker_key(platform: Platform, name: str = "w1") -> str:
 
 def zipped(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
@@ -199,6 +199,8 @@ def test_bad_deploys_are_one_line_errors(http: httpx.Client) -> None:
                                          "timezone": "Mars/Base"}}, {}, "Mars/Base"),
         ({"runtime": "sh"}, {"dependencies": zipped({"../evil": b"x"})}, "dependencies zip"),
         ({"runtime": "sh"}, {"inputs": b"not a zip"}, "input zip"),
+        ({"runtime": "sh"}, {"inputs": zipped({"zeros": bytes(50 << 20)})},
+         "the input zip looks like a zip bomb"),
         ({"runtime": "sh", "nope": 1}, {}, "nope"),
     ]
     for spec, zips, message in cases:

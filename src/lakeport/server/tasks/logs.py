@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.errors import Conflict, Invalid
-from lakeport.server.tasks.tables import logs
+from lakeport.server.tasks.tables import attempts, logs
 
 LOG_CAP = 16 << 20
 """Bytes of each stream kept per attempt (the tail: the start goes first)."""
@@ -34,6 +34,10 @@ async def append(conn: AsyncConnection, attempt_id: int, stream: str, offset: in
                  cap: int = LOG_CAP) -> int:
     """Add ``data`` found at ``offset`` of the stream; bytes already stored are skipped (a
     worker's retry is harmless). The stream's end offset after it."""
+    # one append of an attempt at a time: the no-op update locks the attempt's row (and
+    # takes SQLite's write lock) before the end is read
+    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
+        id=attempts.c.id))
     _, end = await stream_end(conn, attempt_id, stream)
     if offset > end:
         raise Conflict(f"log {stream} of attempt {attempt_id} ends at byte {end}, not {offset}: "
@@ -44,10 +48,16 @@ async def append(conn: AsyncConnection, attempt_id: int, stream: str, offset: in
     await conn.execute(logs.insert().values(attempt_id=attempt_id, stream=stream, offset=end,
                                             data=fresh))
     end += len(fresh)
-    if end > cap:  # keep the tail: drop whole chunks that lie before it
+    if end > cap:  # keep the tail: drop what lies before it, and cut the chunk across it
+        boundary = end - cap
+        mine = (logs.c.attempt_id == attempt_id) & (logs.c.stream == stream)
         await conn.execute(logs.delete().where(
-            logs.c.attempt_id == attempt_id, logs.c.stream == stream,
-            logs.c.offset + sa.func.length(logs.c.data) <= end - cap))
+            mine, logs.c.offset + sa.func.length(logs.c.data) <= boundary))
+        across = (await conn.execute(sa.select(logs.c.id, logs.c.offset, logs.c.data).where(
+            mine, logs.c.offset < boundary))).first()
+        if across is not None:
+            await conn.execute(logs.update().where(logs.c.id == across.id).values(
+                offset=boundary, data=bytes(across.data)[boundary - across.offset:]))
     return end
 
 

@@ -126,8 +126,7 @@ async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
             "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
             "settings": spec.settings, "parts": sorted(orjson.loads(version.parts)),
             "executable": version.executable, "links": list(link_names),
-            "heartbeat": HEARTBEAT, "grace": GRACE, "log_cap": logs.LOG_CAP,
-            "lost_after": lost_after}
+            "heartbeat": HEARTBEAT, "grace": GRACE, "lost_after": lost_after}
 
 
 def _resolved(value: str, name: str) -> str:
@@ -226,7 +225,8 @@ async def append_log(attempt_id: int, stream: Literal["stdout", "stderr"], reque
     data = await request.body()
     async with store.begin() as conn:
         await service.live_attempt(conn, attempt_id, token or "")
-        end = await logs.append(conn, attempt_id, stream, offset, data)
+        end = await logs.append(conn, attempt_id, stream, offset, data,
+                                request.app.state.settings.task_log_cap)
     return JSONResponse({"end": end})
 
 
