@@ -144,6 +144,8 @@ class Attempt:
 
     # -- running ----------------------------------------------------------------------------
     async def _execute(self, argv: list[str], env: dict[str, str]) -> int:
+        if self.gone:  # fenced or taken away while it was being prepared
+            return -1
         limits = Limits(**self.record["limits"])
         self.process = await TaskProcess.start(argv, cwd=self.folder / "code", env=env,
                                                limits=limits, on_output=self._output)
@@ -191,7 +193,9 @@ class Attempt:
                 return
             except Transient as exc:
                 log.warning("heartbeat of attempt %s failed: %s", self.record["id"], exc)
-                if time.monotonic() - last_ok > fence:
+                ended = process is not None and process.returncode is not None
+                if time.monotonic() - last_ok > fence and not ended:
+                    # an ended process's outcome is kept and reported once the server is back
                     log.error("attempt %s: no heartbeat reached the server for %.0f s: "
                               "stopping it (the server retries the run)", self.record["id"],
                               time.monotonic() - last_ok)

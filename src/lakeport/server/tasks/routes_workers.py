@@ -89,6 +89,8 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
     await _see(store, user, body, now_ms())
     while True:
         signal = wakeup.current()
+        if await request.is_disconnected():  # the worker went away: claim nothing for it
+            return Response(status_code=204)
         async with store.begin() as conn:
             claimed = await service.claim(conn, store.dialect, body.worker, body.runtimes,
                                           now_ms())
