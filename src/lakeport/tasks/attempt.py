@@ -106,14 +106,13 @@ class Attempt:
             path.mkdir(parents=True, exist_ok=True)
         parts = set(record["parts"])
         if "executable" in parts:
-            await self.api.download(record, "parts/executable", code / record["executable"])
+            await self._part("executable", code / record["executable"])
         for part, dest, what in (("dependencies", code, "the dependencies zip"),
                                  ("inputs", inputs, "the input zip")):
             if part in parts:
                 archive = self.folder / f"{part}.zip"
-                await self.api.download(record, f"parts/{part}", archive)
+                await self._part(part, archive)
                 await asyncio.to_thread(extract_zip, archive, dest, what=what)
-                archive.unlink()
         for name in record["links"]:
             await self.api.download(record, f"links/{name}", inputs / name)
         job = Job(code=code, entry=record["entry"], args=list(record["args"]),
@@ -127,6 +126,21 @@ class Attempt:
 
         argv = await asyncio.to_thread(chosen.prepare, job, progress)
         return argv, self._environment(inputs, out)
+
+    async def _part(self, part: str, dest: Path) -> None:
+        """Put a bundle part at ``dest``: from the worker's cache of parts (by content hash),
+        else downloaded into it first, so each version's parts cross the network once."""
+        digest = self.record.get("sums", {}).get(part)
+        if digest is None:
+            await self.api.download(self.record, f"parts/{part}", dest)
+            return
+        cached = self.cache / "parts" / digest
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fresh = cached.with_name(f"{digest}.{os.getpid()}.{self.record['id']}")
+            await self.api.download(self.record, f"parts/{part}", fresh)
+            os.replace(fresh, cached)
+        await asyncio.to_thread(shutil.copyfile, cached, dest)
 
     def _note(self, line: str) -> None:
         self._streams["stderr"].waiting += f"lakeport: {line}\n".encode()
@@ -152,7 +166,6 @@ class Attempt:
         if self.groups is not None:
             self.groups.mkdir(parents=True, exist_ok=True)
             (self.groups / str(self.process.pid)).touch()
-        self._wake.set()  # report the pid at once
         waiting = asyncio.ensure_future(self.process.wait())
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), self.record.get("timeout"))
@@ -179,6 +192,10 @@ class Attempt:
         fence = float(self.record.get("lost_after", 30.0)) * 2 / 3
         last_ok = time.monotonic()
         while True:
+            # the claim itself counts as the first heartbeat: a short task sends none
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every)
+            self._wake.clear()
             process = self.process
             try:
                 command = await self.api.heartbeat(
@@ -205,10 +222,7 @@ class Attempt:
                     return
                 command = "run" if self.state == "running" else "pause"
             if await self._apply(command):
-                continue  # report the new state at once
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every)
+                self._wake.set()  # report the new state at once
 
     async def _apply(self, command: str) -> bool:
         """Apply the server's command; whether the state changed."""

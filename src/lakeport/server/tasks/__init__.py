@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,13 +18,15 @@ from fastapi import APIRouter, FastAPI
 
 from lakeport.server.store.users import User, ensure_user
 from lakeport.server.tasks import routes_projects, routes_runs, routes_tasks, routes_workers
-from lakeport.server.tasks.filing import file_logs
+from lakeport.server.tasks.filing import file_logs, forget_filed_chunks
 from lakeport.server.tasks.lakefiles import SYSTEM_USER
 from lakeport.server.tasks.local_workers import local_workers
 from lakeport.server.tasks.scheduler import Scheduler
 from lakeport.server.tasks.wakeup import Wakeup
 
 log = logging.getLogger("lakeport.server.tasks")
+FORGET_EVERY = 60.0
+"""Seconds between clean-ups of log chunks already filed in the lake."""
 
 router = APIRouter()
 router.include_router(routes_projects.router)
@@ -40,24 +43,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     found = await ensure_user(store, SYSTEM_USER)
     state.tasks_system_user = system = User(found.id, found.name, admin=True)
     state.tasks_wakeup = wakeup = Wakeup()
-    filing = asyncio.Lock()
-    pending: set[asyncio.Task[None]] = set()
+    state.tasks_workers_seen = {}
+    forgotten = [time.monotonic()]
 
     async def file_now() -> None:
-        if filing.locked():
-            return
-        async with filing:
-            try:
-                await file_logs(store, lake, system)
-            except Exception:  # filed on a later tick
-                log.exception("filing task logs failed")
+        try:
+            await file_logs(store, lake, system)
+            if time.monotonic() - forgotten[0] > FORGET_EVERY:
+                forgotten[0] = time.monotonic()
+                await forget_filed_chunks(store)
+        except Exception:  # filed on a later tick
+            log.exception("filing task logs failed")
 
-    def file_soon() -> None:
-        job = asyncio.create_task(file_now())
-        pending.add(job)
-        job.add_done_callback(pending.discard)
-
-    state.tasks_file_logs = file_soon
     settings = state.settings
     scheduler = Scheduler(store, notify=wakeup.notify, file_logs=file_now,
                           lost_after=settings.task_lost_after)
@@ -67,10 +64,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
     finally:
         running.cancel()
-        for job in (running, *pending):
-            job.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
 
 
 __all__ = ["lifespan", "router"]

@@ -27,12 +27,16 @@ def log_path(project: str, task: str, run_id: int, number: int, stream: str) -> 
 
 async def file_logs(store: Store, lake: Lake, system: User, limit: int = 100) -> int:
     """File the logs of up to ``limit`` ended attempts; the number filed."""
+    pending_attempts = (attempts.c.logs_filed.is_(False), attempts.c.state.not_in(LIVE))
+    has_chunks = sa.exists().where(log_chunks.c.attempt_id == attempts.c.id)
+    async with store.begin() as conn:  # nothing to file: one statement for all of them
+        await conn.execute(attempts.update().where(*pending_attempts, ~has_chunks).values(
+            logs_filed=True))
     query = (sa.select(attempts.c.id, attempts.c.number, attempts.c.run_id,
                        tasks.c.name.label("task"), projects.c.name.label("project"))
              .join(runs, runs.c.id == attempts.c.run_id).join(tasks, tasks.c.id == runs.c.task_id)
              .join(projects, projects.c.id == tasks.c.project_id)
-             .where(attempts.c.logs_filed.is_(False), attempts.c.state.not_in(LIVE))
-             .order_by(attempts.c.id).limit(limit))
+             .where(*pending_attempts).order_by(attempts.c.id).limit(limit))
     async with store.connect() as conn:
         pending = (await conn.execute(query)).all()
     for row in pending:
@@ -47,11 +51,15 @@ async def file_logs(store: Store, lake: Lake, system: User, limit: int = 100) ->
         async with store.begin() as conn:
             await conn.execute(attempts.update().where(attempts.c.id == row.id).values(
                 logs_filed=True))
+    return len(pending)
+
+
+async def forget_filed_chunks(store: Store) -> None:
+    """Drop the chunks of attempts filed more than :data:`KEEP_CHUNKS_MS` ago."""
     async with store.begin() as conn:
         old = sa.select(attempts.c.id).where(attempts.c.logs_filed.is_(True),
                                              attempts.c.ended_ms < now_ms() - KEEP_CHUNKS_MS)
         await conn.execute(log_chunks.delete().where(log_chunks.c.attempt_id.in_(old)))
-    return len(pending)
 
 
-__all__ = ["KEEP_CHUNKS_MS", "file_logs", "log_path"]
+__all__ = ["KEEP_CHUNKS_MS", "file_logs", "forget_filed_chunks", "log_path"]

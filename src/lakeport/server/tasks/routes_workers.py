@@ -64,8 +64,20 @@ class FinishIn(BaseModel):
     reason: str = Field("", max_length=10_000)
 
 
-async def _see(store: Store, user: User, body: ClaimIn, now: int) -> None:
+SEEN_EVERY_MS = 5_000
+"""A worker's row is refreshed at most this often (its claims come every few seconds)."""
+
+
+async def _see(request: Request, store: Store, user: User, body: ClaimIn, now: int) -> None:
+    """Note that ``body.worker`` offers its runtimes (for the reason queued runs wait)."""
     runtimes = ",".join(sorted(set(body.runtimes)))
+    seen: dict[str, tuple[int, str]] = request.app.state.tasks_workers_seen
+    last = seen.get(body.worker)
+    if last is not None and last[1] == runtimes and now - last[0] < SEEN_EVERY_MS:
+        return
+    if len(seen) > 10_000:
+        seen.clear()
+    seen[body.worker] = (now, runtimes)
     async with store.begin() as conn:
         changed = await conn.execute(worker_table.update().where(
             worker_table.c.name == body.worker).values(runtimes=runtimes, user_id=user.id,
@@ -86,7 +98,7 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
     require_worker(user)
     wakeup: Wakeup = request.app.state.tasks_wakeup
     deadline = time.monotonic() + body.wait
-    await _see(store, user, body, now_ms())
+    await _see(request, store, user, body, now_ms())
     while True:
         signal = wakeup.current()
         if await request.is_disconnected():  # the worker went away: claim nothing for it
@@ -117,6 +129,7 @@ async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
         projects.c.id == task.project_id))).scalar_one()
     version = (await conn.execute(sa.select(versions).where(
         versions.c.task_id == task.id, versions.c.version == run.version))).one()
+    parts = orjson.loads(version.parts)
     link_names = (await conn.execute(sa.select(links.c.file_name).where(
         links.c.task_id == task.id).order_by(links.c.id))).scalars().all()
     env = {name: _resolved(value, name) for name, value in spec.env.items()}
@@ -126,7 +139,8 @@ async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
             "entry": spec.entry or version.executable, "args": spec.args, "env": env,
             "parameters": orjson.loads(run.parameters), "timeout": spec.timeout,
             "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
-            "settings": spec.settings, "parts": sorted(orjson.loads(version.parts)),
+            "settings": spec.settings, "parts": sorted(parts),
+            "sums": {name: part["sha256"] for name, part in parts.items()},
             "executable": version.executable, "links": list(link_names),
             "heartbeat": HEARTBEAT, "grace": GRACE, "lost_after": lost_after}
 
@@ -258,7 +272,6 @@ async def finish(attempt_id: int, body: FinishIn, request: Request,
                                    body.reason, now_ms())
     if run.state == "queued":
         request.app.state.tasks_wakeup.notify()
-    request.app.state.tasks_file_logs()
     return JSONResponse({"run": {"id": run.id, "state": run.state}})
 
 

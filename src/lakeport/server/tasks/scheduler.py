@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +30,8 @@ from lakeport.tasks.spec import TaskSpec
 log = logging.getLogger("lakeport.server.tasks")
 LOCK_KEY = 0x1A4E_7A5C
 """The PostgreSQL advisory lock the leading scheduler holds."""
-BATCH = 2000
-"""Tasks fired per store transaction."""
+BATCH = 500
+"""Tasks fired per store transaction (each batch commits, so others write in between)."""
 
 
 def _ms(when: datetime) -> int:
@@ -56,42 +57,62 @@ def schedule_columns(spec: TaskSpec, now: int) -> dict[str, Any]:
     return {"next_fire_ms": None, "fired_until_ms": None, "fired": 0, "state": "active"}
 
 
-async def fire_due(conn: AsyncConnection, dialect: str, now: int) -> int:
-    """Queue the runs of every schedule due at ``now`` (up to :data:`BATCH` tasks); the number
-    of runs queued."""
+@functools.lru_cache(maxsize=4096)
+def _spec(text: str) -> TaskSpec:
+    return TaskSpec.model_validate_json(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _due(schedule: Cron, last_ms: int | None, now: int) -> tuple[int, ...]:
+    """The due slots of a schedule (every task of one expression, zone and window shares
+    them: computed once per batch)."""
+    last = None if last_ms is None else _time(last_ms)
+    return tuple(_ms(slot) for slot in due_slots(schedule, last, _time(now)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _upcoming(schedule: Cron, now: int) -> int | None:
+    upcoming = next_slot(schedule, _time(now))
+    return None if upcoming is None else _ms(upcoming)
+
+
+async def fire_due(conn: AsyncConnection, dialect: str, now: int) -> tuple[int, bool]:
+    """Queue the runs of the schedules due at ``now``, up to :data:`BATCH` tasks, in a few
+    statements; (the number of runs queued, whether more tasks may be due)."""
     rows = (await conn.execute(sa.select(tasks).where(
         tasks.c.next_fire_ms <= now, tasks.c.state == "active")
         .order_by(tasks.c.next_fire_ms).limit(BATCH))).all()
-    queued = 0
+    fresh: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
     for row in rows:
-        spec = service.spec_of(row)
-        schedule = spec.schedule
-        values: dict[str, Any]
+        schedule = _spec(row.spec).schedule
+        change: dict[str, Any] = {"next_fire_ms": None, "fired": row.fired,
+                                  "fired_until_ms": row.fired_until_ms, "state": row.state}
+        slots: tuple[int, ...] = ()
         if isinstance(schedule, At):
-            if await service.queue_run(conn, dialect, row, "at", now, slot_ms=row.next_fire_ms):
-                queued += 1
-            values = {"next_fire_ms": None, "fired": row.fired + 1, "state": "done"}
+            slots = (row.next_fire_ms,)
+            change.update(fired=row.fired + 1, state="done")
         elif isinstance(schedule, Cron):
-            last = None if row.fired_until_ms is None else _time(row.fired_until_ms)
-            slots = due_slots(schedule, last, _time(now), row.fired)
-            for slot in slots:
-                if await service.queue_run(conn, dialect, row, "cron", now, slot_ms=_ms(slot)):
-                    queued += 1
+            slots = _due(schedule, row.fired_until_ms, now)
+            if schedule.limit:
+                slots = slots[:max(schedule.limit - row.fired, 0)]
             fired = row.fired + len(slots)
-            until = now
+            change.update(fired=fired, fired_until_ms=now)
             if schedule.limit and fired >= schedule.limit:
-                values = {"next_fire_ms": None, "state": "done"}
-                until = _ms(slots[-1]) if slots else now
+                change.update(state="done", fired_until_ms=slots[-1] if slots else now)
             else:
-                upcoming = next_slot(schedule, _time(now))
-                values = {"next_fire_ms": None if upcoming is None else _ms(upcoming),
-                          "state": "active" if upcoming is not None else "done"}
-            values.update(fired=fired, fired_until_ms=until)
-        else:
-            values = {"next_fire_ms": None}
-        await conn.execute(tasks.update().where(tasks.c.id == row.id,
-                                                tasks.c.version == row.version).values(**values))
-    return queued
+                upcoming = _upcoming(schedule, now)
+                change.update(next_fire_ms=upcoming,
+                              state="active" if upcoming is not None else "done")
+        trigger = "at" if isinstance(schedule, At) else "cron"
+        fresh.extend(service.run_values(row, trigger, now, slot_ms=slot) for slot in slots)
+        changes.append({"task": row.id, "seen_version": row.version, **change})
+    queued = await service.queue_runs(conn, dialect, fresh, now)
+    if changes:
+        await conn.execute(tasks.update().where(
+            tasks.c.id == sa.bindparam("task"),
+            tasks.c.version == sa.bindparam("seen_version")), changes)
+    return queued, len(rows) == BATCH
 
 
 class Scheduler:
@@ -132,8 +153,14 @@ class Scheduler:
         # heartbeats could not arrive while no server led: give workers lost_after to
         # come back before calling any of their runs lost
         judging = time.monotonic() - self._leading_since >= self.lost_after
+        queued, more = 0, True
+        while more:  # a batch at a time, each its own commit, until nothing is due
+            async with self.store.begin() as conn:
+                fired, more = await fire_due(conn, self.store.dialect, now)
+            queued += fired
+            if fired:
+                self.notify()
         async with self.store.begin() as conn:
-            queued = await fire_due(conn, self.store.dialect, now)
             lost = await service.mark_lost(conn, now - int(self.lost_after * 1000), now) \
                 if judging else []
         if queued or lost:

@@ -48,28 +48,46 @@ async def add_event(conn: AsyncConnection, run_id: int, state: str, now: int,
                                               detail=detail[:2000], at_ms=now))
 
 
+def run_values(task_row: Any, trigger: str, now: int, *, slot_ms: int | None = None,
+               parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of a new queued run of the task's current version."""
+    return {"task_id": task_row.id, "version": task_row.version, "runtime": task_row.runtime,
+            "trigger": trigger, "slot_ms": slot_ms,
+            "parameters": orjson.dumps(parameters or {}).decode(), "state": "queued",
+            "desired": "run", "reason": "", "attempts": 0, "not_before_ms": now,
+            "created_ms": now, "updated_ms": now}
+
+
 async def queue_run(conn: AsyncConnection, dialect: str, task_row: Any, trigger: str, now: int,
                     *, slot_ms: int | None = None, parameters: dict[str, Any] | None = None,
                     ) -> int | None:
     """Queue a run of the task's current version; its id, or None when a run of ``slot_ms``
     exists already (a second scheduler or a restart)."""
-    values = {"task_id": task_row.id, "version": task_row.version, "runtime": task_row.runtime,
-              "trigger": trigger, "slot_ms": slot_ms,
-              "parameters": orjson.dumps(parameters or {}).decode(), "state": "queued",
-              "desired": "run", "reason": "", "attempts": 0, "not_before_ms": now,
-              "created_ms": now, "updated_ms": now}
+    values = run_values(task_row, trigger, now, slot_ms=slot_ms, parameters=parameters)
     if slot_ms is None:
         run_id = (await conn.execute(runs.insert().values(**values))).inserted_primary_key[0]
-    else:
-        await conn.execute(insert_ignore(dialect, runs).values(**values))
-        found = (await conn.execute(sa.select(runs.c.id, runs.c.created_ms).where(
-            runs.c.task_id == task_row.id, runs.c.slot_ms == slot_ms))).one()
-        if found.created_ms != now:
-            return None
-        run_id = found.id
-    detail = trigger if slot_ms is None else f"{trigger} slot"
-    await add_event(conn, run_id, "queued", now, detail)
-    return run_id
+        await add_event(conn, run_id, "queued", now, trigger)
+        return int(run_id)
+    ids = await _insert_runs(conn, dialect, [values], now)
+    return ids[0] if ids else None
+
+
+async def queue_runs(conn: AsyncConnection, dialect: str, rows: list[dict[str, Any]],
+                     now: int) -> int:
+    """Queue many scheduled runs (each with its slot) in a few statements; a slot that has a
+    run already is skipped. The number queued."""
+    return len(await _insert_runs(conn, dialect, rows, now)) if rows else 0
+
+
+async def _insert_runs(conn: AsyncConnection, dialect: str, rows: list[dict[str, Any]],
+                       now: int) -> list[int]:
+    inserted = (await conn.execute(
+        insert_ignore(dialect, runs).returning(runs.c.id, runs.c.trigger), rows)).all()
+    if inserted:
+        await conn.execute(events.insert(), [
+            {"run_id": run_id, "attempt": None, "state": "queued", "detail": f"{trigger} slot",
+             "at_ms": now} for run_id, trigger in inserted])
+    return [int(run_id) for run_id, _ in inserted]
 
 
 def backoff_ms(spec: TaskSpec, attempt: int) -> int:
@@ -125,11 +143,17 @@ async def heartbeat(conn: AsyncConnection, attempt_id: int, token: str, state: s
     """Record that the attempt's process is alive in ``state``; the run's desired state
     (``run``, ``pause`` or ``stop``) for the worker to apply."""
     attempt = await live_attempt(conn, attempt_id, token)
-    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
-        heartbeat_ms=now, pid=pid, state=state))
+    values: dict[str, Any] = {"heartbeat_ms": now, "state": state}
+    if pid is not None:
+        values["pid"] = pid
+    changed = await conn.execute(attempts.update().where(
+        attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(**values))
+    if changed.rowcount != 1:  # it ended meanwhile (finished, or called lost)
+        raise Closed(f"attempt {attempt_id} has ended: stop its process")
     run = (await conn.execute(sa.select(runs).where(runs.c.id == attempt.run_id))).one()
-    if state != attempt.state and run.state in LIVE:
-        await conn.execute(runs.update().where(runs.c.id == run.id).values(
+    if state != attempt.state and run.state in LIVE and run.attempts == attempt.number:
+        await conn.execute(runs.update().where(runs.c.id == run.id,
+                                               runs.c.state.in_(LIVE)).values(
             state=state, updated_ms=now))
         await add_event(conn, run.id, state, now, "", attempt.number)
     return str(run.desired)
@@ -142,32 +166,40 @@ async def finish(conn: AsyncConnection, attempt_id: int, token: str, outcome: st
     row = (await conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id))).first()
     if row is None or not secrets.compare_digest(row.token, token or ""):
         raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
-    if row.state not in LIVE:
-        if row.state != outcome:
-            raise Conflict(f"attempt {attempt_id} ended as {row.state} already")
-        return (await conn.execute(sa.select(runs).where(runs.c.id == row.run_id))).one()
-    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
+    ended = await conn.execute(attempts.update().where(
+        attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(
         state=outcome, exit_code=exit_code, reason=reason[:2000], ended_ms=now))
+    if ended.rowcount != 1:  # ended already: by this report before, or called lost
+        state = (await conn.execute(sa.select(attempts.c.state).where(
+            attempts.c.id == attempt_id))).scalar_one()
+        if state != outcome:
+            raise Conflict(f"attempt {attempt_id} ended as {state} already")
+        return (await conn.execute(sa.select(runs).where(runs.c.id == row.run_id))).one()
     return await _after_attempt(conn, row.run_id, row.number, outcome, reason, now)
 
 
 async def _after_attempt(conn: AsyncConnection, run_id: int, number: int, outcome: str,
                          reason: str, now: int) -> Any:
+    """Move the run on after its attempt ``number`` ended; a run that is no longer on that
+    attempt (ended, or on a later one) is left alone."""
     run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    if run.state not in LIVE or run.attempts != number:
+        return run
     task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
     spec = spec_of(task)
     state = outcome
+    on_attempt = (runs.c.id == run_id) & runs.c.state.in_(LIVE) & (runs.c.attempts == number)
     if run.desired == "stop":
         state = "cancelled" if outcome != "succeeded" else outcome
     elif outcome in ("failed", "lost") and number <= spec.retries.count:
         wait = backoff_ms(spec, number)
-        await conn.execute(runs.update().where(runs.c.id == run_id).values(
+        await conn.execute(runs.update().where(on_attempt).values(
             state="queued", not_before_ms=now + wait, reason=reason[:2000], updated_ms=now))
         await add_event(conn, run_id, outcome, now, reason, number)
         await add_event(conn, run_id, "queued", now,
                         f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
         return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
-    await conn.execute(runs.update().where(runs.c.id == run_id).values(
+    await conn.execute(runs.update().where(on_attempt).values(
         state=state, reason=reason[:2000], updated_ms=now, ended_ms=now))
     await add_event(conn, run_id, state, now, reason, number)
     return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
@@ -223,4 +255,5 @@ async def _has_live_attempt(conn: AsyncConnection, run_id: int) -> bool:
 
 
 __all__ = ["LIVE", "Claimed", "add_event", "backoff_ms", "claim", "control", "finish",
-           "heartbeat", "live_attempt", "mark_lost", "queue_run", "spec_of"]
+           "heartbeat", "live_attempt", "mark_lost", "queue_run", "queue_runs", "run_values",
+           "spec_of"]
