@@ -100,25 +100,31 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
     deadline = time.monotonic() + body.wait
     await _see(request, store, user, body, now_ms())
     while True:
-        signal = wakeup.current()
-        if await request.is_disconnected():  # the worker went away: claim nothing for it
-            return Response(status_code=204)
-        async with store.begin() as conn:
-            claimed = await service.claim(conn, store.dialect, body.worker, body.runtimes,
-                                          now_ms())
-            if claimed is not None:
-                try:
-                    record = await _attempt(conn, claimed,
-                                            request.app.state.settings.task_lost_after)
-                    return JSONResponse({"attempt": record})
-                except Invalid as exc:  # e.g. a secret that does not exist: the run fails
-                    await service.finish(conn, claimed.attempt_id, claimed.token, "failed",
-                                         None, str(exc), now_ms())
-                    continue
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return Response(status_code=204)
-        await wakeup.wait(signal, min(left, wakeup.poll))
+        ticket = wakeup.ticket()
+        leaving = True  # returning without a run: a wake-up this ticket got goes on
+        try:
+            if await request.is_disconnected():  # the worker went away: claim nothing
+                return Response(status_code=204)
+            async with store.begin() as conn:
+                claimed = await service.claim(conn, store.dialect, body.worker, body.runtimes,
+                                              now_ms())
+                if claimed is not None:
+                    leaving = False
+                    try:
+                        record = await _attempt(conn, claimed,
+                                                request.app.state.settings.task_lost_after)
+                        return JSONResponse({"attempt": record})
+                    except Invalid as exc:  # e.g. a secret that does not exist: it fails
+                        await service.finish(conn, claimed.attempt_id, claimed.token,
+                                             "failed", None, str(exc), now_ms())
+                        continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Response(status_code=204)
+            await wakeup.wait(ticket, min(left, wakeup.poll))
+            leaving = False  # woken or polled: the next round looks for the run
+        finally:
+            wakeup.done(ticket, pass_on=leaving)
 
 
 async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
@@ -270,7 +276,7 @@ async def finish(attempt_id: int, body: FinishIn, request: Request,
     async with store.begin() as conn:
         run = await service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
                                    body.reason, now_ms())
-    if run.state == "queued":
+    if run.state == "queued" and run.not_before_ms <= now_ms():
         request.app.state.tasks_wakeup.notify()
     return JSONResponse({"run": {"id": run.id, "state": run.state}})
 

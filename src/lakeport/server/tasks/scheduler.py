@@ -120,7 +120,7 @@ class Scheduler:
     attempts lost after ``lost_after`` seconds (once it has led that long itself), and file
     ended attempts' logs."""
 
-    def __init__(self, store: Store, *, notify: Callable[[], None],
+    def __init__(self, store: Store, *, notify: Callable[[int], None],
                  file_logs: Callable[[], Awaitable[None]],
                  lost_after: float = 30.0, interval: float = 0.5) -> None:
         self.store = store
@@ -153,18 +153,17 @@ class Scheduler:
         # heartbeats could not arrive while no server led: give workers lost_after to
         # come back before calling any of their runs lost
         judging = time.monotonic() - self._leading_since >= self.lost_after
-        queued, more = 0, True
+        more = True
         while more:  # a batch at a time, each its own commit, until nothing is due
             async with self.store.begin() as conn:
                 fired, more = await fire_due(conn, self.store.dialect, now)
-            queued += fired
             if fired:
-                self.notify()
+                self.notify(fired)
         async with self.store.begin() as conn:
             lost = await service.mark_lost(conn, now - int(self.lost_after * 1000), now) \
                 if judging else []
-        if queued or lost:
-            self.notify()
+        if lost:
+            self.notify(len(lost))
         await self.file_logs()
 
     async def _lead(self) -> bool:
