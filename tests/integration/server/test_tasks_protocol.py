@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -109,9 +110,18 @@ def test_a_run_goes_from_start_to_files_and_logs(platform: Platform, http: httpx
                        headers=token).status_code == 409
     worker.post(f"{base}/logs/stdout", params={"offset": 6}, content=b"world\n", headers=token)
     assert worker.put(f"{base}/out/result.txt", content=b"42", headers=token).status_code == 201
-    # the user sees the run running with its output so far
+    # the user sees the run running with its output so far, and follows it to the end
     assert http.get(f"{API}/runs/{run['id']}/logs").text == "hello world\n"
-    assert finish(worker, attempt, exit_code=0).json()["run"]["state"] == "succeeded"
+    with ThreadPoolExecutor(1) as pool:
+        followed = pool.submit(lambda: http.get(
+            f"{API}/runs/{run['id']}/logs", params={"follow": True},
+            headers={"accept": "text/event-stream"}).text)
+        worker.post(f"{base}/logs/stdout", params={"offset": 12}, content=b"bye",
+                    headers=token)
+        assert finish(worker, attempt, exit_code=0).json()["run"]["state"] == "succeeded"
+        assert followed.result(timeout=30) == ("event: log\ndata: hello world\n\n"
+                                               "event: log\ndata: bye\n\n"
+                                               "event: end\ndata: \n\n")
     assert finish(worker, attempt, exit_code=0).status_code == 200  # applied once
     assert finish(worker, attempt, "failed").status_code == 409
 
@@ -122,8 +132,8 @@ def test_a_run_goes_from_start_to_files_and_logs(platform: Platform, http: httpx
     assert http.get(f"/api/v1/files/{folder}/out/result.txt").content == b"42"
     assert wait_until(lambda: http.get(f"/api/v1/files/{folder}/attempt-1/stdout.log")
                       .status_code == 200), "the attempt's log filed in the lake"
-    assert http.get(f"/api/v1/files/{folder}/attempt-1/stdout.log").text == "hello world\n"
-    assert http.get(f"{API}/runs/{run['id']}/logs").text == "hello world\n"
+    assert http.get(f"/api/v1/files/{folder}/attempt-1/stdout.log").text == "hello world\nbye"
+    assert http.get(f"{API}/runs/{run['id']}/logs").text == "hello world\nbye"
     # another user sees none of it
     with platform.client("bob") as bob:
         assert bob.get(f"{API}/runs/{run['id']}").status_code == 404

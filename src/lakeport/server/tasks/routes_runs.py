@@ -123,7 +123,9 @@ async def get_run(run_id: int, user: User = Depends(current_user),
 
 
 @router.get("/tasks/runs/{run_id}/logs", summary="A run's stdout or stderr (the latest "
-                                                 "attempt unless attempt= names one)")
+                                                 "attempt unless attempt= names one); "
+                                                 "server-sent events with Accept: "
+                                                 "text/event-stream")
 async def get_logs(run_id: int, request: Request,
                    stream: Literal["stdout", "stderr"] = "stdout",
                    attempt: int | None = Query(None, ge=1, le=1_000_000),
@@ -137,11 +139,8 @@ async def get_logs(run_id: int, request: Request,
         query = query.where(attempts.c.number == attempt) if attempt else \
             query.order_by(attempts.c.number.desc()).limit(1)
         row = (await conn.execute(query)).first()
-        if row is None:
-            if attempt:
-                raise NotFound(f"run {run_id} has no attempt {attempt}")
-            if not follow:
-                return StreamingResponse(_nothing(), media_type="text/plain; charset=utf-8")
+        if row is None and attempt:
+            raise NotFound(f"run {run_id} has no attempt {attempt}")
         _, end = (0, 0) if row is None else await logs.stream_end(conn, row.id, stream)
         filed = None if row is None or end else await file_object(
             conn, log_path(project_row.name, task_row.name, run_id, row.number, stream))
@@ -149,12 +148,24 @@ async def get_logs(run_id: int, request: Request,
         body = await request.app.state.files_lake.read(filed.object_key)
     else:
         body = _follow(store, run_id, row.id if row else None, stream, follow)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(_events(body), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
     return StreamingResponse(body, media_type="text/plain; charset=utf-8")
 
 
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""
+async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A log as server-sent events: a ``log`` event per line (``data:`` its text, without
+    the newline), then an ``end`` event."""
+    pending = b""
+    async for chunk in body:
+        *lines, pending = (pending + chunk).split(b"\n")
+        if lines:
+            yield b"".join(b"event: log\ndata: " + line.replace(b"\r", b"") + b"\n\n"
+                           for line in lines)
+    if pending:
+        yield b"event: log\ndata: " + pending.replace(b"\r", b"") + b"\n\n"
+    yield b"event: end\ndata: \n\n"
 
 
 async def _follow(store: Store, run_id: int, attempt_id: int | None, stream: str,
