@@ -1,5 +1,8 @@
 """lakeport: move industrial sensor data from the edge into data lakes."""
 
+import importlib
+from typing import TYPE_CHECKING
+
 from lakeport.allocator import started_as_command, tune_process
 
 if started_as_command():  # the lakeport command's own process, before pyarrow is imported
@@ -19,22 +22,38 @@ from lakeport.errors import (
     Unauthorized,
     Unavailable,
 )
-from lakeport.streams import (
-    Consumer,
-    EndMarker,
-    EndOfTopic,
-    Engine,
-    Filters,
-    Format,
-    Message,
-    Mode,
-    Persistence,
-    Position,
-    Producer,
-    TopicInfo,
-    TopicOptions,
-    open_engine,
-)
+
+if TYPE_CHECKING:
+    from lakeport.client import Client, SyncClient
+    from lakeport.streams import (
+        Consumer,
+        EndMarker,
+        EndOfTopic,
+        Engine,
+        Filters,
+        Format,
+        Message,
+        Mode,
+        Persistence,
+        Position,
+        Producer,
+        TopicInfo,
+        TopicOptions,
+        open_engine,
+    )
+
+# Imported on first use (``lakeport.open_engine``, ``lakeport.Client``): the engines load
+# pyarrow and the client httpx, which a command that needs neither should not wait for.
+_LAZY = {
+    "Client": "lakeport.client",
+    "SyncClient": "lakeport.client",
+    **dict.fromkeys(
+        ("Consumer", "EndMarker", "EndOfTopic", "Engine", "Filters", "Format", "Message",
+         "Mode", "Persistence", "Position", "Producer", "TopicInfo", "TopicOptions",
+         "open_engine"),
+        "lakeport.streams",
+    ),
+}
 
 __version__ = "0.1.0"
 
@@ -72,9 +91,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """The platform client is imported on first use (``lakeport.Client``)."""
-    if name in ("Client", "SyncClient"):
-        import lakeport.client
+    """The stream API and the platform client are imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakeport' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-        return getattr(lakeport.client, name)
-    raise AttributeError(f"module 'lakeport' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

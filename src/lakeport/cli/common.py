@@ -9,14 +9,17 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Annotated, Any, TypeVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from lakeport.errors import Invalid
-from lakeport.streams import Engine, open_engine
-from lakeport.streams.types import parse_duration
+from lakeport.units import parse_duration
+
+if TYPE_CHECKING:
+    from lakeport.streams import Engine
 
 T = TypeVar("T")
 
@@ -31,6 +34,28 @@ UrlOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+# The choices of options whose values are the topic API's enums: the same values as
+# lakeport.streams.types.Format, Persistence and Mode (tests/unit/test_cli_startup.py checks),
+# defined here so that building the command line does not import the engines. A command
+# turns the chosen value into the API's enum (``Format(fmt)``) before using it.
+class FormatChoice(StrEnum):
+    JSON = "json"
+    STRING = "string"
+    BYTES = "bytes"
+
+
+class PersistenceChoice(StrEnum):
+    DISK = "disk"
+    RAM = "ram"
+
+
+class ModeChoice(StrEnum):
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+    STANDBY = "standby"
+
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -50,6 +75,8 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 async def on_engine(url: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
     """Open the engine at ``url``, run ``action`` on it, close it."""
+    from lakeport.streams import open_engine
+
     async with open_engine(url) as engine:
         return await action(engine)
 

@@ -6,15 +6,16 @@ import asyncio
 import base64
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
-from lakeport.cli.common import json_line, stderr, stop_on_signals, write_out
+from lakeport.cli.common import FormatChoice, json_line, stderr, stop_on_signals, write_out
 from lakeport.errors import NotFound
-from lakeport.streams import open_engine
-from lakeport.streams.base import Engine
-from lakeport.streams.flow import batches
-from lakeport.streams.types import Filters, Format, Message, Mode, Position
+
+if TYPE_CHECKING:
+    from lakeport.streams.base import Engine
+    from lakeport.streams.types import Filters, Message, Mode, Position
 
 # How often a wait for a topic to be created checks for a stop.
 _POLL_SECONDS = 0.2
@@ -52,7 +53,7 @@ def render(message: Message, payload_only: bool) -> bytes:
     try:
         if not payload_only:
             return json_line(message.to_dict())
-        if message.format is Format.JSON:
+        if message.format == FormatChoice.JSON:  # Format.JSON, without importing the engines
             return json_line(orjson.loads(message.data))
         return message.data + b"\n"
     except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -60,6 +61,8 @@ def render(message: Message, payload_only: bool) -> bytes:
         reason = f"payload is not valid {message.format.value}: {exc}"
         if payload_only:
             return json_line({UNDECODABLE: raw, "error": reason})
+        from lakeport.streams.types import Format
+
         record = message._replace(data=b"null", format=Format.JSON).to_dict()
         del record["payload"]
         return json_line({**record, "payload_base64": raw, "error": reason})
@@ -88,6 +91,9 @@ async def consume_to_stdout(request: ConsumeRequest) -> int:
     arrived for ``timeout`` seconds, or on SIGINT/SIGTERM. Printed messages are acked
     after they were written, when ``ack`` is set.
     """
+    from lakeport.streams import open_engine
+    from lakeport.streams.flow import batches
+
     printed = 0
     with stop_on_signals() as stop:
         async with open_engine(request.url) as engine:

@@ -30,20 +30,20 @@ from rich.text import Text
 
 from lakeport.cli.common import UrlOption, duration, run, stdout, stop_on_signals
 from lakeport.errors import Invalid, Unavailable
-from lakeport.streams import open_engine
-from lakeport.streams.base import Engine
-from lakeport.streams.flow import StepStats, batches, run_step, step
-from lakeport.streams.types import TopicOptions
 
 if TYPE_CHECKING:
     from lakeport.export.runtime import Exporter
+    from lakeport.streams.base import Engine
+    from lakeport.streams.flow import Step, StepStats
+    from lakeport.streams.types import TopicOptions
 
 RAW_TOPIC = "raw-sensor-data"
 TRANSFORMED_TOPIC = "transformed-data"
 SIMULATOR = "demo-simulator"
 EXPORTER = "demo-exporter"
 FOLLOWER = "demo-follower"
-DEMO_TOPIC_OPTIONS = TopicOptions(max_size=256 << 20)
+STEP = "demo-step"
+DEMO_MAX_SIZE = 256 << 20
 # (datastream, unit, start value, random walk step)
 DATASTREAMS = (
     ("temperature", "°C", 21.0, 0.2),
@@ -53,13 +53,31 @@ DATASTREAMS = (
 _TICK = 0.05
 
 
-@step(input=RAW_TOPIC, output=TRANSFORMED_TOPIC, name="demo-step")
 def mark_processed(payload: Any) -> Any:
     """The demo's transform: add ``"processed": true`` to each reading."""
     if not isinstance(payload, dict):
         payload = {"value": payload}
     payload["processed"] = True
     return payload
+
+
+def demo_step() -> Step:
+    """The demo's step: raw-sensor-data → :func:`mark_processed` → transformed-data."""
+    from lakeport.streams.flow import step
+
+    return step(input=RAW_TOPIC, output=TRANSFORMED_TOPIC, name=STEP)(mark_processed)
+
+
+def demo_topic_options() -> TopicOptions:
+    from lakeport.streams.types import TopicOptions
+
+    return TopicOptions(max_size=DEMO_MAX_SIZE)
+
+
+def _new_step_stats() -> StepStats:
+    from lakeport.streams.flow import StepStats
+
+    return StepStats()
 
 
 class SensorSimulator:
@@ -118,7 +136,7 @@ async def simulate(engine: Engine, rate: float, assets: int, stop: asyncio.Event
                    stats: StageStats) -> None:
     """Produce ``rate`` readings per second to the raw topic until ``stop``."""
     simulator = SensorSimulator(assets)
-    async with engine.producer(SIMULATOR, RAW_TOPIC, options=DEMO_TOPIC_OPTIONS) as producer:
+    async with engine.producer(SIMULATOR, RAW_TOPIC, options=demo_topic_options()) as producer:
         started = time.monotonic()
         while not stop.is_set():
             due = int(rate * (time.monotonic() - started)) - stats.count
@@ -131,8 +149,10 @@ async def simulate(engine: Engine, rate: float, assets: int, stop: asyncio.Event
 
 async def follow(engine: Engine, stop: asyncio.Event, stats: StageStats) -> None:
     """Consume the transformed topic, as a downstream reader would, until ``stop``."""
+    from lakeport.streams.flow import batches
+
     async with engine.consumer(FOLLOWER, TRANSFORMED_TOPIC, position="unread",
-                               on_no_exists="create", options=DEMO_TOPIC_OPTIONS) as consumer:
+                               on_no_exists="create", options=demo_topic_options()) as consumer:
         async for batch in batches(consumer, stop, max_n=5000):
             last = batch[-1]
             payload = last.payload
@@ -151,7 +171,7 @@ class DemoState:
     started: float = field(default_factory=time.monotonic)
     simulated_seconds: float = 0.0
     simulator: StageStats = field(default_factory=StageStats)
-    step: StepStats = field(default_factory=StepStats)
+    step: StepStats = field(default_factory=_new_step_stats)
     step_row: StageStats = field(default_factory=StageStats)  # lag and rate; counts in step
     follower: StageStats = field(default_factory=StageStats)
     exporter: Exporter | None = None
@@ -161,7 +181,7 @@ class DemoState:
     server_note: str | None = None
 
     async def refresh_lag(self, engine: Engine) -> None:
-        for topic, name, stats in ((RAW_TOPIC, mark_processed.name, self.step_row),
+        for topic, name, stats in ((RAW_TOPIC, STEP, self.step_row),
                                    (TRANSFORMED_TOPIC, FOLLOWER, self.follower)):
             info = await engine.topic_info(topic)
             stats.lag = next((c.lag for c in info.consumers if c.name == name), None)
@@ -189,7 +209,7 @@ class DemoState:
         rows = (
             ("simulator", f"→ {RAW_TOPIC}", self.simulator, self.simulator.count,
              self.simulator.last_seqno),
-            (mark_processed.name, f"→ {TRANSFORMED_TOPIC}", self.step_row, self.step.received,
+            (STEP, f"→ {TRANSFORMED_TOPIC}", self.step_row, self.step.received,
              self.step.last_output_seqno),
             ("follower", f"← {TRANSFORMED_TOPIC}", self.follower, self.follower.count,
              self.follower.last_seqno),
@@ -215,6 +235,9 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int,
     """Run the stages until ``limit`` seconds passed (0: until a signal); with ``lake``, an
     exporter lands transformed-data there as Parquet; with ``port``, the platform server runs
     beside them and records transformed-data as observations."""
+    from lakeport.streams import open_engine
+    from lakeport.streams.flow import run_step
+
     async with open_engine(url) as engine:
         state = DemoState(engine.url)
         if lake is not None:
@@ -225,12 +248,12 @@ async def run_demo(url: str | None, limit: float, rate: float, assets: int,
                 topics=[TRANSFORMED_TOPIC], to=lake.resolve().as_uri(), name=EXPORTER,
                 max_delay=2.0, batch_rows=50_000, streams_url=engine.url), engine=engine)
         for topic in (RAW_TOPIC, TRANSFORMED_TOPIC):
-            await engine.create_topic(topic, DEMO_TOPIC_OPTIONS, exist_ok=True)
+            await engine.create_topic(topic, demo_topic_options(), exist_ok=True)
         with stop_on_signals() as interrupted:
             source_stop, pipeline_stop = asyncio.Event(), asyncio.Event()
             tasks = [
                 asyncio.create_task(simulate(engine, rate, assets, source_stop, state.simulator)),
-                asyncio.create_task(run_step(mark_processed, engine=engine, stop=pipeline_stop,
+                asyncio.create_task(run_step(demo_step(), engine=engine, stop=pipeline_stop,
                                              stats=state.step)),
                 asyncio.create_task(follow(engine, pipeline_stop, state.follower)),
             ]
@@ -366,7 +389,7 @@ def _summary(state: DemoState, url: str | None) -> None:
         f"[bold]demo done[/] after {elapsed:.1f}s on {state.url}",
         f"  simulator  {state.simulator.count:,} readings → {RAW_TOPIC} "
         f"({state.simulator.count / max(state.simulated_seconds, 1e-9):,.0f} msgs/s)",
-        f"  {mark_processed.name}  {state.step.received:,} processed → {TRANSFORMED_TOPIC}, "
+        f"  {STEP}  {state.step.received:,} processed → {TRANSFORMED_TOPIC}, "
         f"{state.step.dropped:,} dropped",
         f"  follower   {state.follower.count:,} received{latency}",
     ]

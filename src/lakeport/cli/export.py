@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.live import Live
-from rich.text import Text
 
 from lakeport.cli.common import (
     UrlOption,
@@ -26,10 +23,11 @@ from lakeport.cli.common import (
     write_out,
 )
 from lakeport.errors import Invalid
-from lakeport.export.config import ExportConfig
-from lakeport.export.runtime import Exporter
-from lakeport.export.status import ExportStatus, read_status
-from lakeport.streams.types import parse_size
+from lakeport.units import parse_size
+
+if TYPE_CHECKING:
+    from lakeport.export.config import ExportConfig
+    from lakeport.export.status import ExportStatus
 
 app = typer.Typer(
     help="Land topics in the lake: Parquet (or CSV, JSON Lines) batches in a local folder, "
@@ -40,6 +38,10 @@ app = typer.Typer(
 
 
 def _config(**fields: Any) -> ExportConfig:
+    from pydantic import ValidationError
+
+    from lakeport.export.config import ExportConfig
+
     try:
         return ExportConfig(**fields)
     except ValidationError as exc:
@@ -89,6 +91,11 @@ def run_(
 
     Example: lakeport export run --topic transformed-data --to file:///srv/lake --max-delay 10s
     """
+    from rich.live import Live
+    from rich.text import Text
+
+    from lakeport.export.runtime import Exporter
+
     config = _config(
         topics=topic, to=to, name=name, format=fmt, batch_rows=batch_rows,
         batch_bytes=parse_option(parse_size, batch_bytes, "--batch-bytes"),
@@ -123,6 +130,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Show an exporter's rows and bytes exported, files written, lag and last error."""
+    from lakeport.export.status import read_status
+
     record = read_status(name)
     if as_json:
         write_out(json_line(record))

@@ -26,7 +26,7 @@ from lakeport.cli.remote import (
     show_records,
 )
 from lakeport.errors import Invalid
-from lakeport.streams.types import parse_size
+from lakeport.units import parse_size
 
 app = typer.Typer(
     help="Files in the data lake of a lakeport server: put, get, ls, search, share, relate, "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lakeport.cli.common import UrlOption, run, stderr, stop_on_signals
-from lakeport.streams.flow import StepStats, load_step, run_step
+
+if TYPE_CHECKING:
+    from lakeport.streams.flow import StepStats
 
 app = typer.Typer(
     help="Run chained steps: consume a topic, transform, produce to the next topic.",
@@ -33,6 +35,8 @@ def run_(
 
     Example: lakeport flow run examples.demo_step:process
     """
+    from lakeport.streams.flow import load_step, run_step
+
     step_ = load_step(target)
 
     async def go() -> StepStats:

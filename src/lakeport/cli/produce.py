@@ -7,12 +7,14 @@ import concurrent.futures
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from lakeport.cli.common import write_out
 from lakeport.errors import Invalid, NotFound
-from lakeport.streams import open_engine
-from lakeport.streams.base import Producer
-from lakeport.streams.types import Format, TopicOptions, encode_payload
+
+if TYPE_CHECKING:
+    from lakeport.streams.base import Producer
+    from lakeport.streams.types import Format, TopicOptions
 
 # Lines sent in one produce_many call.
 CHUNK_LINES = 5000
@@ -38,6 +40,9 @@ async def produce_one(
     print_seqno: bool,
 ) -> None:
     """Produce one payload; a payload that does not fit the format creates nothing."""
+    from lakeport.streams import open_engine
+    from lakeport.streams.types import encode_payload
+
     async with open_engine(url) as engine:
         try:
             fmt = (await engine.topic_info(topic)).options.format
@@ -135,6 +140,8 @@ class _LineBatcher:
 
 
 def _first_invalid(lines: list[bytes], fmt: Format) -> int | None:
+    from lakeport.streams.types import encode_payload
+
     for index, line in enumerate(lines):
         try:
             encode_payload(line, fmt)
@@ -147,6 +154,8 @@ async def produce_lines(
     url: str | None, topic: str, producer_name: str, options: TopicOptions, print_seqno: bool
 ) -> None:
     """Produce one message per stdin line, in chunks, as lines arrive."""
+    from lakeport.streams import open_engine
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=8)
     async with open_engine(url) as engine:

@@ -23,7 +23,7 @@ from lakeport.cli.remote import (
     show_records,
 )
 from lakeport.errors import Invalid
-from lakeport.streams.types import parse_size
+from lakeport.units import parse_size
 
 if TYPE_CHECKING:
     from lakeport.client import Client

@@ -11,6 +11,9 @@ import typer
 from rich.table import Table
 
 from lakeport.cli.common import (
+    FormatChoice,
+    ModeChoice,
+    PersistenceChoice,
     UrlOption,
     duration,
     human_age,
@@ -26,23 +29,12 @@ from lakeport.cli.common import (
     stdout,
     write_out,
 )
-from lakeport.cli.consume import ConsumeRequest, consume_to_stdout
-from lakeport.cli.produce import produce_lines, produce_one
 from lakeport.errors import Invalid
-from lakeport.streams.types import (
-    Filters,
-    Format,
-    Mode,
-    Persistence,
-    Position,
-    TopicInfo,
-    TopicOptions,
-    parse_size,
-)
-from lakeport.streams.unacked import with_oldest_unacked
+from lakeport.units import parse_size
 
 if TYPE_CHECKING:
     from lakeport.streams.base import Engine
+    from lakeport.streams.types import TopicInfo, TopicOptions
 
 app = typer.Typer(
     help="Create, inspect, produce to and consume from durable topics.\n\n"
@@ -54,27 +46,30 @@ app = typer.Typer(
 NameArg = Annotated[str, typer.Argument(help="Topic name (A-Z a-z 0-9 and + _ = : @ . -).")]
 
 
-def _topic_options(fmt: Format, max_size: str | None, max_age: str | None,
-                   persistence: Persistence, replicas: int | None = None) -> TopicOptions:
+def _topic_options(fmt: FormatChoice, max_size: str | None, max_age: str | None,
+                   persistence: PersistenceChoice, replicas: int | None = None) -> TopicOptions:
+    from lakeport.streams.types import Format, Persistence, TopicOptions
+
     size = parse_option(parse_size, max_size, "--max-size")
     age = duration(max_age, "--max-age")
     for option, value in (("--max-size", size), ("--max-age", age)):
         if value is not None and value <= 0:
             raise Invalid(f"{option}: must be more than 0")
-    return TopicOptions(format=fmt, persistence=persistence, max_size=size, max_age=age,
-                        replicas=replicas)
+    return TopicOptions(format=Format(fmt), persistence=Persistence(persistence),
+                        max_size=size, max_age=age, replicas=replicas)
 
 
 @app.command()
 def create(
     name: NameArg,
-    fmt: Annotated[Format, typer.Option("--format", help="Payload format.")] = Format.JSON,
+    fmt: Annotated[FormatChoice, typer.Option(
+        "--format", help="Payload format.")] = FormatChoice.JSON,
     max_size: Annotated[str | None, typer.Option(
         help="Retention: keep at most this many bytes, e.g. 512MB, 1GiB.")] = None,
     max_age: Annotated[str | None, typer.Option(
         help="Retention: keep messages at most this long, e.g. 7d, 12h.")] = None,
-    persistence: Annotated[Persistence, typer.Option(
-        help="disk survives restarts; ram is faster, lost on reboot.")] = Persistence.DISK,
+    persistence: Annotated[PersistenceChoice, typer.Option(
+        help="disk survives restarts; ram is faster, lost on reboot.")] = PersistenceChoice.DISK,
     replicas: Annotated[int | None, typer.Option(
         min=1, max=5, help="Copies kept on a NATS cluster (1-5); default: the URL's "
         "?replicas= or 1. Other engines keep one copy.")] = None,
@@ -130,6 +125,7 @@ def show(
     url: UrlOption = None,
 ) -> None:
     """Show a topic: options, seqno range, entries, bytes, times, consumers and their lag."""
+    from lakeport.streams.unacked import with_oldest_unacked
 
     async def shown(engine: Engine) -> TopicInfo:
         return await with_oldest_unacked(engine, await engine.topic_info(name))
@@ -204,8 +200,8 @@ def produce(
     msg_id: Annotated[str | None, typer.Option(
         help="Idempotency id: the same id within the dedup window is stored once.")] = None,
     producer: Annotated[str, typer.Option(help="Producer name stored with messages.")] = "cli",
-    fmt: Annotated[Format, typer.Option(
-        "--format", help="Format used if the topic is created.")] = Format.JSON,
+    fmt: Annotated[FormatChoice, typer.Option(
+        "--format", help="Format used if the topic is created.")] = FormatChoice.JSON,
     url: UrlOption = None,
 ) -> None:
     """Produce a message (or one per line of stdin with -); the topic is created if missing.
@@ -218,8 +214,11 @@ def produce(
 
     Blank stdin lines are skipped. Payloads are checked against the topic's format.
     """
+    from lakeport.cli.produce import produce_lines, produce_one
+    from lakeport.streams.types import Format, TopicOptions
+
     headers = parse_pairs(header, "--header", "bad {option} {pair!r}: use key=value") or None
-    options = TopicOptions(format=fmt)
+    options = TopicOptions(format=Format(fmt))
     if payload == "-":
         if headers or key is not None or msg_id is not None:
             raise Invalid("--key, --header and --msg-id apply to a single payload, not to -")
@@ -240,9 +239,9 @@ def consume(
         help="Consumer name; acks are stored under it so --position unread resumes. "
         "Default: a throwaway name cli-<pid> that does not ack and leaves no state.",
         show_default=False)] = None,
-    mode: Annotated[Mode, typer.Option(
+    mode: Annotated[ModeChoice, typer.Option(
         help="exclusive: one reader per name; shared: readers of a name split messages; "
-        "standby: one active, others take over.")] = Mode.EXCLUSIVE,
+        "standby: one active, others take over.")] = ModeChoice.EXCLUSIVE,
     payload_only: Annotated[bool, typer.Option(
         "--payload-only", help="Print only payloads (JSON, text or raw bytes per line).")] = False,
     follow: Annotated[bool, typer.Option(
@@ -272,13 +271,16 @@ def consume(
 
       lakeport topics consume raw-sensor-data --consumer exporter --position unread -n 100
     """
+    from lakeport.cli.consume import ConsumeRequest, consume_to_stdout
+    from lakeport.streams.types import Filters, Mode, Position
+
     if position is None:
         position = "unread" if consumer else ("end" if follow else "beginning")
     request = ConsumeRequest(
         url=url,
         topic=name,
         consumer=consumer or f"cli-{os.getpid()}",
-        mode=mode,
+        mode=Mode(mode),
         position=Position.parse(position),
         filters=Filters(match_re=match, no_match_re=no_match),
         follow=follow,
