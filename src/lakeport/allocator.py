@@ -23,12 +23,17 @@ are everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import itertools
 import os
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -106,7 +111,8 @@ def arrow_uses_system_allocator() -> None:
     ``ARROW_DEFAULT_MEMORY_POOL``); the environment is left as it was.
 
     Arrow reads ``ARROW_DEFAULT_MEMORY_POOL`` once, when pyarrow is imported: before that the
-    variable is set just for the import; after it pyarrow's default pool is replaced, which
+    variable is set just for that import (a one-shot import hook, so a command that never
+    needs pyarrow does not load it); after it pyarrow's default pool is replaced, which
     covers the allocations pyarrow makes for Python calls (not those inside C++ code that
     asks Arrow for its own default).
     """
@@ -117,13 +123,37 @@ def arrow_uses_system_allocator() -> None:
 
         pyarrow.set_memory_pool(pyarrow.system_memory_pool())
         return
-    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
-    try:
-        import pyarrow
+    if not any(isinstance(finder, _ArrowOnSystemHeap) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _ArrowOnSystemHeap())
 
-        pyarrow.default_memory_pool()
-    finally:
-        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+
+class _ArrowOnSystemHeap(importlib.abc.MetaPathFinder):
+    """Imports pyarrow, once, with ``ARROW_DEFAULT_MEMORY_POOL=system`` set for the import."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if name != "pyarrow":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+            return spec
+        loader = spec.loader
+        load = loader.exec_module
+
+        def exec_module(module: types.ModuleType) -> None:
+            os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+            try:
+                load(module)
+                module.default_memory_pool()
+            finally:
+                os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+                with contextlib.suppress(AttributeError):
+                    del loader.exec_module  # type: ignore[method-assign]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def tune_process() -> bool:
@@ -131,10 +161,9 @@ def tune_process() -> bool:
     kept for the next batch); return whether the glibc settings are in effect.
 
     The ``lakeport`` command calls it; a program using lakeport as a library may call it
-    once, at start, to get the same throughput. ``import lakeport`` imports pyarrow, so there
-    it replaces pyarrow's default pool; start the program with
-    ``ARROW_DEFAULT_MEMORY_POOL=system`` for Arrow's C++ allocations too. Does nothing when
-    ``LAKEPORT_MALLOC_TUNING=0``.
+    once, at start, to get the same throughput (called before pyarrow is imported, Arrow's
+    C++ allocations use the C heap too; after, pyarrow's default pool is replaced). Does
+    nothing when ``LAKEPORT_MALLOC_TUNING=0``.
     """
     global _tuned
     if not tuning_enabled():

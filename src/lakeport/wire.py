@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -31,7 +31,9 @@ from lakeport.errors import (
     Unauthorized,
     Unavailable,
 )
-from lakeport.streams.types import Format
+
+if TYPE_CHECKING:  # the stream engines stay unloaded for callers of the wire alone
+    from lakeport.streams.types import Format
 
 API_PREFIX = "/api/v1"
 """Where the server's API routes are mounted (``/health`` and the OpenAPI document are not)."""
@@ -155,16 +157,16 @@ def json_value(payload: Any) -> Any:
 
 def payload_to_json(data: bytes, fmt: Format) -> bytes:
     """A stored payload (encoded for ``fmt``) as the JSON text a produce request carries."""
-    if fmt is Format.JSON:
+    if fmt == "json":  # Format is a StrEnum: compared by value
         return data
-    if fmt is Format.STRING:
+    if fmt == "string":
         return orjson.dumps(data.decode())
     return b'{"base64":"' + base64.b64encode(data) + b'"}'
 
 
 def payload_from_json(value: Any, fmt: Format) -> Any:
     """A produce request's payload as what ``Producer.produce`` takes for ``fmt``."""
-    if fmt is Format.JSON or isinstance(value, str):
+    if fmt == "json" or isinstance(value, str):
         return value
     if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
         try:

@@ -36,6 +36,20 @@ def test_importing_the_command_line_imports_nothing_heavy() -> None:
     assert not heavy, f"lakeport.cli.main imports {heavy}"
 
 
+def test_a_worker_loads_no_data_libraries() -> None:
+    """``lakeport worker`` stays small (bench/tasks.py: idle RSS): as the command starts it,
+    with the pool tuning and every runtime, it imports no pyarrow, numpy or engines."""
+    done = _python("import json, sys\n"
+                   "sys.orig_argv = [sys.executable, '-m', 'lakeport.cli', 'worker']\n"
+                   "import lakeport.cli.main, lakeport.tasks.worker, lakeport.tasks.runtimes\n"
+                   "print(json.dumps(sorted(sys.modules)))")
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    heavy = sorted(loaded & {"pyarrow", "numpy", "pandas", "polars", "sqlalchemy", "fastapi",
+                             "lakeport.streams", "lakeport.apps.app", "lakeport.server"})
+    assert not heavy, f"a worker imports {heavy}"
+
+
 def test_importing_lakeport_imports_nothing_heavy_until_used() -> None:
     done = _python("import sys\nimport lakeport\n"
                    "assert 'pyarrow' not in sys.modules and 'lakeport.streams' not in sys.modules\n"

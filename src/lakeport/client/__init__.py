@@ -12,10 +12,32 @@ the matching :mod:`lakeport.errors` class (``NotFound``, ``Unauthorized``, ``For
 ``Conflict``, ``Invalid`` with ``.details``, ``Unavailable``).
 """
 
-from lakeport.client.config import ClientConfig
-from lakeport.client.core import Client
-from lakeport.client.errors import ClientError, ServerError
-from lakeport.client.results import Page
-from lakeport.client.sync import SyncClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakeport.client.config import ClientConfig
+    from lakeport.client.core import Client
+    from lakeport.client.errors import ClientError, ServerError
+    from lakeport.client.results import Page
+    from lakeport.client.sync import SyncClient
 
 __all__ = ["Client", "ClientConfig", "ClientError", "Page", "ServerError", "SyncClient"]
+_HOMES = {"Client": "core", "ClientConfig": "config", "ClientError": "errors",
+          "Page": "results", "ServerError": "errors", "SyncClient": "sync"}
+
+
+def __getattr__(name: str) -> Any:
+    """Each name is imported on first use: a worker that needs only the HTTP core does not
+    load the services' modules (numpy, pyarrow)."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"lakeport.client.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lakeport.client' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

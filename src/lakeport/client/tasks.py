@@ -30,7 +30,7 @@ from lakeport.client.http import Form, Http
 from lakeport.client.results import ResultFormat, check_format, shape
 from lakeport.client.transfer import quote_segment
 from lakeport.errors import Invalid
-from lakeport.streams.types import parse_duration
+from lakeport.units import parse_duration
 
 ENDED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 """Run states a run never leaves."""

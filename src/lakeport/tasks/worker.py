@@ -21,7 +21,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakeport.client.core import Client
+from lakeport.client.config import ClientConfig
+from lakeport.client.http import Http
 from lakeport.client.task_worker import TaskWorkerApi
 from lakeport.errors import Invalid, LakeportError, Transient
 from lakeport.home import lakeport_home
@@ -37,8 +38,8 @@ BACKOFF_MAX = 5.0
 class WorkerConfig:
     """What a worker runs with."""
 
-    url: str | None = None  # None: LAKEPORT_URL / client.json
-    api_key: str | None = None  # None: LAKEPORT_API_KEY / client.json
+    url: str | None = None  # None: LAKEPORT_URL, else $LAKEPORT_HOME/client.json
+    api_key: str | None = None  # None: LAKEPORT_API_KEY, else $LAKEPORT_HOME/client.json
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     runtimes: list[str] | None = None  # None: every runtime usable here
     concurrency: int = 4
@@ -80,12 +81,13 @@ class Worker:
         retried by the server)."""
         self._slot, lock = _take_slot(self.folder)
         _stop_leftovers(self._slot / "groups")
-        client = Client(self.config.url, self.config.api_key, timeout=CLAIM_WAIT + 30)
-        api = TaskWorkerApi(client._http)
+        http = Http(ClientConfig.from_env(url=self.config.url, api_key=self.config.api_key,
+                                          timeout=CLAIM_WAIT + 30))
+        api = TaskWorkerApi(http)
         slots = asyncio.Semaphore(self.config.concurrency)
         delay = 0.5
         log.info("worker %s offers %s to %s", self.config.name, ", ".join(self.runtimes),
-                 client.url)
+                 http.url)
         try:
             while not self.stopping.is_set():
                 await slots.acquire()
@@ -106,7 +108,7 @@ class Worker:
             if self.running:
                 await asyncio.gather(*self.running.values(), return_exceptions=True)
         finally:
-            await client.aclose()
+            await http.aclose()
             os.close(lock)
 
     async def _claim(self, api: TaskWorkerApi) -> dict | None:
