@@ -6,11 +6,9 @@ links, one-line errors and help with an example per command (checked in process)
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import subprocess
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 
 from e2e._cli import LAKEPORT, assert_user_error
 from server_fixtures import Platform
+from task_helpers import zip_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 on_sqlite = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -90,14 +89,6 @@ def worker(platform: Platform) -> Iterator[Worker]:
         yield Worker(http)
 
 
-def zipped(path: Path, files: dict[str, bytes]) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
-    return path
-
 
 @on_sqlite
 def test_deploy_start_follow_and_control(platform: Platform, worker: Worker,
@@ -105,7 +96,7 @@ def test_deploy_start_follow_and_control(platform: Platform, worker: Worker,
     cli = Cli(platform)
     main = tmp_path / "main.sh"
     main.write_text("echo hello\n")
-    inputs = zipped(tmp_path / "in.zip", {"data.csv": b"1,2\n"})
+    inputs = zip_file(tmp_path / "in.zip", {"data.csv": b"1,2\n"})
     assert "created project plant" in cli.ok("projects", "create", "plant",
                                              "--description", "jobs").stderr
     cli.ok("projects", "create", "lab")

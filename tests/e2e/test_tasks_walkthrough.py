@@ -6,12 +6,10 @@ resume continues it, stop ends it and its children."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 
 from e2e._cli import LAKEPORT
 from servers import lakeport_server
+from task_helpers import alive, zip_file
 from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -38,14 +37,6 @@ class Cli:
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result.stdout
 
-
-def zipped(path: Path, files: dict[str, bytes]) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 @pytest.fixture
@@ -79,9 +70,9 @@ def test_deploy_run_link_schedule_and_control(served: Any, tmp_path: Path) -> No
         "out = os.path.join(os.environ['LAKEPORT_TASK_OUT'], 'result.txt')\n"
         "open(out, 'w').write(f'six {six.__version__} rows {data.count(chr(10))}')\n")
     cli("tasks", "deploy", "plant", "report", "--runtime", "py", "--executable", str(report),
-        "--dependencies", str(zipped(tmp_path / "deps.zip",
+        "--dependencies", str(zip_file(tmp_path / "deps.zip",
                                      {"requirements.txt": b"six==1.16.0\n"})),
-        "--inputs", str(zipped(tmp_path / "in.zip", {"data.csv": b"a\nb\nc\n"})))
+        "--inputs", str(zip_file(tmp_path / "in.zip", {"data.csv": b"a\nb\nc\n"})))
     done = json.loads(cli("tasks", "start", "plant", "report", "--wait", "--json"))
     assert done["state"] == "succeeded", done
     result = tmp_path / "result.txt"
@@ -144,13 +135,7 @@ def test_deploy_run_link_schedule_and_control(served: Any, tmp_path: Path) -> No
     assert wait_until(lambda: ticks.read_text() != held), "the task goes on after resume"
     cli("tasks", "stop", run_id)
     assert wait_until(lambda: api.get(f"/runs/{run_id}").json()["state"] == "cancelled")
-    assert wait_until(lambda: not _alive(int(child.read_text()))), "a child outlived its task"
+    assert wait_until(lambda: not alive(int(child.read_text()))), "a child outlived its task"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
+

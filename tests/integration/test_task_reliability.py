@@ -18,7 +18,6 @@ SIGKILL writes no ``end``, so its interval ends at its last tick.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -40,6 +39,7 @@ import httpx
 import pytest
 
 from servers import free_port
+from task_helpers import alive, store_key
 from waiting import wait_until
 
 API = "/api/v1/tasks"
@@ -86,17 +86,6 @@ def cli_env(home: Path, store_url: str | None = None) -> dict[str, str]:
         env.pop(name, None)
     return env
 
-
-def make_key(store_url: str, user: str, worker: bool = False) -> str:
-    """A new API key for ``user`` on the store (made in this process: the CLI is slower)."""
-    from lakeport.server.store import Store
-    from lakeport.server.store.users import create_key
-
-    async def make() -> str:
-        async with Store(store_url) as store:
-            return await create_key(store, user, worker=worker)
-
-    return asyncio.run(make())
 
 
 def healthy(url: str) -> bool:
@@ -153,16 +142,6 @@ def killed_at_exit(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
             with contextlib.suppress(Exception):
                 kill_9(process)
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
 
 
 # -- the API --------------------------------------------------------------------------------
@@ -319,7 +298,7 @@ def test_kill_9_of_the_server_loses_no_run_doubles_none_and_keeps_cron_slots(
                 contextlib.contextmanager(postgres_database)())
         except pytest.skip.Exception as exc:  # a failure instead under REQUIRE_SERVICES=1
             without_postgres = str(exc)
-        keys = {kind: (make_key(url, "alice"), make_key(url, "w", worker=True))
+        keys = {kind: (store_key(url, "alice"), store_key(url, "w", worker=True))
                 for kind, url in stores.items()}  # here: migrating stores in threads fails
         with ThreadPoolExecutor(len(stores)) as pool:
             done = {kind: pool.submit(_server_killed_twice, url, tmp_path / kind, *keys[kind])
@@ -341,7 +320,7 @@ def test_a_run_that_ended_while_the_server_was_down_is_reported_when_it_is_back(
     the server is back, so the run succeeds with one attempt (not lost, not run again)."""
     store_url = f"sqlite:///{tmp_path / 'store' / 'lakeport.db'}"
     home, journal = tmp_path / "home", tmp_path / "journal.txt"
-    user_key, worker_key = make_key(store_url, "alice"), make_key(store_url, "w", worker=True)
+    user_key, worker_key = store_key(store_url, "alice"), store_key(store_url, "w", worker=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes: list[subprocess.Popen[bytes]] = []
@@ -376,7 +355,7 @@ def test_kill_9_of_a_worker_loses_its_run_in_time_and_it_is_retried_on_the_other
     processes: list[subprocess.Popen[bytes]] = []
     with running_platform(settings) as platform, platform.client() as http, \
             killed_at_exit(processes):
-        key = make_key(store_url, "w", worker=True)
+        key = store_key(store_url, "w", worker=True)
         workers = {name: start_worker(tmp_path / name, platform.url, key, name, concurrency=1)
                    for name in ("w1", "w2")}
         processes.extend(workers.values())
@@ -429,7 +408,7 @@ def test_a_claim_whose_worker_went_away_takes_no_run(tmp_path: Path) -> None:
     settings = platform_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, workers=0,
                                  task_lost_after=LOST_AFTER)
     with running_platform(settings) as platform, platform.client() as http:
-        key = make_key(settings.store_url, "w", worker=True)
+        key = store_key(settings.store_url, "w", worker=True)
         assert http.post(f"{API}/projects", json={"name": "plant"}).status_code == 201
         deploy(http, "job", tmp_path / "journal.txt")
         with pytest.raises(httpx.TimeoutException):  # the worker goes away mid-poll
@@ -499,8 +478,8 @@ def test_workers_on_two_network_namespaces_share_runs_and_take_over(tmp_path: Pa
     journal = tmp_path / "journal.txt"
     processes: list[subprocess.Popen[bytes]] = []
     with two_hosts() as (address, hosts), killed_at_exit(processes):
-        user_key = make_key(store_url, "alice")
-        worker_key = make_key(store_url, "w", worker=True)
+        user_key = store_key(store_url, "alice")
+        worker_key = store_key(store_url, "w", worker=True)
         port = free_port()
         url = f"http://{address}:{port}"
         processes.append(start_server(home, store_url, port, host=address))

@@ -19,8 +19,6 @@ interpreter.
 from __future__ import annotations
 
 import ast
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -28,7 +26,7 @@ import site
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from lakeport.errors import Invalid
-from lakeport.home import lakeport_home
+from lakeport.home import file_lock, lakeport_home
 
 REQUIREMENTS = "requirements.txt"
 READY = ".lakeport-ready"
@@ -106,7 +104,7 @@ def ensure_environment(folder: str | Path, *, on_progress: Progress | None = Non
     target = (root or environments_folder()) / environment_key(wanted, with_lakeport)
     python = target / "bin" / "python"
     say = on_progress or (lambda line: None)
-    with _locked(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if (target / READY).is_file():
             return Environment(python, target)
         say(f"building the app's environment from {requirements} in {target} (once per "
@@ -176,15 +174,6 @@ def _met_here(line: str) -> bool:
     return requirement.specifier.contains(installed, prereleases=True)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _uv(args: list[str], requirements: Path, say: Progress) -> None:

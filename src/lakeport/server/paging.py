@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Query
+from fastapi import Path, Query
 
 from lakeport.errors import Invalid
 
@@ -28,6 +28,9 @@ Cursor = Annotated[str | None, Query(description="next_cursor of the previous pa
 Integer = Annotated[int | None, Query(ge=-MAX_INT, le=MAX_INT,
                                       description=f"an integer in -2^53..2^53 ({MAX_INT})")]
 """An optional integer query parameter; out of range is 422, not an overflow in the store."""
+Id = Annotated[int, Path(ge=1, le=MAX_INT, description="an id (1..2^53)")]
+"""A numeric id in a route's path; out of range is 422, not an overflow in the store."""
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="a byte offset (0..2^53)")]
 
 
 def _bounded(value: Any) -> bool:
@@ -91,5 +94,5 @@ def dump_json(value: Any, what: str) -> str:
         raise Invalid(f"{what}: {exc}") from None
 
 
-__all__ = ["MAX_INT", "Cursor", "Integer", "Limit", "bind_cursors", "decode_cursor",
+__all__ = ["MAX_INT", "Cursor", "Id", "Integer", "Limit", "Offset", "bind_cursors", "decode_cursor",
            "dump_json", "encode_cursor", "query_key"]

@@ -6,8 +6,6 @@ errors, and the blocking client doing the same."""
 from __future__ import annotations
 
 import asyncio
-import io
-import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,18 +18,11 @@ from lakeport.client import Client, SyncClient
 from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.tasks import At, Cron
 from server_fixtures import Platform
+from task_helpers import zip_file
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 API = "/api/v1/tasks"
 
-
-def zipped(path: Path, files: dict[str, bytes]) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 @pytest.fixture
@@ -82,8 +73,8 @@ async def test_deploy_start_follow_and_wait(platform: Platform, keys: dict[str, 
                                             worker: httpx.AsyncClient, tmp_path: Path) -> None:
     main = tmp_path / "main.sh"
     main.write_bytes(b"echo hi\n" * 20_000)
-    deps = zipped(tmp_path / "deps.zip", {"lib.sh": b"x=1\n"})
-    inputs = zipped(tmp_path / "in.zip", {"data.csv": b"1,2\n"})
+    deps = zip_file(tmp_path / "deps.zip", {"lib.sh": b"x=1\n"})
+    inputs = zip_file(tmp_path / "in.zip", {"data.csv": b"1,2\n"})
     progress: list[tuple[int, int]] = []
     async with Client(platform.url, keys["alice"]) as client:
         project = await client.tasks.create_project("plant", "the plant's jobs")

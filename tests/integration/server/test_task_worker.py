@@ -4,11 +4,8 @@ outputs; pause holds a running task, stop ends it and its children, a timeout fa
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,19 +14,13 @@ import httpx
 import pytest
 
 from server_fixtures import Platform, platform_settings, running_platform
+from task_helpers import alive, zip_bytes
 from waiting import wait_until
 
 API = "/api/v1/tasks"
 ENDED = ("succeeded", "failed", "cancelled", "lost")
 LOG_CAP = 64 << 10
 
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def deploy(http: httpx.Client, task: str, code: bytes, spec: dict[str, Any] | None = None,
            **zips: dict[str, bytes]) -> None:
     files: dict[str, Any] = {"executable": ("main.py", code)}
-    files.update({part: (f"{part}.zip", zipped(content)) for part, content in zips.items()})
+    files.update({part: (f"{part}.zip", zip_bytes(content)) for part, content in zips.items()})
     answer = http.put(f"{API}/projects/plant/tasks/{task}",
                       data={"spec": json.dumps({"runtime": "py", **(spec or {})})}, files=files)
     assert answer.status_code == 201, answer.text
@@ -119,7 +110,7 @@ while True:
     run = ended(http, run_id)
     assert run["state"] == "cancelled", run
     pid = int(child.read_text())
-    assert wait_until(lambda: not _alive(pid)), "the task's child outlived it"
+    assert wait_until(lambda: not alive(pid)), "the task's child outlived it"
 
 
 def test_a_task_over_its_timeout_fails_and_is_retried(served: Any) -> None:
@@ -146,10 +137,4 @@ def test_a_task_printing_far_more_than_the_cap_keeps_the_tail(served: Any) -> No
     assert cut + len(kept) == 400_000 * len("line 0000000\n")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
+

@@ -4,10 +4,7 @@ who may do what. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,28 +12,11 @@ import httpx
 import pytest
 
 from server_fixtures import Platform
+from task_helpers import store_key, zip_bytes
 from waiting import wait_until
 
 API = "/api/v1/tasks"
 
-
-def worker_key(platform: Platform, name: str = "w1") -> str:
-    from lakeport.server.store import Store
-    from lakeport.server.store.users import create_key
-
-    async def make() -> str:
-        async with Store(platform.settings.store_url) as store:
-            return await create_key(store, name, worker=True)
-
-    return asyncio.run(make())
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def deploy(http: httpx.Client, project: str, task: str, spec: dict[str, Any],
@@ -75,7 +55,7 @@ def http(platform: Platform) -> httpx.Client:
 
 @pytest.fixture
 def worker(platform: Platform) -> httpx.Client:
-    with platform.client(worker_key(platform)) as client:
+    with platform.client(store_key(platform.settings.store_url, "w1", worker=True)) as client:
         yield client
 
 
@@ -83,7 +63,7 @@ def test_a_run_goes_from_start_to_files_and_logs(platform: Platform, http: httpx
                                                  worker: httpx.Client) -> None:
     answer = deploy(http, "plant", "report", {"runtime": "sh", "args": ["a b"],
                                               "env": {"MODE": "x"}},
-                    inputs=zipped({"data.csv": b"1,2\n"}))
+                    inputs=zip_bytes({"data.csv": b"1,2\n"}))
     assert answer.status_code == 201, answer.text
     assert answer.json()["version"] == 1 and answer.json()["executable"] == "main.sh"
     run = http.post(f"{API}/projects/plant/tasks/report/start",
@@ -181,7 +161,7 @@ def test_a_silent_worker_s_run_is_lost_and_retried(store_url: str, tmp_path: Any
 
     settings = platform_settings(store_url, tmp_path / "quick", task_lost_after=1.0)
     with running_platform(settings) as quick, quick.client() as http, \
-            quick.client(worker_key(quick)) as worker:
+            quick.client(store_key(quick.settings.store_url, "w1", worker=True)) as worker:
         http.post(f"{API}/projects", json={"name": "plant"})
         deploy(http, "plant", "job", {"runtime": "sh", "retries": {"count": 1, "backoff": 0}})
         run = http.post(f"{API}/projects/plant/tasks/job/start").json()
@@ -207,9 +187,9 @@ def test_bad_deploys_are_one_line_errors(http: httpx.Client) -> None:
          {}, "is in the past"),
         ({"runtime": "sh", "schedule": {"kind": "cron", "expression": "* * * * *",
                                          "timezone": "Mars/Base"}}, {}, "Mars/Base"),
-        ({"runtime": "sh"}, {"dependencies": zipped({"../evil": b"x"})}, "dependencies zip"),
+        ({"runtime": "sh"}, {"dependencies": zip_bytes({"../evil": b"x"})}, "dependencies zip"),
         ({"runtime": "sh"}, {"inputs": b"not a zip"}, "input zip"),
-        ({"runtime": "sh"}, {"inputs": zipped({"zeros": bytes(50 << 20)})},
+        ({"runtime": "sh"}, {"inputs": zip_bytes({"zeros": bytes(50 << 20)})},
          "the input zip looks like a zip bomb"),
         ({"runtime": "sh", "nope": 1}, {}, "nope"),
     ]

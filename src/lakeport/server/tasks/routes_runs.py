@@ -16,7 +16,7 @@ from lakeport.errors import NotFound
 from lakeport.server.access import Level
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
-from lakeport.server.paging import Cursor, Limit, decode_cursor, encode_cursor
+from lakeport.server.paging import Cursor, Id, Limit, decode_cursor, encode_cursor
 from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
@@ -69,7 +69,7 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
 
 
 @router.post("/tasks/runs/{run_id}/{action}", summary="Pause, resume or stop a run")
-async def control(run_id: int, action: Literal["pause", "resume", "stop"], request: Request,
+async def control(run_id: Id, action: Literal["pause", "resume", "stop"], request: Request,
                   user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
     async with store.begin() as conn:
@@ -106,7 +106,7 @@ async def list_runs(project: str, task: str,
 
 
 @router.get("/tasks/runs/{run_id}", summary="A run with its attempts and transitions")
-async def get_run(run_id: int, user: User = Depends(current_user),
+async def get_run(run_id: Id, user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
         project_row, task_row, run = await run_access(conn, user, run_id, Level.READ, "read")
@@ -126,7 +126,7 @@ async def get_run(run_id: int, user: User = Depends(current_user),
                                                  "attempt unless attempt= names one); "
                                                  "server-sent events with Accept: "
                                                  "text/event-stream")
-async def get_logs(run_id: int, request: Request,
+async def get_logs(run_id: Id, request: Request,
                    stream: Literal["stdout", "stderr"] = "stdout",
                    attempt: int | None = Query(None, ge=1, le=1_000_000),
                    follow: bool = Query(False, description="keep the response open and send "

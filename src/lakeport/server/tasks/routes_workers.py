@@ -22,6 +22,7 @@ from lakeport.errors import Invalid, NotFound
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.files.paths import check_path
+from lakeport.server.paging import Id, Offset
 from lakeport.server.responses import JSONResponse
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
@@ -52,7 +53,7 @@ class HeartbeatIn(BaseModel):
 
     token: str
     state: Literal["running", "paused"] = "running"
-    pid: int | None = None
+    pid: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
 class FinishIn(BaseModel):
@@ -60,7 +61,7 @@ class FinishIn(BaseModel):
 
     token: str
     outcome: Literal["succeeded", "failed", "cancelled"]
-    exit_code: int | None = None
+    exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
     reason: str = Field("", max_length=10_000)
 
 
@@ -175,7 +176,7 @@ async def _run_paths(store: Store, run_id: int) -> tuple[Any, Any, Any]:
 
 
 @router.get("/tasks/attempts/{attempt_id}/parts/{part}", summary="A part of the run's bundle")
-async def get_part(attempt_id: int, part: Literal["executable", "dependencies", "inputs"],
+async def get_part(attempt_id: Id, part: Literal["executable", "dependencies", "inputs"],
                    request: Request, token: str | None = Header(None, alias="x-attempt-token"),
                    user: User = Depends(current_user),
                    store: Store = Depends(get_store)) -> Response:
@@ -193,7 +194,7 @@ async def get_part(attempt_id: int, part: Literal["executable", "dependencies", 
 
 @router.get("/tasks/attempts/{attempt_id}/links/{name:path}",
             summary="A linked file: the newest successful run's out/<name> of the source task")
-async def get_link(attempt_id: int, name: str, request: Request,
+async def get_link(attempt_id: Id, name: str, request: Request,
                    token: str | None = Header(None, alias="x-attempt-token"),
                    user: User = Depends(current_user),
                    store: Store = Depends(get_store)) -> Response:
@@ -226,7 +227,7 @@ async def get_link(attempt_id: int, name: str, request: Request,
 
 @router.post("/tasks/attempts/{attempt_id}/heartbeat",
              summary="The attempt's process is alive; answers the command to apply")
-async def heartbeat(attempt_id: int, body: HeartbeatIn, user: User = Depends(current_user),
+async def heartbeat(attempt_id: Id, body: HeartbeatIn, user: User = Depends(current_user),
                     store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)
     async with store.begin() as conn:
@@ -237,12 +238,10 @@ async def heartbeat(attempt_id: int, body: HeartbeatIn, user: User = Depends(cur
 
 @router.post("/tasks/attempts/{attempt_id}/logs/{stream}",
              summary="Append output of the attempt's process at a byte offset")
-async def append_log(attempt_id: int, stream: Literal["stdout", "stderr"], request: Request,
-                     offset: int = 0, token: str | None = Header(None, alias="x-attempt-token"),
+async def append_log(attempt_id: Id, stream: Literal["stdout", "stderr"], request: Request,
+                     offset: Offset = 0, token: str | None = Header(None, alias="x-attempt-token"),
                      user: User = Depends(current_user),
                      store: Store = Depends(get_store)) -> JSONResponse:
-    if offset < 0:
-        raise Invalid("offset must be >= 0")
     require_worker(user)
     data = await request.body()
     async with store.begin() as conn:
@@ -254,7 +253,7 @@ async def append_log(attempt_id: int, stream: Literal["stdout", "stderr"], reque
 
 @router.put("/tasks/attempts/{attempt_id}/out/{path:path}", status_code=201,
             summary="Store an output file of the run (tasks/<project>/<task>/<run>/out/<path>)")
-async def put_output(attempt_id: int, request: Request,
+async def put_output(attempt_id: Id, request: Request,
                      path: str = Path(..., description="relative path under out/"),
                      token: str | None = Header(None, alias="x-attempt-token"),
                      user: User = Depends(current_user),
@@ -269,7 +268,7 @@ async def put_output(attempt_id: int, request: Request,
 
 
 @router.post("/tasks/attempts/{attempt_id}/finish", summary="End the attempt (once)")
-async def finish(attempt_id: int, body: FinishIn, request: Request,
+async def finish(attempt_id: Id, body: FinishIn, request: Request,
                  user: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)

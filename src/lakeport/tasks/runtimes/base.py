@@ -8,17 +8,16 @@ version (:func:`build_once`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from lakeport.errors import Invalid, Unavailable
+from lakeport.home import file_lock
 
 Progress = Callable[[str], None]
 READY = ".lakeport-ready"
@@ -99,7 +98,7 @@ def build_once(job: Job, kind: str, key: str, build: Callable[[Path], None],
     version = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.version_key)
     target = job.cache / kind / (version or "_") / key
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if (target / READY).is_file():
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -128,11 +127,3 @@ def compile_with(argv: list[str], *, cwd: Path, what: str, on_progress: Progress
         raise Invalid(f"{what} does not compile: " + " | ".join(lines[:ERROR_LINES]))
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
