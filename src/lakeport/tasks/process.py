@@ -160,8 +160,9 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 def _die_with_parent() -> Callable[[], object] | None:
-    """Linux's ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the child is killed when the process that
-    started it dies (a worker killed with ``kill -9`` takes its tasks with it)."""
+    """Linux's ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, to run in a forked child before ``exec``:
+    the child is killed when the thread that started it ends (a worker killed with ``kill -9``
+    takes its tasks with it). None where there is no ``prctl``."""
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -169,14 +170,15 @@ def _die_with_parent() -> Callable[[], object] | None:
     return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-_PDEATHSIG = _die_with_parent()
+DIE_WITH_PARENT = _die_with_parent()
+"""A ``preexec_fn`` that ties a child's life to its parent's (None off Linux)."""
 
 
 def _limiter(limits: Limits) -> Callable[[], None]:
     """The function the child runs before ``exec``: dies with its parent, and its limits."""
     memory = None if limits.memory_mb is None else limits.memory_mb * 1024 * 1024
     cpu = limits.cpu_seconds
-    die = _PDEATHSIG
+    die = DIE_WITH_PARENT
 
     def limit() -> None:  # runs in the forked child: no allocation-heavy work here
         if die is not None:
@@ -199,4 +201,4 @@ async def _pump(stream: asyncio.StreamReader, name: str, on_output: OnOutput) ->
             log.exception("handling %s output of a task failed", name)
 
 
-__all__ = ["Limits", "LogTail", "TaskProcess"]
+__all__ = ["DIE_WITH_PARENT", "Limits", "LogTail", "TaskProcess"]

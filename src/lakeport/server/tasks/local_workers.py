@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from lakeport.server.settings import ServerSettings
 from lakeport.server.store import Store
 from lakeport.server.store.users import create_key, revoke_key
+from lakeport.tasks.process import DIE_WITH_PARENT
 
 log = logging.getLogger("lakeport.server.tasks")
 USER = "lakeport-worker"
@@ -38,7 +39,8 @@ async def local_workers(settings: ServerSettings, store: Store) -> AsyncIterator
         processes.append(await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lakeport.cli", "worker", "--name",
             f"{os.uname().nodename}-serve-{number}", "--concurrency",
-            str(settings.worker_concurrency), env=env, stdin=asyncio.subprocess.DEVNULL))
+            str(settings.worker_concurrency), env=env, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=DIE_WITH_PARENT))  # a server killed with kill -9 takes them along
     try:
         yield [process.pid for process in processes]
     finally:
