@@ -64,7 +64,8 @@ class Central:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [*LAKEPORT, "serve", "--port", str(self.port), "--store", self.store_url,
+            [*LAKEPORT, "serve", "--workers", "0", "--port", str(self.port), "--store",
+             self.store_url,
              "--streams", (self.root / "streams").as_uri(),
              "--lake", (self.root / "lake").as_uri()],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -270,7 +271,7 @@ async def test_serve_forward_runs_beside_the_server(central: Central, tmp_path: 
     edge_streams = (edge_root / "streams").as_uri()
     port = free_port()
     process = subprocess.Popen(
-        [*LAKEPORT, "serve", "--port", str(port), "--store",
+        [*LAKEPORT, "serve", "--workers", "0", "--port", str(port), "--store",
          f"sqlite:///{edge_root / 'store.db'}", "--streams", edge_streams,
          "--lake", (edge_root / "lake").as_uri(),
          "--forward", f"raw={central.url}?api_key={key}", "--forward-site", "edge-2"],

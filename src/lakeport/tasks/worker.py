@@ -30,7 +30,7 @@ from lakeport.tasks.attempt import Attempt
 from lakeport.tasks.runtimes import available_runtimes, runtime, runtime_names
 
 log = logging.getLogger("lakeport.tasks.worker")
-CLAIM_WAIT = 5.0
+CLAIM_WAIT = 3.0
 """Seconds a claim waits on the server (a server stopping waits for open claims)."""
 BACKOFF_MAX = 5.0
 

@@ -58,7 +58,7 @@ def test_abusive_load_keeps_memory_bounded_and_answers(store_url: str, tmp_path:
     key = lakeport(home, store_url, "keys", "create", "--user", "load")
     other = lakeport(home, store_url, "keys", "create", "--user", "other")
     env = {**os.environ, "LAKEPORT_HOME": str(home), "LAKEPORT_STORE": store_url, **MALLOC_ENV}
-    command = [sys.executable, "-m", "lakeport.cli", "serve",
+    command = [sys.executable, "-m", "lakeport.cli", "serve", "--workers", "0",
                "--header-timeout", str(HEADER_TIMEOUT)]
     with lakeport_server(command, env=env) as (url, process), \
             httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=30) as http:

@@ -2,7 +2,7 @@
 takes longer than a bound, with the schema's examples and with widened ones, and in sequences
 that follow the document's links (create a sensor, topic or file, then read, change, delete it).
 
-A bounded number of examples per operation (``LAKEPORT_FUZZ_EXAMPLES``, default 15; half as
+A bounded number of examples per operation (``LAKEPORT_FUZZ_EXAMPLES``, default 10; half as
 many in the widened pass, whose values are odder rather than more) keeps the suite quick; a
 deterministic seed makes a failure reproducible.
 """
@@ -19,7 +19,7 @@ import pytest
 
 from server_fixtures import Platform
 
-EXAMPLES = int(os.environ.get("LAKEPORT_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("LAKEPORT_FUZZ_EXAMPLES", "10"))
 MIN_OPERATIONS = 50  # of the 54 operations: a route lost from the document fails the test
 SLOWEST = 10
 """Seconds a response may take: a slower one fails the run (a request that hangs)."""

@@ -31,7 +31,8 @@ def serving(home: Path, store_url: str
             ) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
     """``lakeport serve`` as its own process (so it can be killed) on a free port."""
     env = {**os.environ, "LAKEPORT_HOME": str(home), "LAKEPORT_STORE": store_url}
-    return lakeport_server([sys.executable, "-m", "lakeport.cli", "serve"], env=env)
+    return lakeport_server([sys.executable, "-m", "lakeport.cli", "serve", "--workers", "0"],
+                           env=env)
 
 
 def key(home: Path, store_url: str) -> str:

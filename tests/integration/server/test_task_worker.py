@@ -23,15 +23,17 @@ LOG_CAP = 64 << 10
 
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[tuple[Platform, httpx.Client]]:
-    settings = platform_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, workers=1,
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, httpx.Client]]:
+    """One server with its local worker for the module's tests (each uses tasks of its own)."""
+    folder = tmp_path_factory.mktemp("served")
+    settings = platform_settings(f"sqlite:///{folder / 'store.db'}", folder, workers=1,
                                  worker_concurrency=2, task_log_cap=LOG_CAP)
-    monkeypatch.setenv("LAKEPORT_HOME", str(tmp_path / "home"))  # the worker's folder
-    with running_platform(settings) as platform, platform.client() as http:
-        assert http.post(f"{API}/projects", json={"name": "plant"}).status_code == 201
-        yield platform, http
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAKEPORT_HOME", str(folder / "home"))  # the worker's folder
+        with running_platform(settings) as platform, platform.client() as http:
+            assert http.post(f"{API}/projects", json={"name": "plant"}).status_code == 201
+            yield platform, http
 
 
 def deploy(http: httpx.Client, task: str, code: bytes, spec: dict[str, Any] | None = None,
