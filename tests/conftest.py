@@ -28,6 +28,26 @@ MACHINE_NATS = ("127.0.0.1", 4222)
 ENGINES = ("memory", "file", "nats", "nats-cluster", "http")
 
 
+SERIAL = (
+    "tests/integration/test_nats_cluster.py", "tests/integration/test_forward.py",
+    "tests/integration/test_task_reliability.py", "tests/integration/server/test_load_rss.py",
+    "tests/integration/test_export_crash.py", "tests/integration/test_seed_export_app.py",
+    "tests/integration/test_kelvin_apps.py", "tests/integration/test_app_crash.py",
+    "tests/integration/server/test_server_crash.py",
+    "tests/integration/server/test_recorder_outage.py", "tests/integration/test_jetstream.py",
+    "tests/integration/test_flow_exactly_once.py", "tests/integration/test_embedded_durability.py",
+)
+"""Modules that kill processes, bound memory or time a failover: they run alone, after the
+rest of the suite has run on two workers (``scripts/test``)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        if Path(str(item.path)).relative_to(root).as_posix() in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
+
 def require_service(name: str, reason: str) -> NoReturn:
     """Skip a test whose service is missing; fail instead when ``LAKEPORT_REQUIRE_SERVICES=1``."""
     if os.environ.get("LAKEPORT_REQUIRE_SERVICES") == "1":
