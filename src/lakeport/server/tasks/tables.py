@@ -99,6 +99,7 @@ attempts = sa.Table(
     sa.UniqueConstraint("run_id", "number", name="uq_task_attempts_number"),
 )
 sa.Index("ix_task_attempts_live", attempts.c.state, attempts.c.heartbeat_ms)
+sa.Index("ix_task_attempts_unfiled", attempts.c.logs_filed, attempts.c.state)
 events = sa.Table(
     "task_events", metadata,
     sa.Column("id", sa.Integer, primary_key=True),

@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("run_id", "number", name="uq_task_attempts_number"),
     )
     op.create_index("ix_task_attempts_live", "task_attempts", ["state", "heartbeat_ms"])
+    op.create_index("ix_task_attempts_unfiled", "task_attempts", ["logs_filed", "state"])
     op.create_table(
         "task_events",
         sa.Column("id", sa.Integer, primary_key=True),
