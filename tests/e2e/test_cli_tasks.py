@@ -60,7 +60,7 @@ class Worker:
         answer = self.http.post(f"{API}/claim", json={"worker": "w1", "runtimes": ["sh"],
                                                       "wait": 10})
         assert answer.status_code == 200, answer.text
-        return answer.json()["attempt"]
+        return answer.json()["attempts"][0]
 
     def run(self, output: bytes, outcome: str = "succeeded") -> dict[str, Any]:
         attempt = self.claim()

@@ -19,12 +19,12 @@ class TaskWorkerApi:
     def __init__(self, http: Http) -> None:
         self._http = http
 
-    async def claim(self, worker: str, runtimes: list[str], wait: float = 10.0
-                    ) -> dict[str, Any] | None:
-        """A claimed attempt, or None when no run came within ``wait`` seconds."""
+    async def claim(self, worker: str, runtimes: list[str], wait: float = 10.0,
+                    most: int = 1) -> list[dict[str, Any]]:
+        """Up to ``most`` claimed attempts; none when no run came within ``wait`` seconds."""
         answer = await self._http.json("POST", "/tasks/claim", json={
-            "worker": worker, "runtimes": runtimes, "wait": wait})
-        return None if answer is None else answer["attempt"]
+            "worker": worker, "runtimes": runtimes, "wait": wait, "max": most})
+        return [] if answer is None else list(answer["attempts"])
 
     @staticmethod
     def _base(attempt: dict[str, Any]) -> str:

@@ -50,7 +50,7 @@ async def claim(worker: httpx.AsyncClient) -> dict[str, Any]:
     answer = await worker.post(f"{API}/claim", json={"worker": "w1", "runtimes": ["sh"],
                                                      "wait": 5})
     assert answer.status_code == 200, answer.text
-    return answer.json()["attempt"]
+    return answer.json()["attempts"][0]
 
 
 async def finish(worker: httpx.AsyncClient, attempt: dict[str, Any],

@@ -37,7 +37,7 @@ def claim(worker: httpx.Client, runtimes: tuple[str, ...] = ("sh",), wait: float
     answer = worker.post(f"{API}/claim", json={"worker": "w1", "runtimes": list(runtimes),
                                                 "wait": wait})
     assert answer.status_code in (200, 204), answer.text
-    return answer.json()["attempt"] if answer.status_code == 200 else None
+    return answer.json()["attempts"][0] if answer.status_code == 200 else None
 
 
 def finish(worker: httpx.Client, attempt: dict[str, Any], outcome: str = "succeeded",

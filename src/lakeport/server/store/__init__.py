@@ -8,13 +8,17 @@ queries in its own module next to this one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -23,6 +27,8 @@ from lakeport.errors import Invalid, Unavailable
 from lakeport.home import open_private, private_folder
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+_WRITING: ContextVar[Store | None] = ContextVar("lakeport_store_writing", default=None)
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
             "postgres": "postgresql+asyncpg"}
 
@@ -66,8 +72,14 @@ class Store:
         if self.dialect == "postgresql":
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(sa_url, **options)
+        self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._sync: tuple[sa.Engine, ThreadPoolExecutor] | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            if ":memory:" not in sa_url and "mode=memory" not in sa_url:
+                sync_engine = sa.create_engine(sa_url.replace("sqlite+aiosqlite", "sqlite", 1))
+                event.listen(sync_engine, "connect", _sqlite_pragmas)
+                self._sync = (sync_engine, ThreadPoolExecutor(1, "lakeport-store"))
 
     async def open(self) -> Store:
         """Reach the database and migrate it to the latest schema."""
@@ -82,6 +94,9 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._sync is not None:
+            self._sync[1].shutdown(wait=True)
+            self._sync[0].dispose()
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -97,9 +112,56 @@ class Store:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction (committed on success, rolled back on error)."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """A connection in a transaction (committed on success, rolled back on error).
+
+        On SQLite, which has one writer at a time, this process's transactions take turns
+        on a lock: waiting on it is a queue, where SQLite's own busy handler would poll
+        with sleeps of up to 100 ms (another process still waits by ``busy_timeout``)."""
+        if self.dialect != "sqlite" or _WRITING.get() is self:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock():
+            mark = _WRITING.set(self)
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                _WRITING.reset(mark)
+
+    async def transact(self, work: Callable[[sa.Connection], T]) -> T:
+        """``work(conn)``, plain synchronous SQLAlchemy code, in one transaction; its result.
+
+        For the hot paths that run several statements per request: on SQLite the whole
+        transaction runs in one hop to the store's thread, on a synchronous connection (each
+        statement of an ``AsyncConnection`` is a round trip to aiosqlite's thread); on
+        PostgreSQL it runs on the async engine (``run_sync``)."""
+        if self._sync is None:
+            async with self.begin() as conn:
+                return await conn.run_sync(work)
+        engine, thread = self._sync
+
+        def run() -> T:
+            with engine.begin() as conn:
+                return work(conn)
+
+        if _WRITING.get() is self:
+            raise RuntimeError("Store.transact inside Store.begin would wait for itself")
+        lock = self._write_lock()
+        await lock.acquire()
+        try:
+            done = asyncio.get_running_loop().run_in_executor(thread, run)
+        except BaseException:
+            lock.release()
+            raise
+        done.add_done_callback(lambda _: lock.release())  # not before the thread is done
+        return await asyncio.shield(done)
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer[0] is not loop:
+            self._writer = (loop, asyncio.Lock())
+        return self._writer[1]
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -6,6 +6,7 @@ lake as ``attempt-<n>/stdout.log`` / ``stderr.log`` of the run's folder when it 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.errors import Conflict, Invalid
@@ -22,41 +23,46 @@ def check_stream(stream: str) -> str:
     return stream
 
 
+def _bounds(attempt_id: int, stream: str) -> sa.Select:
+    """(first kept offset, end offset) of a stream, NULLs when it is empty."""
+    return sa.select(
+        sa.func.min(logs.c.offset), sa.func.max(logs.c.offset + sa.func.length(logs.c.data))
+    ).where(logs.c.attempt_id == attempt_id, logs.c.stream == stream)
+
+
 async def stream_end(conn: AsyncConnection, attempt_id: int, stream: str) -> tuple[int, int]:
     """(first kept offset, end offset) of a stream; (0, 0) when empty."""
-    row = (await conn.execute(sa.select(
-        sa.func.min(logs.c.offset), sa.func.max(logs.c.offset + sa.func.length(logs.c.data)))
-        .where(logs.c.attempt_id == attempt_id, logs.c.stream == stream))).one()
+    row = (await conn.execute(_bounds(attempt_id, stream))).one()
     return int(row[0] or 0), int(row[1] or 0)
 
 
-async def append(conn: AsyncConnection, attempt_id: int, stream: str, offset: int, data: bytes,
-                 cap: int = LOG_CAP) -> int:
+def append(conn: Connection, attempt_id: int, stream: str, offset: int, data: bytes,
+           cap: int = LOG_CAP) -> int:
     """Add ``data`` found at ``offset`` of the stream; bytes already stored are skipped (a
     worker's retry is harmless). The stream's end offset after it."""
     # one append of an attempt at a time: the no-op update locks the attempt's row (and
     # takes SQLite's write lock) before the end is read
-    await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
+    conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(
         id=attempts.c.id))
-    _, end = await stream_end(conn, attempt_id, stream)
+    end = int(conn.execute(_bounds(attempt_id, stream)).one()[1] or 0)
     if offset > end:
         raise Conflict(f"log {stream} of attempt {attempt_id} ends at byte {end}, not {offset}: "
                        "send from there")
     fresh = data[end - offset:]
     if not fresh:
         return end
-    await conn.execute(logs.insert().values(attempt_id=attempt_id, stream=stream, offset=end,
-                                            data=fresh))
+    conn.execute(logs.insert().values(attempt_id=attempt_id, stream=stream, offset=end,
+                                      data=fresh))
     end += len(fresh)
     if end > cap:  # keep the tail: drop what lies before it, and cut the chunk across it
         boundary = end - cap
         mine = (logs.c.attempt_id == attempt_id) & (logs.c.stream == stream)
-        await conn.execute(logs.delete().where(
+        conn.execute(logs.delete().where(
             mine, logs.c.offset + sa.func.length(logs.c.data) <= boundary))
-        across = (await conn.execute(sa.select(logs.c.id, logs.c.offset, logs.c.data).where(
-            mine, logs.c.offset < boundary))).first()
+        across = conn.execute(sa.select(logs.c.id, logs.c.offset, logs.c.data).where(
+            mine, logs.c.offset < boundary)).first()
         if across is not None:
-            await conn.execute(logs.update().where(logs.c.id == across.id).values(
+            conn.execute(logs.update().where(logs.c.id == across.id).values(
                 offset=boundary, data=bytes(across.data)[boundary - across.offset:]))
     return end
 

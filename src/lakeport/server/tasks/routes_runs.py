@@ -4,12 +4,13 @@ with its attempts and transitions, and its logs (``follow`` streams them while i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 from starlette.responses import StreamingResponse
 
 from lakeport.errors import NotFound
@@ -26,7 +27,7 @@ from lakeport.server.tasks.access import run_access, task_access
 from lakeport.server.tasks.filing import log_path
 from lakeport.server.tasks.lakefiles import file_object
 from lakeport.server.tasks.records import attempt_record, event_record, run_record
-from lakeport.server.tasks.tables import attempts, events, runs, workers
+from lakeport.server.tasks.tables import attempts, events, runs, tasks, workers
 from lakeport.tasks.spec import RUN_STATES
 
 router = APIRouter(tags=["tasks"])
@@ -41,14 +42,20 @@ class StartIn(BaseModel):
     parameters: dict[str, str] = Field(default_factory=dict)
 
 
-async def waiting_reasons(conn: Any, runtimes: set[str], now: int) -> dict[str, str]:
-    """Why queued runs of each runtime wait, when no live worker offers it."""
-    seen = (await conn.execute(sa.select(workers.c.runtimes).where(
-        workers.c.seen_ms >= now - WORKER_SEEN_MS))).scalars().all()
+def _seen_workers(now: int) -> sa.Select:
+    return sa.select(workers.c.runtimes).where(workers.c.seen_ms >= now - WORKER_SEEN_MS)
+
+
+def _reasons(seen: Sequence[str], runtimes: set[str]) -> dict[str, str]:
     offered = {name for text in seen for name in text.split(",") if name}
     return {name: f"no worker offers runtime {name!r}" + ("" if seen else " (no worker is "
                                                           "connected: start lakeport worker)")
             for name in runtimes - offered}
+
+
+async def waiting_reasons(conn: Any, runtimes: set[str], now: int) -> dict[str, str]:
+    """Why queued runs of each runtime wait, when no live worker offers it."""
+    return _reasons((await conn.execute(_seen_workers(now))).scalars().all(), runtimes)
 
 
 @router.post("/tasks/projects/{project}/tasks/{task}/start", status_code=201,
@@ -58,12 +65,21 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
                 user: User = Depends(current_user),
                 store: Store = Depends(get_store)) -> JSONResponse:
     now = now_ms()
-    async with store.begin() as conn:
+    parameters = (body or StartIn()).parameters
+    async with store.connect() as conn:
         _, row = await task_access(conn, user, project, task, Level.WRITE, "start")
-        run_id = await service.queue_run(conn, store.dialect, row, "manual", now,
-                                         parameters=(body or StartIn()).parameters)
-        run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
-        waiting = (await waiting_reasons(conn, {run.runtime}, now)).get(run.runtime)
+
+    def queue(conn: Connection) -> tuple[Any, str | None]:
+        current = conn.execute(sa.select(tasks).where(tasks.c.id == row.id)).first()
+        if current is None:  # deleted meanwhile
+            raise NotFound(f"unknown task {task!r} in project {project!r}")
+        run_id = service.queue_run(conn, store.dialect, current, "manual", now,
+                                   parameters=parameters)
+        run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
+        seen = conn.execute(_seen_workers(now)).scalars().all()
+        return run, _reasons(seen, {run.runtime}).get(run.runtime)
+
+    run, waiting = await store.transact(queue)
     request.app.state.tasks_wakeup.notify()
     return JSONResponse(run_record(run, project, task, waiting), 201)
 
@@ -72,9 +88,10 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
 async def control(run_id: Id, action: Literal["pause", "resume", "stop"], request: Request,
                   user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
-    async with store.begin() as conn:
+    async with store.connect() as conn:
         project_row, task_row, run = await run_access(conn, user, run_id, Level.WRITE, action)
-        run = await service.control(conn, run, action, now_ms())
+    run = await store.transact(lambda conn: service.control(
+        conn, conn.execute(sa.select(runs).where(runs.c.id == run_id)).one(), action, now_ms()))
     if run.state == "queued":
         request.app.state.tasks_wakeup.notify()
     return JSONResponse(run_record(run, project_row.name, task_row.name))

@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 from starlette.responses import StreamingResponse
 
 from lakeport.apps.secrets import SecretStore, resolve_secrets
@@ -38,6 +39,7 @@ router = APIRouter(tags=["task workers"])
 HEARTBEAT = 2.0
 GRACE = 10.0
 MAX_WAIT = 30.0
+MAX_CLAIM = 100
 
 
 class ClaimIn(BaseModel):
@@ -46,6 +48,7 @@ class ClaimIn(BaseModel):
     worker: str = Field(min_length=1, max_length=200)
     runtimes: list[str] = Field(max_length=50)
     wait: float = Field(10.0, ge=0, le=MAX_WAIT)
+    max: int = Field(1, ge=1, le=MAX_CLAIM, description="runs to claim at most (free slots)")
 
 
 class HeartbeatIn(BaseModel):
@@ -92,33 +95,32 @@ async def _see(request: Request, store: Store, user: User, body: ClaimIn, now: i
                 pass
 
 
-@router.post("/tasks/claim", summary="Claim a queued run (waits up to `wait` seconds; 204 "
-                                     "when none came)")
+@router.post("/tasks/claim", summary="Claim up to `max` queued runs (waits up to `wait` "
+                                     "seconds for one; 204 when none came)")
 async def claim(body: ClaimIn, request: Request, user: User = Depends(current_user),
                 store: Store = Depends(get_store)) -> Response:
     require_worker(user)
     wakeup: Wakeup = request.app.state.tasks_wakeup
     deadline = time.monotonic() + body.wait
+    lost_after = request.app.state.settings.task_lost_after
     await _see(request, store, user, body, now_ms())
+
+    def take(conn: Connection) -> list[dict[str, Any]]:
+        claimed = service.claim(conn, store.dialect, body.worker, body.runtimes, now_ms(),
+                                body.max)
+        return [record for one in claimed
+                if (record := _attempt(conn, one, lost_after)) is not None]
+
     while True:
         ticket = wakeup.ticket()
         leaving = True  # returning without a run: a wake-up this ticket got goes on
         try:
             if await request.is_disconnected():  # the worker went away: claim nothing
                 return Response(status_code=204)
-            async with store.begin() as conn:
-                claimed = await service.claim(conn, store.dialect, body.worker, body.runtimes,
-                                              now_ms())
-                if claimed is not None:
-                    leaving = False
-                    try:
-                        record = await _attempt(conn, claimed,
-                                                request.app.state.settings.task_lost_after)
-                        return JSONResponse({"attempt": record})
-                    except Invalid as exc:  # e.g. a secret that does not exist: it fails
-                        await service.finish(conn, claimed.attempt_id, claimed.token,
-                                             "failed", None, str(exc), now_ms())
-                        continue
+            records = await store.transact(take)
+            if records:
+                leaving = False
+                return JSONResponse({"attempts": records})
             left = deadline - time.monotonic()
             if left <= 0:
                 return Response(status_code=204)
@@ -128,18 +130,25 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
             wakeup.done(ticket, pass_on=leaving)
 
 
-async def _attempt(conn: Any, claimed: service.Claimed, lost_after: float
-                   ) -> dict[str, Any]:
+def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
+             ) -> dict[str, Any] | None:
+    """What the worker needs to run a claimed attempt; None when the run cannot start (a
+    secret that does not exist: the attempt fails with the reason)."""
     run, task = claimed.run, claimed.task
     spec = service.spec_of(task)
-    project = (await conn.execute(sa.select(projects.c.name).where(
-        projects.c.id == task.project_id))).scalar_one()
-    version = (await conn.execute(sa.select(versions).where(
-        versions.c.task_id == task.id, versions.c.version == run.version))).one()
+    try:
+        env = {name: _resolved(value, name) for name, value in spec.env.items()}
+    except Invalid as exc:
+        service.finish(conn, claimed.attempt_id, claimed.token, "failed", None, str(exc),
+                       now_ms())
+        return None
+    project = conn.execute(sa.select(projects.c.name).where(
+        projects.c.id == task.project_id)).scalar_one()
+    version = conn.execute(sa.select(versions).where(
+        versions.c.task_id == task.id, versions.c.version == run.version)).one()
     parts = orjson.loads(version.parts)
-    link_names = (await conn.execute(sa.select(links.c.file_name).where(
-        links.c.task_id == task.id).order_by(links.c.id))).scalars().all()
-    env = {name: _resolved(value, name) for name, value in spec.env.items()}
+    link_names = conn.execute(sa.select(links.c.file_name).where(
+        links.c.task_id == task.id).order_by(links.c.id)).scalars().all()
     return {"id": claimed.attempt_id, "token": claimed.token, "run": run.id,
             "number": claimed.number, "project": project, "task": task.name,
             "version": run.version, "runtime": run.runtime,
@@ -161,8 +170,8 @@ def _resolved(value: str, name: str) -> str:
 
 async def _attempt_row(store: Store, user: User, attempt_id: int, token: str | None) -> Any:
     require_worker(user)
-    async with store.connect() as conn:
-        return await service.live_attempt(conn, attempt_id, token or "")
+    return await store.transact(lambda conn: service.live_attempt(conn, attempt_id,
+                                                                  token or ""))
 
 
 async def _run_paths(store: Store, run_id: int) -> tuple[Any, Any, Any]:
@@ -230,9 +239,8 @@ async def get_link(attempt_id: Id, name: str, request: Request,
 async def heartbeat(attempt_id: Id, body: HeartbeatIn, user: User = Depends(current_user),
                     store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)
-    async with store.begin() as conn:
-        command = await service.heartbeat(conn, attempt_id, body.token, body.state, body.pid,
-                                          now_ms())
+    command = await store.transact(lambda conn: service.heartbeat(
+        conn, attempt_id, body.token, body.state, body.pid, now_ms()))
     return JSONResponse({"command": command})
 
 
@@ -244,11 +252,13 @@ async def append_log(attempt_id: Id, stream: Literal["stdout", "stderr"], reques
                      store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)
     data = await request.body()
-    async with store.begin() as conn:
-        await service.live_attempt(conn, attempt_id, token or "")
-        end = await logs.append(conn, attempt_id, stream, offset, data,
-                                request.app.state.settings.task_log_cap)
-    return JSONResponse({"end": end})
+    cap = request.app.state.settings.task_log_cap
+
+    def add(conn: Connection) -> int:
+        service.live_attempt(conn, attempt_id, token or "")
+        return logs.append(conn, attempt_id, stream, offset, data, cap)
+
+    return JSONResponse({"end": await store.transact(add)})
 
 
 @router.put("/tasks/attempts/{attempt_id}/out/{path:path}", status_code=201,
@@ -272,9 +282,8 @@ async def finish(attempt_id: Id, body: FinishIn, request: Request,
                  user: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)
-    async with store.begin() as conn:
-        run = await service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
-                                   body.reason, now_ms())
+    run = await store.transact(lambda conn: service.finish(
+        conn, attempt_id, body.token, body.outcome, body.exit_code, body.reason, now_ms()))
     if run.state == "queued" and run.not_before_ms <= now_ms():
         request.app.state.tasks_wakeup.notify()
     return JSONResponse({"run": {"id": run.id, "state": run.state}})

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.server.store import Store
@@ -76,12 +77,12 @@ def _upcoming(schedule: Cron, now: int) -> int | None:
     return None if upcoming is None else _ms(upcoming)
 
 
-async def fire_due(conn: AsyncConnection, dialect: str, now: int) -> tuple[int, bool]:
+def fire_due(conn: Connection, dialect: str, now: int) -> tuple[int, bool]:
     """Queue the runs of the schedules due at ``now``, up to :data:`BATCH` tasks, in a few
     statements; (the number of runs queued, whether more tasks may be due)."""
-    rows = (await conn.execute(sa.select(tasks).where(
+    rows = conn.execute(sa.select(tasks).where(
         tasks.c.next_fire_ms <= now, tasks.c.state == "active")
-        .order_by(tasks.c.next_fire_ms).limit(BATCH))).all()
+        .order_by(tasks.c.next_fire_ms).limit(BATCH)).all()
     fresh: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     for row in rows:
@@ -107,9 +108,9 @@ async def fire_due(conn: AsyncConnection, dialect: str, now: int) -> tuple[int, 
         trigger = "at" if isinstance(schedule, At) else "cron"
         fresh.extend(service.run_values(row, trigger, now, slot_ms=slot) for slot in slots)
         changes.append({"task": row.id, "seen_version": row.version, **change})
-    queued = await service.queue_runs(conn, dialect, fresh, now)
+    queued = service.queue_runs(conn, dialect, fresh, now)
     if changes:
-        await conn.execute(tasks.update().where(
+        conn.execute(tasks.update().where(
             tasks.c.id == sa.bindparam("task"),
             tasks.c.version == sa.bindparam("seen_version")), changes)
     return queued, len(rows) == BATCH
@@ -154,14 +155,13 @@ class Scheduler:
         # come back before calling any of their runs lost
         judging = time.monotonic() - self._leading_since >= self.lost_after
         more = True
+        dialect = self.store.dialect
         while more:  # a batch at a time, each its own commit, until nothing is due
-            async with self.store.begin() as conn:
-                fired, more = await fire_due(conn, self.store.dialect, now)
+            fired, more = await self.store.transact(lambda conn: fire_due(conn, dialect, now))
             if fired:
                 self.notify(fired)
-        async with self.store.begin() as conn:
-            lost = await service.mark_lost(conn, now - int(self.lost_after * 1000), now) \
-                if judging else []
+        lost = await self.store.transact(lambda conn: service.mark_lost(
+            conn, now - int(self.lost_after * 1000), now)) if judging else []
         if lost:
             self.notify(len(lost))
         await self.file_logs()

@@ -5,7 +5,8 @@ claimed by one worker at a time as an *attempt* (a number and a secret token); t
 heartbeats, reports its process's state, and finishes the attempt once. A failed or lost
 attempt is retried while the task's ``retries.count`` allows, after an exponential backoff
 with jitter. Every transition is a row of ``task_events``. Each function runs inside the
-caller's transaction.
+caller's transaction: plain synchronous SQLAlchemy, run through
+:meth:`~lakeport.server.store.Store.transact` (one hop to the store per request).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from lakeport.errors import Closed, Conflict
 from lakeport.server.store import insert_ignore
@@ -42,10 +43,10 @@ def spec_of(task_row: Any) -> TaskSpec:
     return TaskSpec.model_validate_json(task_row.spec)
 
 
-async def add_event(conn: AsyncConnection, run_id: int, state: str, now: int,
-                    detail: str = "", attempt: int | None = None) -> None:
-    await conn.execute(events.insert().values(run_id=run_id, attempt=attempt, state=state,
-                                              detail=detail[:2000], at_ms=now))
+def add_event(conn: Connection, run_id: int, state: str, now: int,
+              detail: str = "", attempt: int | None = None) -> None:
+    conn.execute(events.insert().values(run_id=run_id, attempt=attempt, state=state,
+                                        detail=detail[:2000], at_ms=now))
 
 
 def run_values(task_row: Any, trigger: str, now: int, *, slot_ms: int | None = None,
@@ -58,33 +59,33 @@ def run_values(task_row: Any, trigger: str, now: int, *, slot_ms: int | None = N
             "created_ms": now, "updated_ms": now}
 
 
-async def queue_run(conn: AsyncConnection, dialect: str, task_row: Any, trigger: str, now: int,
-                    *, slot_ms: int | None = None, parameters: dict[str, Any] | None = None,
-                    ) -> int | None:
+def queue_run(conn: Connection, dialect: str, task_row: Any, trigger: str, now: int,
+              *, slot_ms: int | None = None, parameters: dict[str, Any] | None = None,
+              ) -> int | None:
     """Queue a run of the task's current version; its id, or None when a run of ``slot_ms``
     exists already (a second scheduler or a restart)."""
     values = run_values(task_row, trigger, now, slot_ms=slot_ms, parameters=parameters)
     if slot_ms is None:
-        run_id = (await conn.execute(runs.insert().values(**values))).inserted_primary_key[0]
-        await add_event(conn, run_id, "queued", now, trigger)
+        run_id = conn.execute(runs.insert().values(**values)).inserted_primary_key[0]
+        add_event(conn, run_id, "queued", now, trigger)
         return int(run_id)
-    ids = await _insert_runs(conn, dialect, [values], now)
+    ids = _insert_runs(conn, dialect, [values], now)
     return ids[0] if ids else None
 
 
-async def queue_runs(conn: AsyncConnection, dialect: str, rows: list[dict[str, Any]],
-                     now: int) -> int:
+def queue_runs(conn: Connection, dialect: str, rows: list[dict[str, Any]],
+               now: int) -> int:
     """Queue many scheduled runs (each with its slot) in a few statements; a slot that has a
     run already is skipped. The number queued."""
-    return len(await _insert_runs(conn, dialect, rows, now)) if rows else 0
+    return len(_insert_runs(conn, dialect, rows, now)) if rows else 0
 
 
-async def _insert_runs(conn: AsyncConnection, dialect: str, rows: list[dict[str, Any]],
-                       now: int) -> list[int]:
-    inserted = (await conn.execute(
-        insert_ignore(dialect, runs).returning(runs.c.id, runs.c.trigger), rows)).all()
+def _insert_runs(conn: Connection, dialect: str, rows: list[dict[str, Any]],
+                 now: int) -> list[int]:
+    inserted = conn.execute(
+        insert_ignore(dialect, runs).returning(runs.c.id, runs.c.trigger), rows).all()
     if inserted:
-        await conn.execute(events.insert(), [
+        conn.execute(events.insert(), [
             {"run_id": run_id, "attempt": None, "state": "queued", "detail": f"{trigger} slot",
              "at_ms": now} for run_id, trigger in inserted])
     return [int(run_id) for run_id, _ in inserted]
@@ -98,39 +99,45 @@ def backoff_ms(spec: TaskSpec, attempt: int) -> int:
     return int(max(wait, 0) * 1000)
 
 
-async def claim(conn: AsyncConnection, dialect: str, worker: str, runtimes: list[str],
-                now: int) -> Claimed | None:
-    """Claim the oldest claimable run for ``worker`` (one attempt; None when none waits)."""
-    if not runtimes:
-        return None
+def claim(conn: Connection, dialect: str, worker: str, runtimes: list[str], now: int,
+          limit: int = 1) -> list[Claimed]:
+    """Claim up to ``limit`` of the oldest claimable runs for ``worker``, an attempt each
+    (none when nothing waits)."""
+    if not runtimes or limit < 1:
+        return []
     pick = (sa.select(runs.c.id).where(runs.c.state == "queued",
                                        runs.c.runtime.in_(runtimes),
                                        runs.c.not_before_ms <= now)
-            .order_by(runs.c.not_before_ms, runs.c.id).limit(1))
+            .order_by(runs.c.not_before_ms, runs.c.id).limit(limit))
     if dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    run_id = (await conn.execute(pick)).scalar()
-    if run_id is None:
-        return None
-    taken = await conn.execute(runs.update().where(runs.c.id == run_id,
-                                                   runs.c.state == "queued").values(
-        state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=now))
-    if taken.rowcount != 1:
-        return None  # another server took it first (SQLite: no row locks)
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
-    task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
-    token = secrets.token_urlsafe(24)
-    attempt_id = (await conn.execute(attempts.insert().values(
-        run_id=run_id, number=run.attempts, worker=worker[:200], token=token,
-        state="running", started_ms=now, heartbeat_ms=now))).inserted_primary_key[0]
-    await add_event(conn, run_id, "running", now, f"worker {worker}", run.attempts)
-    return Claimed(run, task, attempt_id, run.attempts, token)
+    # the state condition again: on SQLite (no row locks) another server may have taken one
+    taken = conn.execute(runs.update().where(runs.c.id.in_(pick.scalar_subquery()),
+                                             runs.c.state == "queued").values(
+        state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=now)
+        .returning(*runs.c)).all()
+    if not taken:
+        return []
+    taken.sort(key=lambda run: (run.not_before_ms, run.id))
+    task_rows = {row.id: row for row in conn.execute(sa.select(tasks).where(
+        tasks.c.id.in_({run.task_id for run in taken})))}
+    tokens = [secrets.token_urlsafe(24) for _ in taken]
+    new_attempts = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
+    attempt_ids = conn.execute(new_attempts, [
+        {"run_id": run.id, "number": run.attempts, "worker": worker[:200], "token": token,
+         "state": "running", "started_ms": now, "heartbeat_ms": now}
+        for run, token in zip(taken, tokens, strict=True)]).scalars().all()
+    conn.execute(events.insert(), [
+        {"run_id": run.id, "attempt": run.attempts, "state": "running",
+         "detail": f"worker {worker}", "at_ms": now} for run in taken])
+    return [Claimed(run, task_rows[run.task_id], attempt_id, run.attempts, token)
+            for run, attempt_id, token in zip(taken, attempt_ids, tokens, strict=True)]
 
 
-async def live_attempt(conn: AsyncConnection, attempt_id: int, token: str) -> Any:
+def live_attempt(conn: Connection, attempt_id: int, token: str) -> Any:
     """The attempt when it is still the worker's to run (its token, not ended); Gone
     otherwise (Closed, HTTP 410), telling the worker to stop its process."""
-    row = (await conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id))).first()
+    row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
     if row is None or not secrets.compare_digest(row.token, token or ""):
         raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
     if row.state not in LIVE:
@@ -138,54 +145,54 @@ async def live_attempt(conn: AsyncConnection, attempt_id: int, token: str) -> An
     return row
 
 
-async def heartbeat(conn: AsyncConnection, attempt_id: int, token: str, state: str,
-                    pid: int | None, now: int) -> str:
+def heartbeat(conn: Connection, attempt_id: int, token: str, state: str,
+              pid: int | None, now: int) -> str:
     """Record that the attempt's process is alive in ``state``; the run's desired state
     (``run``, ``pause`` or ``stop``) for the worker to apply."""
-    attempt = await live_attempt(conn, attempt_id, token)
+    attempt = live_attempt(conn, attempt_id, token)
     values: dict[str, Any] = {"heartbeat_ms": now, "state": state}
     if pid is not None:
         values["pid"] = pid
-    changed = await conn.execute(attempts.update().where(
+    changed = conn.execute(attempts.update().where(
         attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(**values))
     if changed.rowcount != 1:  # it ended meanwhile (finished, or called lost)
         raise Closed(f"attempt {attempt_id} has ended: stop its process")
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == attempt.run_id))).one()
+    run = conn.execute(sa.select(runs).where(runs.c.id == attempt.run_id)).one()
     if state != attempt.state and run.state in LIVE and run.attempts == attempt.number:
-        await conn.execute(runs.update().where(runs.c.id == run.id,
-                                               runs.c.state.in_(LIVE)).values(
+        conn.execute(runs.update().where(runs.c.id == run.id,
+                                         runs.c.state.in_(LIVE)).values(
             state=state, updated_ms=now))
-        await add_event(conn, run.id, state, now, "", attempt.number)
+        add_event(conn, run.id, state, now, "", attempt.number)
     return str(run.desired)
 
 
-async def finish(conn: AsyncConnection, attempt_id: int, token: str, outcome: str,
-                 exit_code: int | None, reason: str, now: int) -> Any:
+def finish(conn: Connection, attempt_id: int, token: str, outcome: str,
+           exit_code: int | None, reason: str, now: int) -> Any:
     """End the attempt with ``outcome`` once (a repeat with the same token is a no-op) and
     move its run on: done, or queued again for a retry. The run row after it."""
-    row = (await conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id))).first()
+    row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
     if row is None or not secrets.compare_digest(row.token, token or ""):
         raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
-    ended = await conn.execute(attempts.update().where(
+    ended = conn.execute(attempts.update().where(
         attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(
         state=outcome, exit_code=exit_code, reason=reason[:2000], ended_ms=now))
     if ended.rowcount != 1:  # ended already: by this report before, or called lost
-        state = (await conn.execute(sa.select(attempts.c.state).where(
-            attempts.c.id == attempt_id))).scalar_one()
+        state = conn.execute(sa.select(attempts.c.state).where(
+            attempts.c.id == attempt_id)).scalar_one()
         if state != outcome:
             raise Conflict(f"attempt {attempt_id} ended as {state} already")
-        return (await conn.execute(sa.select(runs).where(runs.c.id == row.run_id))).one()
-    return await _after_attempt(conn, row.run_id, row.number, outcome, reason, now)
+        return conn.execute(sa.select(runs).where(runs.c.id == row.run_id)).one()
+    return _after_attempt(conn, row.run_id, row.number, outcome, reason, now)
 
 
-async def _after_attempt(conn: AsyncConnection, run_id: int, number: int, outcome: str,
-                         reason: str, now: int) -> Any:
+def _after_attempt(conn: Connection, run_id: int, number: int, outcome: str,
+                   reason: str, now: int) -> Any:
     """Move the run on after its attempt ``number`` ended; a run that is no longer on that
     attempt (ended, or on a later one) is left alone."""
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
     if run.state not in LIVE or run.attempts != number:
         return run
-    task = (await conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id))).one()
+    task = conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id)).one()
     spec = spec_of(task)
     state = outcome
     on_attempt = (runs.c.id == run_id) & runs.c.state.in_(LIVE) & (runs.c.attempts == number)
@@ -193,37 +200,37 @@ async def _after_attempt(conn: AsyncConnection, run_id: int, number: int, outcom
         state = "cancelled" if outcome != "succeeded" else outcome
     elif outcome in ("failed", "lost") and number <= spec.retries.count:
         wait = backoff_ms(spec, number)
-        await conn.execute(runs.update().where(on_attempt).values(
+        conn.execute(runs.update().where(on_attempt).values(
             state="queued", not_before_ms=now + wait, reason=reason[:2000], updated_ms=now))
-        await add_event(conn, run_id, outcome, now, reason, number)
-        await add_event(conn, run_id, "queued", now,
-                        f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
-        return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
-    await conn.execute(runs.update().where(on_attempt).values(
+        add_event(conn, run_id, outcome, now, reason, number)
+        add_event(conn, run_id, "queued", now,
+                  f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
+        return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
+    conn.execute(runs.update().where(on_attempt).values(
         state=state, reason=reason[:2000], updated_ms=now, ended_ms=now))
-    await add_event(conn, run_id, state, now, reason, number)
-    return (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    add_event(conn, run_id, state, now, reason, number)
+    return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
 
 
-async def mark_lost(conn: AsyncConnection, older_than_ms: int, now: int) -> list[int]:
+def mark_lost(conn: Connection, older_than_ms: int, now: int) -> list[int]:
     """Attempts whose worker stopped heartbeating before ``older_than_ms``: ``lost``, their
     runs retried or ended. The attempt ids."""
-    found = (await conn.execute(sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number,
+    found = conn.execute(sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number,
                                           attempts.c.worker).where(
-        attempts.c.state.in_(LIVE), attempts.c.heartbeat_ms < older_than_ms))).all()
+        attempts.c.state.in_(LIVE), attempts.c.heartbeat_ms < older_than_ms)).all()
     lost = []
     for row in found:
         reason = f"worker {row.worker} stopped heartbeating"
-        done = await conn.execute(attempts.update().where(
+        done = conn.execute(attempts.update().where(
             attempts.c.id == row.id, attempts.c.state.in_(LIVE)).values(
             state="lost", reason=reason, ended_ms=now))
         if done.rowcount == 1:
-            await _after_attempt(conn, row.run_id, row.number, "lost", reason, now)
+            _after_attempt(conn, row.run_id, row.number, "lost", reason, now)
             lost.append(row.id)
     return lost
 
 
-async def control(conn: AsyncConnection, run: Any, action: str, now: int) -> Any:
+def control(conn: Connection, run: Any, action: str, now: int) -> Any:
     """Pause, resume or stop a run; the run row after it. A run that is not on a worker
     changes at once; one that is gets the command with the worker's next heartbeat."""
     if run.state in ENDED:
@@ -232,26 +239,26 @@ async def control(conn: AsyncConnection, run: Any, action: str, now: int) -> Any
     values: dict[str, Any] = {"updated_ms": now}
     if action == "stop":
         values["desired"] = "stop"
-        if not on_worker or not await _has_live_attempt(conn, run.id):
+        if not on_worker or not _has_live_attempt(conn, run.id):
             values.update(state="cancelled", ended_ms=now, reason="stopped")
-            await add_event(conn, run.id, "cancelled", now, "stopped before it ran")
+            add_event(conn, run.id, "cancelled", now, "stopped before it ran")
     elif action == "pause":
         values["desired"] = "pause"
         if run.state == "queued":
             values["state"] = "paused"
-            await add_event(conn, run.id, "paused", now, "held in the queue")
+            add_event(conn, run.id, "paused", now, "held in the queue")
     else:  # resume
         values["desired"] = "run"
-        if run.state == "paused" and not await _has_live_attempt(conn, run.id):
+        if run.state == "paused" and not _has_live_attempt(conn, run.id):
             values["state"] = "queued"
-            await add_event(conn, run.id, "queued", now, "resumed")
-    await conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
-    return (await conn.execute(sa.select(runs).where(runs.c.id == run.id))).one()
+            add_event(conn, run.id, "queued", now, "resumed")
+    conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
+    return conn.execute(sa.select(runs).where(runs.c.id == run.id)).one()
 
 
-async def _has_live_attempt(conn: AsyncConnection, run_id: int) -> bool:
-    return (await conn.execute(sa.select(attempts.c.id).where(
-        attempts.c.run_id == run_id, attempts.c.state.in_(LIVE)))).first() is not None
+def _has_live_attempt(conn: Connection, run_id: int) -> bool:
+    return conn.execute(sa.select(attempts.c.id).where(
+        attempts.c.run_id == run_id, attempts.c.state.in_(LIVE))).first() is not None
 
 
 __all__ = ["LIVE", "Claimed", "add_event", "backoff_ms", "claim", "control", "finish",
