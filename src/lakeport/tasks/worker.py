@@ -92,8 +92,9 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 await slots.acquire()
+                free = self.config.concurrency - len(self.running)  # this slot included
                 try:
-                    record = await self._claim(api)
+                    records = await self._claim(api, free)
                 except Transient as exc:
                     slots.release()
                     log.warning("cannot claim runs: %s (again in %.1f s)", exc, delay)
@@ -101,19 +102,23 @@ class Worker:
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
                 delay = 0.5
-                if record is None:
+                if not records:
                     slots.release()
                     continue
-                job = asyncio.create_task(self._attempt(api, record, slots))
-                self.running[record["id"]] = job
+                for number, record in enumerate(records):
+                    if number:  # at once: no more runs were claimed than slots were free
+                        await slots.acquire()
+                    job = asyncio.create_task(self._attempt(api, record, slots))
+                    self.running[record["id"]] = job
             if self.running:
                 await asyncio.gather(*self.running.values(), return_exceptions=True)
         finally:
             await http.aclose()
             os.close(lock)
 
-    async def _claim(self, api: TaskWorkerApi) -> dict | None:
-        claiming = asyncio.ensure_future(api.claim(self.config.name, self.runtimes, CLAIM_WAIT))
+    async def _claim(self, api: TaskWorkerApi, most: int) -> list[dict]:
+        claiming = asyncio.ensure_future(api.claim(self.config.name, self.runtimes, CLAIM_WAIT,
+                                                   most))
         stopping = asyncio.ensure_future(self.stopping.wait())
         try:
             done, _ = await asyncio.wait({claiming, stopping},
@@ -124,9 +129,8 @@ class Worker:
             return claiming.result()
         claiming.cancel()
         with contextlib.suppress(asyncio.CancelledError, LakeportError):
-            record = await claiming
-            return record  # claimed while stopping: run it anyway
-        return None
+            return await claiming  # claimed while stopping: run them anyway
+        return []
 
     async def _attempt(self, api: TaskWorkerApi, record: dict, slots: asyncio.Semaphore
                        ) -> None:
