@@ -1,4 +1,5 @@
-"""FastAPI dependencies the services share: the store and the topic engine."""
+"""FastAPI dependencies the services share: the store and the topic engine (``async``: FastAPI
+runs a plain ``def`` dependency in a thread pool, a thread hop per request)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from lakeport.server.store import Store
 from lakeport.streams import Engine
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 

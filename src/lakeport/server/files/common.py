@@ -23,7 +23,7 @@ _META_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 META_HEADER = "x-lakeport-meta-"
 
 
-def get_lake(request: Request) -> Lake:
+async def get_lake(request: Request) -> Lake:
     return request.app.state.files_lake
 
 
