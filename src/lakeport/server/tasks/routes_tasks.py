@@ -14,9 +14,10 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lakeport.errors import Conflict, Invalid
+from lakeport.errors import Conflict, Invalid, NotFound
 from lakeport.server.access import Level
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
@@ -30,7 +31,7 @@ from lakeport.server.tasks.lakefiles import put_object
 from lakeport.server.tasks.records import task_record
 from lakeport.server.tasks.routes_projects import bundle_keys
 from lakeport.server.tasks.scheduler import schedule_columns
-from lakeport.server.tasks.tables import links, tasks, versions
+from lakeport.server.tasks.tables import links, projects, tasks, versions
 from lakeport.tasks.bundle import check_zip
 from lakeport.tasks.schedule import parse_schedule
 from lakeport.tasks.spec import TaskSpec, check_name, parse_spec
@@ -252,30 +253,41 @@ async def copy_task(project: str, task: str, body: CopyIn, user: User = Depends(
     name = check_name(body.name, "task")
     target_project = body.project or project
     now = now_ms()
-    async with store.begin() as conn:
+    async with store.connect() as conn:
         _, row = await task_access(conn, user, project, task, Level.READ, "copy")
         target = await project_access(conn, user, target_project, Level.WRITE, "deploy to")
-        if (await conn.execute(sa.select(tasks.c.id).where(
-                tasks.c.project_id == target.id, tasks.c.name == name))).first():
+
+    def copy(conn: Connection) -> dict[str, Any]:
+        source = conn.execute(sa.select(tasks).where(tasks.c.id == row.id)).first()
+        if source is None or conn.execute(sa.select(projects.c.id).where(
+                projects.c.id == target.id)).first() is None:  # deleted meanwhile
+            raise NotFound(f"unknown task {task!r} in project {project!r}" if source is None
+                           else f"unknown project {target_project!r}")
+        if conn.execute(sa.select(tasks.c.id).where(
+                tasks.c.project_id == target.id, tasks.c.name == name)).first():
             raise Conflict(f"task {name!r} exists in project {target_project!r}")
-        version = (await conn.execute(sa.select(versions).where(
-            versions.c.task_id == row.id, versions.c.version == row.version))).one()
-        spec = TaskSpec.model_validate_json(row.spec)
-        copy_id = (await conn.execute(tasks.insert().values(
-            project_id=target.id, name=name, version=1, runtime=row.runtime, spec=row.spec,
-            created_ms=now, updated_ms=now, **schedule_columns(spec, now)))
+        version = conn.execute(sa.select(versions).where(
+            versions.c.task_id == source.id, versions.c.version == source.version)).one()
+        spec = TaskSpec.model_validate_json(source.spec)
+        copy_id = conn.execute(tasks.insert().values(
+            project_id=target.id, name=name, version=1, runtime=source.runtime,
+            spec=source.spec, created_ms=now, updated_ms=now, **schedule_columns(spec, now))
         ).inserted_primary_key[0]
-        await conn.execute(versions.insert().values(
+        conn.execute(versions.insert().values(
             task_id=copy_id, version=1, executable=version.executable,
             parts=version.parts, created_ms=now))  # the same lake objects
-        for link in await _links(conn, row.id):
-            await conn.execute(links.insert().values(
-                task_id=copy_id, source_project=link["project"], source_task=link["task"],
-                file_name=link["file"]))
-        copied = (await conn.execute(sa.select(tasks).where(tasks.c.id == copy_id))).one()
-        record = task_record(target_project, copied, await _links(conn, copy_id),
-                             version.executable)
-    return JSONResponse(record, 201)
+        copied_links = [{"task_id": copy_id, "source_project": link.source_project,
+                         "source_task": link.source_task, "file_name": link.file_name}
+                        for link in conn.execute(sa.select(links).where(
+                            links.c.task_id == source.id).order_by(links.c.id))]
+        if copied_links:
+            conn.execute(links.insert(), copied_links)
+        copied = conn.execute(sa.select(tasks).where(tasks.c.id == copy_id)).one()
+        return task_record(target_project, copied, [
+            {"project": link["source_project"], "task": link["source_task"],
+             "file": link["file_name"]} for link in copied_links], version.executable)
+
+    return JSONResponse(await store.transact(copy), 201)
 
 
 @router.put("/tasks/projects/{project}/tasks/{task}/links",
