@@ -104,12 +104,20 @@ def require(level: Level, need: Level, kind: str, name: str, doing: str,
         raise Forbidden(f"cannot {doing} {kind} {name!r}{whose}: only {what} can")
 
 
+def grants_query(user: User, kind: str, name: str) -> sa.Select:
+    """The permissions of the caller's grants on a resource (for :func:`levels_of_grants`)."""
+    return sa.select(grants.c.permission).where(
+        grants.c.kind == kind, grants.c.name == name, grants.c.user_id == user.id)
+
+
+def levels_of_grants(permissions: Iterable[str]) -> list[Level]:
+    return [PERMISSIONS.get(p, Level.NONE) for p in permissions]
+
+
 async def granted_levels(conn: AsyncConnection, user: User, kind: str, name: str
                          ) -> list[Level]:
     """The levels of the caller's grants on a resource."""
-    rows = (await conn.execute(sa.select(grants.c.permission).where(
-        grants.c.kind == kind, grants.c.name == name, grants.c.user_id == user.id))).scalars()
-    return [PERMISSIONS.get(p, Level.NONE) for p in rows]
+    return levels_of_grants((await conn.execute(grants_query(user, kind, name))).scalars())
 
 
 async def owner_id_of(conn: AsyncConnection, kind: str, name: str) -> int | None:

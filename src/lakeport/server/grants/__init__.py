@@ -63,8 +63,8 @@ async def _level(request: Request, conn: AsyncConnection, user: User, kind: str,
             await request.app.state.engine.topic_info(name)  # an operator: NotFound if gone
         return level, owner_id
     if kind == "project":
-        project = await project_access(conn, user, name, Level.READ, "read")
-        return await project_level(conn, user, project), project.owner_id
+        project = await conn.run_sync(project_access, user, name, Level.READ, "read")
+        return await conn.run_sync(project_level, user, project), project.owner_id
     row = await require_named(conn, user, kind, name, Level.READ, "read")
     return await level_on(conn, user, kind, row), await user_id_named(conn, row.owner)
 

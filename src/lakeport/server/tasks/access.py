@@ -1,16 +1,20 @@
 """Who may do what with projects, their tasks and runs: the server's one access model
 (``lakeport.server.access``) on the ``project`` kind. A task and its runs take the level of
-their project; workers reach only the attempts they claimed (their token)."""
+their project; workers reach only the attempts they claimed (their token).
+
+The checks are synchronous SQLAlchemy: inside :meth:`Store.transact
+<lakeport.server.store.Store.transact>`, or ``await conn.run_sync(task_access, ...)`` on an
+async connection."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from lakeport.errors import Forbidden, NotFound
-from lakeport.server.access import Level, granted_levels, level_of, require
+from lakeport.server.access import Level, grants_query, level_of, levels_of_grants, require
 from lakeport.server.store.users import User, users
 from lakeport.server.tasks.tables import projects, runs, tasks
 from lakeport.tasks.spec import check_name
@@ -18,54 +22,55 @@ from lakeport.tasks.spec import check_name
 KIND = "project"
 
 
-async def project_access(conn: AsyncConnection, user: User, name: str, need: Level,
+def project_access(conn: Connection, user: User, name: str, need: Level,
                          doing: str) -> Any:
     """The project row (with ``owner``, its owner's name) when the caller may ``doing`` it."""
     check_name(name, "project")
-    row = (await conn.execute(
+    row = (conn.execute(
         sa.select(projects, users.c.name.label("owner"))
         .join(users, users.c.id == projects.c.owner_id).where(projects.c.name == name))).first()
     if row is None:
         raise NotFound(f"unknown project {name!r}")
-    level = await project_level(conn, user, row)
+    level = project_level(conn, user, row)
     require(level, need, KIND, name, doing, row.owner)
     return row
 
 
-async def project_level(conn: AsyncConnection, user: User, row: Any) -> Level:
+def project_level(conn: Connection, user: User, row: Any) -> Level:
     """The caller's level on the project ``row``."""
     if user.admin or row.owner_id == user.id:
         return Level.OWNER
-    return level_of(user, False, await granted_levels(conn, user, KIND, row.name))
+    return level_of(user, False, levels_of_grants(conn.execute(
+        grants_query(user, KIND, row.name)).scalars()))
 
 
-async def task_access(conn: AsyncConnection, user: User, project: str, task: str,
+def task_access(conn: Connection, user: User, project: str, task: str,
                       need: Level, doing: str) -> tuple[Any, Any]:
     """(project row, task row) when the caller may ``doing`` the task."""
-    project_row = await project_access(conn, user, project, need, doing)
+    project_row = project_access(conn, user, project, need, doing)
     check_name(task, "task")
-    row = (await conn.execute(sa.select(tasks).where(
+    row = (conn.execute(sa.select(tasks).where(
         tasks.c.project_id == project_row.id, tasks.c.name == task))).first()
     if row is None:
         raise NotFound(f"unknown task {task!r} in project {project!r}")
     return project_row, row
 
 
-async def run_access(conn: AsyncConnection, user: User, run_id: int, need: Level,
+def run_access(conn: Connection, user: User, run_id: int, need: Level,
                      doing: str) -> tuple[Any, Any, Any]:
     """(project row, task row, run row) when the caller may ``doing`` the run."""
-    found = (await conn.execute(
+    found = (conn.execute(
         sa.select(runs.c.task_id, tasks.c.name, projects.c.name.label("project"))
         .join(tasks, tasks.c.id == runs.c.task_id)
         .join(projects, projects.c.id == tasks.c.project_id).where(runs.c.id == run_id))).first()
     if found is None:
         raise NotFound(f"unknown run {run_id}")
     try:
-        project_row, task_row = await task_access(conn, user, found.project, found.name, need,
+        project_row, task_row = task_access(conn, user, found.project, found.name, need,
                                                   doing)
     except NotFound:
         raise NotFound(f"unknown run {run_id}") from None
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    run = (conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
     return project_row, task_row, run
 
 

@@ -76,7 +76,7 @@ async def list_projects(user: User = Depends(current_user),
 async def get_project(project: str, user: User = Depends(current_user),
                       store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
-        row = await project_access(conn, user, project, Level.READ, "read")
+        row = await conn.run_sync(project_access, user, project, Level.READ, "read")
         count = (await conn.execute(sa.select(sa.func.count()).where(
             tasks.c.project_id == row.id))).scalar_one()
     return JSONResponse(project_record(row, count))
@@ -88,7 +88,7 @@ async def get_project(project: str, user: User = Depends(current_user),
 async def delete_project(project: str, request: Request, user: User = Depends(current_user),
                          store: Store = Depends(get_store)) -> Response:
     async with store.begin() as conn:
-        row = await project_access(conn, user, project, Level.ADMIN, "delete")
+        row = await conn.run_sync(project_access, user, project, Level.ADMIN, "delete")
         keys = await bundle_keys(conn, sa.select(tasks.c.id).where(
             tasks.c.project_id == row.id))
         await conn.execute(projects.delete().where(projects.c.id == row.id))

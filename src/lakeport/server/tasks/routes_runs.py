@@ -27,7 +27,7 @@ from lakeport.server.tasks.access import run_access, task_access
 from lakeport.server.tasks.filing import log_path
 from lakeport.server.tasks.lakefiles import file_object
 from lakeport.server.tasks.records import attempt_record, event_record, run_record
-from lakeport.server.tasks.tables import attempts, events, runs, tasks, workers
+from lakeport.server.tasks.tables import attempts, events, runs, workers
 from lakeport.tasks.spec import RUN_STATES
 
 router = APIRouter(tags=["tasks"])
@@ -66,14 +66,10 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
                 store: Store = Depends(get_store)) -> JSONResponse:
     now = now_ms()
     parameters = (body or StartIn()).parameters
-    async with store.connect() as conn:
-        _, row = await task_access(conn, user, project, task, Level.WRITE, "start")
 
     def queue(conn: Connection) -> tuple[Any, str | None]:
-        current = conn.execute(sa.select(tasks).where(tasks.c.id == row.id)).first()
-        if current is None:  # deleted meanwhile
-            raise NotFound(f"unknown task {task!r} in project {project!r}")
-        run_id = service.queue_run(conn, store.dialect, current, "manual", now,
+        _, row = task_access(conn, user, project, task, Level.WRITE, "start")
+        run_id = service.queue_run(conn, store.dialect, row, "manual", now,
                                    parameters=parameters)
         run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
         seen = conn.execute(_seen_workers(now)).scalars().all()
@@ -88,10 +84,11 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
 async def control(run_id: Id, action: Literal["pause", "resume", "stop"], request: Request,
                   user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
-    async with store.connect() as conn:
-        project_row, task_row, run = await run_access(conn, user, run_id, Level.WRITE, action)
-    run = await store.transact(lambda conn: service.control(
-        conn, conn.execute(sa.select(runs).where(runs.c.id == run_id)).one(), action, now_ms()))
+    def act(conn: Connection) -> tuple[Any, Any, Any]:
+        project_row, task_row, run = run_access(conn, user, run_id, Level.WRITE, action)
+        return project_row, task_row, service.control(conn, run, action, now_ms())
+
+    project_row, task_row, run = await store.transact(act)
     if run.state == "queued":
         request.app.state.tasks_wakeup.notify()
     return JSONResponse(run_record(run, project_row.name, task_row.name))
@@ -107,7 +104,7 @@ async def list_runs(project: str, task: str,
     before = decode_cursor(cursor)
     now = now_ms()
     async with store.connect() as conn:
-        _, row = await task_access(conn, user, project, task, Level.READ, "read")
+        _, row = await conn.run_sync(task_access, user, project, task, Level.READ, "read")
         query = sa.select(runs).where(runs.c.task_id == row.id)
         if state:
             query = query.where(runs.c.state.in_(state))
@@ -126,7 +123,8 @@ async def list_runs(project: str, task: str,
 async def get_run(run_id: Id, user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
-        project_row, task_row, run = await run_access(conn, user, run_id, Level.READ, "read")
+        project_row, task_row, run = await conn.run_sync(run_access, user, run_id, Level.READ,
+                                                         "read")
         tries = (await conn.execute(sa.select(attempts).where(attempts.c.run_id == run_id)
                                     .order_by(attempts.c.number))).all()
         history = (await conn.execute(sa.select(events).where(events.c.run_id == run_id)
@@ -151,7 +149,7 @@ async def get_logs(run_id: Id, request: Request,
                    user: User = Depends(current_user),
                    store: Store = Depends(get_store)) -> StreamingResponse:
     async with store.connect() as conn:
-        project_row, task_row, _ = await run_access(conn, user, run_id, Level.READ, "read")
+        project_row, task_row, _ = await conn.run_sync(run_access, user, run_id, Level.READ, "read")
         query = sa.select(attempts).where(attempts.c.run_id == run_id)
         query = query.where(attempts.c.number == attempt) if attempt else \
             query.order_by(attempts.c.number.desc()).limit(1)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lakeport.errors import Conflict, Invalid, NotFound
+from lakeport.errors import Conflict, Invalid
 from lakeport.server.access import Level
 from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
@@ -31,7 +31,7 @@ from lakeport.server.tasks.lakefiles import put_object
 from lakeport.server.tasks.records import task_record
 from lakeport.server.tasks.routes_projects import bundle_keys
 from lakeport.server.tasks.scheduler import schedule_columns
-from lakeport.server.tasks.tables import links, projects, tasks, versions
+from lakeport.server.tasks.tables import links, tasks, versions
 from lakeport.tasks.bundle import check_zip
 from lakeport.tasks.schedule import parse_schedule
 from lakeport.tasks.spec import TaskSpec, check_name, parse_spec
@@ -124,7 +124,7 @@ async def deploy(project: str, task: str, request: Request,
         raise Invalid(f"bad task: spec is not JSON ({exc})") from None
     uploads = {"executable": executable, "dependencies": dependencies, "inputs": inputs}
     async with store.connect() as conn:
-        project_row = await project_access(conn, user, project, Level.WRITE, "deploy to")
+        project_row = await conn.run_sync(project_access, user, project, Level.WRITE, "deploy to")
         old = (await conn.execute(sa.select(tasks).where(
             tasks.c.project_id == project_row.id, tasks.c.name == task))).first()
         if old is not None and not overwrite:
@@ -202,7 +202,7 @@ async def _save(store: Store, project_row: Any, name: str, old: Any, settings: T
 async def list_tasks(project: str, user: User = Depends(current_user),
                      store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
-        row = await project_access(conn, user, project, Level.READ, "read")
+        row = await conn.run_sync(project_access, user, project, Level.READ, "read")
         rows = (await conn.execute(sa.select(tasks).where(tasks.c.project_id == row.id)
                                    .order_by(tasks.c.name))).all()
     return JSONResponse({"items": [task_record(project, r) for r in rows], "next_cursor": None})
@@ -212,7 +212,7 @@ async def list_tasks(project: str, user: User = Depends(current_user),
 async def get_task(project: str, task: str, user: User = Depends(current_user),
                    store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
-        _, row = await task_access(conn, user, project, task, Level.READ, "read")
+        _, row = await conn.run_sync(task_access, user, project, task, Level.READ, "read")
         return JSONResponse(task_record(project, row, await _links(conn, row.id),
                                         await _executable(conn, row)))
 
@@ -223,7 +223,7 @@ async def delete_task(project: str, task: str, request: Request,
                       user: User = Depends(current_user),
                       store: Store = Depends(get_store)) -> Response:
     async with store.begin() as conn:
-        _, row = await task_access(conn, user, project, task, Level.ADMIN, "delete")
+        _, row = await conn.run_sync(task_access, user, project, task, Level.ADMIN, "delete")
         keys = await bundle_keys(conn, sa.select(sa.literal(row.id)))
         await conn.execute(tasks.delete().where(tasks.c.id == row.id))
     await request.app.state.files_lake.delete(*keys)
@@ -238,7 +238,7 @@ async def reschedule(project: str, task: str, body: ScheduleIn,
     schedule = parse_schedule(body.schedule)
     now = now_ms()
     async with store.begin() as conn:
-        _, row = await task_access(conn, user, project, task, Level.WRITE, "reschedule")
+        _, row = await conn.run_sync(task_access, user, project, task, Level.WRITE, "reschedule")
         spec = TaskSpec.model_validate_json(row.spec).model_copy(update={"schedule": schedule})
         await conn.execute(tasks.update().where(tasks.c.id == row.id).values(
             spec=spec.model_dump_json(), updated_ms=now, **schedule_columns(spec, now)))
@@ -253,16 +253,10 @@ async def copy_task(project: str, task: str, body: CopyIn, user: User = Depends(
     name = check_name(body.name, "task")
     target_project = body.project or project
     now = now_ms()
-    async with store.connect() as conn:
-        _, row = await task_access(conn, user, project, task, Level.READ, "copy")
-        target = await project_access(conn, user, target_project, Level.WRITE, "deploy to")
 
     def copy(conn: Connection) -> dict[str, Any]:
-        source = conn.execute(sa.select(tasks).where(tasks.c.id == row.id)).first()
-        if source is None or conn.execute(sa.select(projects.c.id).where(
-                projects.c.id == target.id)).first() is None:  # deleted meanwhile
-            raise NotFound(f"unknown task {task!r} in project {project!r}" if source is None
-                           else f"unknown project {target_project!r}")
+        _, source = task_access(conn, user, project, task, Level.READ, "copy")
+        target = project_access(conn, user, target_project, Level.WRITE, "deploy to")
         if conn.execute(sa.select(tasks.c.id).where(
                 tasks.c.project_id == target.id, tasks.c.name == name)).first():
             raise Conflict(f"task {name!r} exists in project {target_project!r}")
@@ -296,9 +290,9 @@ async def set_links(project: str, task: str, body: LinksIn,
                     user: User = Depends(current_user),
                     store: Store = Depends(get_store)) -> JSONResponse:
     async with store.begin() as conn:
-        _, row = await task_access(conn, user, project, task, Level.WRITE, "link files to")
+        _, row = await conn.run_sync(task_access, user, project, task, Level.WRITE, "link files to")
         for link in body.links:
-            await task_access(conn, user, link.project, link.task, Level.READ, "link from")
+            await conn.run_sync(task_access, user, link.project, link.task, Level.READ, "link from")
             if "/" in link.file.strip("/") or link.file in (".", ".."):
                 raise Invalid(f"bad link file {link.file!r}: name one file of the task's out/")
         names = [link.file for link in body.links]
