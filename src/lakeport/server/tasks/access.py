@@ -20,15 +20,23 @@ from lakeport.server.tasks.tables import projects, runs, tasks
 from lakeport.tasks.spec import check_name
 
 KIND = "project"
+_bind = sa.bindparam
+_PROJECT = (sa.select(projects, users.c.name.label("owner"))
+            .join(users, users.c.id == projects.c.owner_id).where(projects.c.name == _bind("name")))
+_TASK = sa.select(tasks).where(tasks.c.project_id == _bind("project_id"),
+                               tasks.c.name == _bind("name"))
+_RUN_PATH = (sa.select(runs.c.task_id, tasks.c.name, projects.c.name.label("project"))
+             .join(tasks, tasks.c.id == runs.c.task_id)
+             .join(projects, projects.c.id == tasks.c.project_id)
+             .where(runs.c.id == _bind("run_id")))
+_RUN = sa.select(runs).where(runs.c.id == _bind("run_id"))
 
 
 def project_access(conn: Connection, user: User, name: str, need: Level,
-                         doing: str) -> Any:
+                   doing: str) -> Any:
     """The project row (with ``owner``, its owner's name) when the caller may ``doing`` it."""
     check_name(name, "project")
-    row = (conn.execute(
-        sa.select(projects, users.c.name.label("owner"))
-        .join(users, users.c.id == projects.c.owner_id).where(projects.c.name == name))).first()
+    row = conn.execute(_PROJECT, {"name": name}).first()
     if row is None:
         raise NotFound(f"unknown project {name!r}")
     level = project_level(conn, user, row)
@@ -45,32 +53,28 @@ def project_level(conn: Connection, user: User, row: Any) -> Level:
 
 
 def task_access(conn: Connection, user: User, project: str, task: str,
-                      need: Level, doing: str) -> tuple[Any, Any]:
+                need: Level, doing: str) -> tuple[Any, Any]:
     """(project row, task row) when the caller may ``doing`` the task."""
     project_row = project_access(conn, user, project, need, doing)
     check_name(task, "task")
-    row = (conn.execute(sa.select(tasks).where(
-        tasks.c.project_id == project_row.id, tasks.c.name == task))).first()
+    row = conn.execute(_TASK, {"project_id": project_row.id, "name": task}).first()
     if row is None:
         raise NotFound(f"unknown task {task!r} in project {project!r}")
     return project_row, row
 
 
 def run_access(conn: Connection, user: User, run_id: int, need: Level,
-                     doing: str) -> tuple[Any, Any, Any]:
+               doing: str) -> tuple[Any, Any, Any]:
     """(project row, task row, run row) when the caller may ``doing`` the run."""
-    found = (conn.execute(
-        sa.select(runs.c.task_id, tasks.c.name, projects.c.name.label("project"))
-        .join(tasks, tasks.c.id == runs.c.task_id)
-        .join(projects, projects.c.id == tasks.c.project_id).where(runs.c.id == run_id))).first()
+    found = conn.execute(_RUN_PATH, {"run_id": run_id}).first()
     if found is None:
         raise NotFound(f"unknown run {run_id}")
     try:
         project_row, task_row = task_access(conn, user, found.project, found.name, need,
-                                                  doing)
+                                            doing)
     except NotFound:
         raise NotFound(f"unknown run {run_id}") from None
-    run = (conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
+    run = conn.execute(_RUN, {"run_id": run_id}).one()
     return project_row, task_row, run
 
 

@@ -42,8 +42,7 @@ class StartIn(BaseModel):
     parameters: dict[str, str] = Field(default_factory=dict)
 
 
-def _seen_workers(now: int) -> sa.Select:
-    return sa.select(workers.c.runtimes).where(workers.c.seen_ms >= now - WORKER_SEEN_MS)
+_SEEN_WORKERS = sa.select(workers.c.runtimes).where(workers.c.seen_ms >= sa.bindparam("since"))
 
 
 def _reasons(seen: Sequence[str], runtimes: set[str]) -> dict[str, str]:
@@ -55,7 +54,8 @@ def _reasons(seen: Sequence[str], runtimes: set[str]) -> dict[str, str]:
 
 async def waiting_reasons(conn: Any, runtimes: set[str], now: int) -> dict[str, str]:
     """Why queued runs of each runtime wait, when no live worker offers it."""
-    return _reasons((await conn.execute(_seen_workers(now))).scalars().all(), runtimes)
+    seen = (await conn.execute(_SEEN_WORKERS, {"since": now - WORKER_SEEN_MS})).scalars()
+    return _reasons(seen.all(), runtimes)
 
 
 @router.post("/tasks/projects/{project}/tasks/{task}/start", status_code=201,
@@ -71,8 +71,8 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
         _, row = task_access(conn, user, project, task, Level.WRITE, "start")
         run_id = service.queue_run(conn, store.dialect, row, "manual", now,
                                    parameters=parameters)
-        run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
-        seen = conn.execute(_seen_workers(now)).scalars().all()
+        run = service.run_of(conn, run_id)
+        seen = conn.execute(_SEEN_WORKERS, {"since": now - WORKER_SEEN_MS}).scalars().all()
         return run, _reasons(seen, {run.runtime}).get(run.runtime)
 
     run, waiting = await store.transact(queue)

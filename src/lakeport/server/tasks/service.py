@@ -27,6 +27,43 @@ from lakeport.tasks.spec import ENDED, TaskSpec
 
 LIVE = ("running", "paused")
 
+# The hot paths' statements, built once: building and hashing a statement costs more than
+# SQLite running it (parameters are bound at execution).
+_bind = sa.bindparam
+_RUN = sa.select(runs).where(runs.c.id == _bind("run_id"))
+_TASK = sa.select(tasks).where(tasks.c.id == _bind("task_id"))
+_ATTEMPT = sa.select(attempts).where(attempts.c.id == _bind("attempt_id"))
+_EVENT = events.insert()
+_NEW_RUN = runs.insert()
+_NEW_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
+_TASKS_OF = sa.select(tasks).where(tasks.c.id.in_(_bind("task_ids", expanding=True)))
+_CLAIMABLE = (sa.select(runs.c.id).where(runs.c.state == "queued",
+                                         runs.c.runtime.in_(_bind("runtimes", expanding=True)),
+                                         runs.c.not_before_ms <= _bind("now"))
+              .order_by(runs.c.not_before_ms, runs.c.id).limit(_bind("most")))
+_TAKE = {dialect: runs.update().where(runs.c.id.in_(pick.scalar_subquery()),
+                                      runs.c.state == "queued").values(
+    state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=_bind("now"))
+    .returning(*runs.c)
+    for dialect, pick in (("sqlite", _CLAIMABLE),
+                          ("postgresql", _CLAIMABLE.with_for_update(skip_locked=True)))}
+_BEAT = attempts.update().where(attempts.c.id == _bind("attempt_id"),
+                                attempts.c.state.in_(LIVE)).values(
+    heartbeat_ms=_bind("now"), state=_bind("new_state"),
+    pid=sa.func.coalesce(_bind("new_pid", type_=sa.Integer), attempts.c.pid))
+_END_ATTEMPT = attempts.update().where(attempts.c.id == _bind("attempt_id"),
+                                       attempts.c.state.in_(LIVE)).values(
+    state=_bind("outcome"), exit_code=_bind("code", type_=sa.Integer), reason=_bind("why"),
+    ended_ms=_bind("now"))
+_ON_ATTEMPT = ((runs.c.id == _bind("run_id")) & runs.c.state.in_(LIVE)
+               & (runs.c.attempts == _bind("number")))
+_RETRY = runs.update().where(_ON_ATTEMPT).values(
+    state="queued", not_before_ms=_bind("not_before"), reason=_bind("why"),
+    updated_ms=_bind("now"))
+_END_RUN = runs.update().where(_ON_ATTEMPT).values(
+    state=_bind("new_state"), reason=_bind("why"), updated_ms=_bind("now"),
+    ended_ms=_bind("ended"))
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -39,14 +76,19 @@ class Claimed:
     token: str
 
 
+def run_of(conn: Connection, run_id: int) -> Any:
+    """The run's row."""
+    return conn.execute(_RUN, {"run_id": run_id}).one()
+
+
 def spec_of(task_row: Any) -> TaskSpec:
     return TaskSpec.model_validate_json(task_row.spec)
 
 
 def add_event(conn: Connection, run_id: int, state: str, now: int,
               detail: str = "", attempt: int | None = None) -> None:
-    conn.execute(events.insert().values(run_id=run_id, attempt=attempt, state=state,
-                                        detail=detail[:2000], at_ms=now))
+    conn.execute(_EVENT, {"run_id": run_id, "attempt": attempt, "state": state,
+                          "detail": detail[:2000], "at_ms": now})
 
 
 def run_values(task_row: Any, trigger: str, now: int, *, slot_ms: int | None = None,
@@ -66,7 +108,7 @@ def queue_run(conn: Connection, dialect: str, task_row: Any, trigger: str, now: 
     exists already (a second scheduler or a restart)."""
     values = run_values(task_row, trigger, now, slot_ms=slot_ms, parameters=parameters)
     if slot_ms is None:
-        run_id = conn.execute(runs.insert().values(**values)).inserted_primary_key[0]
+        run_id = conn.execute(_NEW_RUN, values).inserted_primary_key[0]
         add_event(conn, run_id, "queued", now, trigger)
         return int(run_id)
     ids = _insert_runs(conn, dialect, [values], now)
@@ -105,29 +147,20 @@ def claim(conn: Connection, dialect: str, worker: str, runtimes: list[str], now:
     (none when nothing waits)."""
     if not runtimes or limit < 1:
         return []
-    pick = (sa.select(runs.c.id).where(runs.c.state == "queued",
-                                       runs.c.runtime.in_(runtimes),
-                                       runs.c.not_before_ms <= now)
-            .order_by(runs.c.not_before_ms, runs.c.id).limit(limit))
-    if dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     # the state condition again: on SQLite (no row locks) another server may have taken one
-    taken = conn.execute(runs.update().where(runs.c.id.in_(pick.scalar_subquery()),
-                                             runs.c.state == "queued").values(
-        state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=now)
-        .returning(*runs.c)).all()
+    taken = conn.execute(_TAKE[dialect], {"runtimes": list(runtimes), "now": now,
+                                          "most": limit}).all()
     if not taken:
         return []
     taken.sort(key=lambda run: (run.not_before_ms, run.id))
-    task_rows = {row.id: row for row in conn.execute(sa.select(tasks).where(
-        tasks.c.id.in_({run.task_id for run in taken})))}
+    task_rows = {row.id: row for row in conn.execute(
+        _TASKS_OF, {"task_ids": list({run.task_id for run in taken})})}
     tokens = [secrets.token_urlsafe(24) for _ in taken]
-    new_attempts = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
-    attempt_ids = conn.execute(new_attempts, [
+    attempt_ids = conn.execute(_NEW_ATTEMPTS, [
         {"run_id": run.id, "number": run.attempts, "worker": worker[:200], "token": token,
          "state": "running", "started_ms": now, "heartbeat_ms": now}
         for run, token in zip(taken, tokens, strict=True)]).scalars().all()
-    conn.execute(events.insert(), [
+    conn.execute(_EVENT, [
         {"run_id": run.id, "attempt": run.attempts, "state": "running",
          "detail": f"worker {worker}", "at_ms": now} for run in taken])
     return [Claimed(run, task_rows[run.task_id], attempt_id, run.attempts, token)
@@ -137,7 +170,7 @@ def claim(conn: Connection, dialect: str, worker: str, runtimes: list[str], now:
 def live_attempt(conn: Connection, attempt_id: int, token: str) -> Any:
     """The attempt when it is still the worker's to run (its token, not ended); Gone
     otherwise (Closed, HTTP 410), telling the worker to stop its process."""
-    row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
+    row = conn.execute(_ATTEMPT, {"attempt_id": attempt_id}).first()
     if row is None or not secrets.compare_digest(row.token, token or ""):
         raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
     if row.state not in LIVE:
@@ -150,14 +183,11 @@ def heartbeat(conn: Connection, attempt_id: int, token: str, state: str,
     """Record that the attempt's process is alive in ``state``; the run's desired state
     (``run``, ``pause`` or ``stop``) for the worker to apply."""
     attempt = live_attempt(conn, attempt_id, token)
-    values: dict[str, Any] = {"heartbeat_ms": now, "state": state}
-    if pid is not None:
-        values["pid"] = pid
-    changed = conn.execute(attempts.update().where(
-        attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(**values))
+    changed = conn.execute(_BEAT, {"attempt_id": attempt_id, "now": now, "new_state": state,
+                                   "new_pid": pid})
     if changed.rowcount != 1:  # it ended meanwhile (finished, or called lost)
         raise Closed(f"attempt {attempt_id} has ended: stop its process")
-    run = conn.execute(sa.select(runs).where(runs.c.id == attempt.run_id)).one()
+    run = conn.execute(_RUN, {"run_id": attempt.run_id}).one()
     if state != attempt.state and run.state in LIVE and run.attempts == attempt.number:
         conn.execute(runs.update().where(runs.c.id == run.id,
                                          runs.c.state.in_(LIVE)).values(
@@ -170,18 +200,17 @@ def finish(conn: Connection, attempt_id: int, token: str, outcome: str,
            exit_code: int | None, reason: str, now: int) -> Any:
     """End the attempt with ``outcome`` once (a repeat with the same token is a no-op) and
     move its run on: done, or queued again for a retry. The run row after it."""
-    row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
+    row = conn.execute(_ATTEMPT, {"attempt_id": attempt_id}).first()
     if row is None or not secrets.compare_digest(row.token, token or ""):
         raise Closed(f"attempt {attempt_id} is not yours (unknown, or its token does not match)")
-    ended = conn.execute(attempts.update().where(
-        attempts.c.id == attempt_id, attempts.c.state.in_(LIVE)).values(
-        state=outcome, exit_code=exit_code, reason=reason[:2000], ended_ms=now))
+    ended = conn.execute(_END_ATTEMPT, {"attempt_id": attempt_id, "outcome": outcome,
+                                        "code": exit_code, "why": reason[:2000], "now": now})
     if ended.rowcount != 1:  # ended already: by this report before, or called lost
         state = conn.execute(sa.select(attempts.c.state).where(
             attempts.c.id == attempt_id)).scalar_one()
         if state != outcome:
             raise Conflict(f"attempt {attempt_id} ended as {state} already")
-        return conn.execute(sa.select(runs).where(runs.c.id == row.run_id)).one()
+        return conn.execute(_RUN, {"run_id": row.run_id}).one()
     return _after_attempt(conn, row.run_id, row.number, outcome, reason, now)
 
 
@@ -189,27 +218,24 @@ def _after_attempt(conn: Connection, run_id: int, number: int, outcome: str,
                    reason: str, now: int) -> Any:
     """Move the run on after its attempt ``number`` ended; a run that is no longer on that
     attempt (ended, or on a later one) is left alone."""
-    run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
+    run = conn.execute(_RUN, {"run_id": run_id}).one()
     if run.state not in LIVE or run.attempts != number:
         return run
-    task = conn.execute(sa.select(tasks).where(tasks.c.id == run.task_id)).one()
-    spec = spec_of(task)
+    spec = spec_of(conn.execute(_TASK, {"task_id": run.task_id}).one())
     state = outcome
-    on_attempt = (runs.c.id == run_id) & runs.c.state.in_(LIVE) & (runs.c.attempts == number)
+    on_attempt = {"run_id": run_id, "number": number, "why": reason[:2000], "now": now}
     if run.desired == "stop":
         state = "cancelled" if outcome != "succeeded" else outcome
     elif outcome in ("failed", "lost") and number <= spec.retries.count:
         wait = backoff_ms(spec, number)
-        conn.execute(runs.update().where(on_attempt).values(
-            state="queued", not_before_ms=now + wait, reason=reason[:2000], updated_ms=now))
+        conn.execute(_RETRY, {**on_attempt, "not_before": now + wait})
         add_event(conn, run_id, outcome, now, reason, number)
         add_event(conn, run_id, "queued", now,
                   f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
-        return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
-    conn.execute(runs.update().where(on_attempt).values(
-        state=state, reason=reason[:2000], updated_ms=now, ended_ms=now))
+        return conn.execute(_RUN, {"run_id": run_id}).one()
+    conn.execute(_END_RUN, {**on_attempt, "new_state": state, "ended": now})
     add_event(conn, run_id, state, now, reason, number)
-    return conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
+    return conn.execute(_RUN, {"run_id": run_id}).one()
 
 
 def mark_lost(conn: Connection, older_than_ms: int, now: int) -> list[int]:
@@ -262,5 +288,5 @@ def _has_live_attempt(conn: Connection, run_id: int) -> bool:
 
 
 __all__ = ["LIVE", "Claimed", "add_event", "backoff_ms", "claim", "control", "finish",
-           "heartbeat", "live_attempt", "mark_lost", "queue_run", "queue_runs", "run_values",
-           "spec_of"]
+           "heartbeat", "live_attempt", "mark_lost", "queue_run", "queue_runs", "run_of",
+           "run_values", "spec_of"]
