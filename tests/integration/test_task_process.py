@@ -1,15 +1,17 @@
 """A task's process: its own group, pause/resume, stop with grace, no forked leftovers,
-output in chunks, memory and CPU limits."""
+output in chunks, memory and CPU limits; each spawned directly and forked by a launcher."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from lakeport.tasks.launching import Launcher, Launchers
 from lakeport.tasks.process import Limits, LogTail, TaskProcess
 from waiting import eventually
 
@@ -38,11 +40,26 @@ class Output:
         return b"".join(chunk for name, chunk in self.chunks if name == stream).decode()
 
 
-async def start(tmp_path: Path, code: str, *args: str, limits: Limits = Limits(),
-                output: Output | None = None) -> TaskProcess:
+@pytest.fixture(params=["direct", "launcher"])
+async def launcher(request: pytest.FixtureRequest) -> AsyncIterator[Launcher | None]:
+    """None (spawned by the test process) or a launcher that forks the task."""
+    if request.param == "direct":
+        yield None
+        return
+    launchers = Launchers()
+    try:
+        found = await launchers.get(sys.executable)
+        assert found is not None
+        yield found
+    finally:
+        await launchers.close()
+
+
+async def start(tmp_path: Path, launcher: Launcher | None, code: str, *args: str,
+                limits: Limits = Limits(), output: Output | None = None) -> TaskProcess:
     return await TaskProcess.start([sys.executable, "-c", code, *args], cwd=tmp_path,
                                    env=dict(os.environ), limits=limits,
-                                   on_output=output or Output())
+                                   on_output=output or Output(), launcher=launcher)
 
 
 def state(pid: int) -> str | None:
@@ -61,9 +78,9 @@ def counter(path: Path) -> int:
 
 
 async def test_output_arrives_in_chunks_and_the_process_has_its_own_group(
-        tmp_path: Path) -> None:
+        tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
-    process = await start(tmp_path, "import os, sys; print('hello'); "
+    process = await start(tmp_path, launcher, "import os, sys; print('hello'); "
                           "print('oops', file=sys.stderr); print(os.getpgid(0), os.getsid(0))",
                           output=output)
     assert await process.wait() == 0
@@ -74,19 +91,21 @@ async def test_output_arrives_in_chunks_and_the_process_has_its_own_group(
     assert process.started_ns > 0
 
 
-async def test_stdin_is_empty_and_the_env_is_the_given_one(tmp_path: Path) -> None:
+async def test_stdin_is_empty_and_the_env_is_the_given_one(
+        tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
     process = await TaskProcess.start(
         [sys.executable, "-c", "import os, sys; print(repr(sys.stdin.read()), "
          "os.environ.get('ONLY'), os.getcwd())"],
-        cwd=tmp_path, env={"ONLY": "this"}, limits=Limits(), on_output=output)
+        cwd=tmp_path, env={"ONLY": "this"}, limits=Limits(), on_output=output, launcher=launcher)
     assert await process.wait() == 0
     assert output.text("stdout").strip() == f"'' this {tmp_path}"
 
 
-async def test_pause_stops_progress_and_resume_lets_it_go_on(tmp_path: Path) -> None:
+async def test_pause_stops_progress_and_resume_lets_it_go_on(
+        tmp_path: Path, launcher: Launcher | None) -> None:
     file = tmp_path / "count"
-    process = await start(tmp_path, COUNTER, str(file))
+    process = await start(tmp_path, launcher, COUNTER, str(file))
     try:
         assert await eventually(lambda: counter(file) > 3), "the counter to start"
         process.pause()
@@ -101,55 +120,58 @@ async def test_pause_stops_progress_and_resume_lets_it_go_on(tmp_path: Path) -> 
         await process.wait()
 
 
-async def test_stop_terminates_politely(tmp_path: Path) -> None:
+async def test_stop_terminates_politely(tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
-    process = await start(tmp_path, "import signal, sys, time\n"
+    process = await start(tmp_path, launcher, "import signal, sys, time\n"
                           "def bye(*a): print('bye', flush=True); sys.exit(3)\n"
                           "signal.signal(signal.SIGTERM, bye)\nprint('up', flush=True)\n"
                           "time.sleep(60)", output=output)
-    assert await eventually(lambda: "up" in output.text("stdout"))
+    assert await eventually(lambda: output.text("stdout") == "up\n")
     await process.stop(grace=10)
     assert await process.wait() == 3
     assert output.text("stdout") == "up\nbye\n"
 
 
-async def test_stop_kills_after_the_grace_a_child_ignoring_sigterm(tmp_path: Path) -> None:
+async def test_stop_kills_after_the_grace_a_child_ignoring_sigterm(
+        tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
-    process = await start(tmp_path, "import signal, time\n"
+    process = await start(tmp_path, launcher, "import signal, time\n"
                           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                           "print('up', flush=True)\ntime.sleep(60)", output=output)
-    assert await eventually(lambda: "up" in output.text("stdout"))
+    assert await eventually(lambda: output.text("stdout") == "up\n")
     await process.stop(grace=0.5)
     assert await process.wait() == -signal.SIGKILL
 
 
-async def test_stop_of_a_paused_process(tmp_path: Path) -> None:
-    process = await start(tmp_path, "import time; time.sleep(60)")
+async def test_stop_of_a_paused_process(tmp_path: Path, launcher: Launcher | None) -> None:
+    process = await start(tmp_path, launcher, "import time; time.sleep(60)")
     process.pause()
     await process.stop(grace=10)
     assert await process.wait() == -signal.SIGTERM
 
 
-async def test_a_forked_child_does_not_outlive_the_task(tmp_path: Path) -> None:
+async def test_a_forked_child_does_not_outlive_the_task(
+        tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
     process = await TaskProcess.start(
         ["sh", "-c", "sleep 300 & echo $!; exit 0"], cwd=tmp_path, env=dict(os.environ),
-        limits=Limits(), on_output=output)
+        limits=Limits(), on_output=output, launcher=launcher)
     assert await process.wait() == 0
     child = int(output.text("stdout"))
     assert await eventually(lambda: state(child) in (None, "Z")), "the forked child to die"
 
 
-async def test_a_memory_limit_makes_a_big_allocation_fail(tmp_path: Path) -> None:
+async def test_a_memory_limit_makes_a_big_allocation_fail(
+        tmp_path: Path, launcher: Launcher | None) -> None:
     output = Output()
-    process = await start(tmp_path, "x = bytearray(400 * 1024 * 1024)",
+    process = await start(tmp_path, launcher, "x = bytearray(400 * 1024 * 1024)",
                           limits=Limits(memory_mb=200), output=output)
     assert await process.wait() != 0
     assert "MemoryError" in output.text("stderr")
 
 
-async def test_a_cpu_limit_ends_a_busy_loop(tmp_path: Path) -> None:
-    process = await start(tmp_path, "while True: pass", limits=Limits(cpu_seconds=1))
+async def test_a_cpu_limit_ends_a_busy_loop(tmp_path: Path, launcher: Launcher | None) -> None:
+    process = await start(tmp_path, launcher, "while True: pass", limits=Limits(cpu_seconds=1))
     assert await process.wait() in (-signal.SIGXCPU, -signal.SIGKILL)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from lakeport.client.errors import ApiClosed
 from lakeport.client.task_worker import TaskWorkerApi
 from lakeport.errors import LakeportError, Transient
 from lakeport.tasks.bundle import extract_zip
+from lakeport.tasks.launching import Launchers
 from lakeport.tasks.process import Limits, TaskProcess
 from lakeport.tasks.runtimes import Job, runtime
 
@@ -35,6 +37,7 @@ SHIP_EVERY = 0.25  # seconds between log shipments
 SHIP_BYTES = 256 << 10  # ship at once when this much is waiting
 HOLD_BYTES = 4 << 20  # the task's writes wait while this much is unsent (backpressure)
 RETRY = 1.0  # seconds between tries of a report the server did not take
+BEAT_RETRY = 0.5  # seconds between heartbeats while they fail
 
 
 @dataclass
@@ -49,12 +52,14 @@ class Attempt:
     attempt was taken away)."""
 
     def __init__(self, api: TaskWorkerApi, record: dict[str, Any], folder: Path,
-                 cache: Path, groups: Path | None = None) -> None:
+                 cache: Path, groups: Path | None = None,
+                 launchers: Launchers | None = None) -> None:
         self.api = api
         self.record = record
         self.folder = folder
         self.cache = cache
         self.groups = groups  # where the process group ids of running tasks are noted
+        self.launchers = launchers  # None: task processes are spawned from this process
         self.process: TaskProcess | None = None
         self.state = "running"
         self.gone = False  # the server took the attempt away (lost, project deleted)
@@ -161,8 +166,13 @@ class Attempt:
         if self.gone:  # fenced or taken away while it was being prepared
             return -1
         limits = Limits(**self.record["limits"])
+        python = self.record["runtime"] == "py"  # argv: [interpreter, "-u", entry, *args]
+        launcher = None
+        if self.launchers is not None:
+            launcher = await self.launchers.get(argv[0] if python else sys.executable)
         self.process = await TaskProcess.start(argv, cwd=self.folder / "code", env=env,
-                                               limits=limits, on_output=self._output)
+                                               limits=limits, on_output=self._output,
+                                               launcher=launcher, python=python)
         if self.groups is not None:
             self.groups.mkdir(parents=True, exist_ok=True)
             (self.groups / str(self.process.pid)).touch()
@@ -191,16 +201,23 @@ class Attempt:
         # run it elsewhere: stop it here well before that, so it never runs twice at once
         fence = float(self.record.get("lost_after", 30.0)) * 2 / 3
         last_ok = time.monotonic()
+        failing = False
         while True:
-            # the claim itself counts as the first heartbeat: a short task sends none
+            # the claim itself counts as the first heartbeat: a short task sends none; while
+            # heartbeats fail, they are sent more often, and never later than the fence
+            pause = min(every, BEAT_RETRY) if failing else every
+            until_fence = last_ok + fence - time.monotonic()
+            if until_fence > 0:  # (past it: the process has ended, its outcome waits)
+                pause = min(pause, until_fence)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
             process = self.process
             try:
-                command = await self.api.heartbeat(
-                    self.record, self.state, process.pid if process else None)
-                last_ok = time.monotonic()
+                command = await asyncio.wait_for(self.api.heartbeat(
+                    self.record, self.state, process.pid if process else None),
+                    max(last_ok + fence - time.monotonic(), BEAT_RETRY))
+                last_ok, failing = time.monotonic(), False
             except ApiClosed:
                 self.gone = True
                 log.warning("attempt %s was taken away: stopping its process",
@@ -208,12 +225,14 @@ class Attempt:
                 if process is not None:
                     await process.stop(0)
                 return
-            except Transient as exc:
-                log.warning("heartbeat of attempt %s failed: %s", self.record["id"], exc)
+            except (Transient, TimeoutError) as exc:
+                failing = True
+                log.warning("heartbeat of attempt %s failed: %s", self.record["id"],
+                            exc or "no answer in time")
                 ended = process is not None and process.returncode is not None
-                if time.monotonic() - last_ok > fence and not ended:
+                if time.monotonic() - last_ok >= fence and not ended:
                     # an ended process's outcome is kept and reported once the server is back
-                    log.error("attempt %s: no heartbeat reached the server for %.0f s: "
+                    log.error("attempt %s: no heartbeat reached the server for %.1f s: "
                               "stopping it (the server retries the run)", self.record["id"],
                               time.monotonic() - last_ok)
                     self.gone = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import inspect
 import logging
 import os
@@ -23,6 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakeport.tasks.launching import Launcher
 
 log = logging.getLogger(__name__)
 OnOutput = Callable[[str, bytes], Awaitable[None] | None]
@@ -41,24 +46,36 @@ class Limits:
 class TaskProcess:
     """A running task; start it with :meth:`start`."""
 
-    def __init__(self, process: asyncio.subprocess.Process,
-                 transport: asyncio.SubprocessTransport, exited: asyncio.Event,
-                 readers: list[asyncio.Task[None]], started_ns: int) -> None:
-        self._process = process
-        self._transport = transport
+    def __init__(self, pid: int, exited: asyncio.Event, returncode: Callable[[], int | None],
+                 readers: list[asyncio.Task[None]], started_ns: int,
+                 close: Callable[[], None], kill_group: bool = True) -> None:
         self._exited = exited  # set when the leader exited (pipes may still be open)
+        self._returncode = returncode
         self._readers = readers
+        self._close = close
+        self._kill_group = kill_group  # False: the launcher killed the group before reaping
         self._done = False  # wait() returned: the group id may be reused, no more signals
-        self.pid = process.pid
+        self.pid = pid
         self.started_ns = started_ns
         self.paused = False
 
     @classmethod
     async def start(cls, argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits,
-                    on_output: OnOutput) -> TaskProcess:
-        """Spawn ``argv`` in ``cwd`` with exactly ``env`` as its environment.
+                    on_output: OnOutput, launcher: Launcher | None = None,
+                    python: bool = False) -> TaskProcess:
+        """Spawn ``argv`` in ``cwd`` with exactly ``env`` as its environment: forked by
+        ``launcher`` when given (in python mode when ``python``, see
+        :mod:`lakeport.tasks.launcher`), else spawned from this process.
 
         Raises ``OSError`` (e.g. ``FileNotFoundError``) when the program cannot be started."""
+        if launcher is not None:
+            from lakeport.tasks.launching import LauncherGone
+
+            try:
+                return await cls._launch(launcher, argv, cwd=cwd, env=env, limits=limits,
+                                         on_output=on_output, python=python)
+            except LauncherGone as exc:
+                log.warning("%s: starting the task directly", exc)
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             lambda: _Protocol(loop), *argv, cwd=str(cwd), env=env,
@@ -71,11 +88,49 @@ class TaskProcess:
         readers = [asyncio.create_task(_pump(stream, name, on_output))
                    for name, stream in (("stdout", process.stdout),
                                         ("stderr", process.stderr))]
-        return cls(process, transport, protocol.exited, readers, started_ns)
+        return cls(process.pid, protocol.exited, lambda: process.returncode, readers,
+                   started_ns, transport.close)
+
+    @classmethod
+    async def _launch(cls, launcher: Launcher, argv: list[str], *, cwd: Path,
+                      env: dict[str, str], limits: Limits, on_output: OnOutput,
+                      python: bool) -> TaskProcess:
+        loop = asyncio.get_running_loop()
+        pipes = [os.pipe(), os.pipe()]  # (read, write) for stdout and stderr
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            run = await launcher.launch(
+                argv, cwd=str(cwd), env=env, limits=dataclasses.asdict(limits),
+                python=python, fds=[stdin, pipes[0][1], pipes[1][1]])
+        except BaseException:
+            for read, _ in pipes:
+                os.close(read)
+            raise
+        finally:
+            os.close(stdin)
+            for _, write in pipes:
+                os.close(write)
+        started_ns = time.time_ns()
+        transports: list[asyncio.BaseTransport] = []
+        readers = []
+        for name, (read, _) in zip(("stdout", "stderr"), pipes, strict=True):
+            stream = asyncio.StreamReader(limit=CHUNK)
+            transport, _ = await loop.connect_read_pipe(
+                lambda s=stream: asyncio.StreamReaderProtocol(s),
+                open(read, "rb", buffering=0))  # noqa: SIM115 - the transport closes it
+            transports.append(transport)
+            readers.append(asyncio.create_task(_pump(stream, name, on_output)))
+
+        def close() -> None:
+            for transport in transports:
+                transport.close()
+
+        return cls(run.pid, run.exited, lambda: run.returncode, readers, started_ns, close,
+                   kill_group=False)
 
     @property
     def returncode(self) -> int | None:
-        return self._process.returncode
+        return self._returncode()
 
     def pause(self) -> None:
         """Stop every process of the group (SIGSTOP)."""
@@ -102,9 +157,10 @@ class TaskProcess:
         """The exit code (``-N`` for signal N) once the leader exited, the rest of its group
         is killed and both pipes are drained."""
         await self._exited.wait()
-        code = self._process.returncode
+        code = self.returncode
         assert code is not None
-        self._signal(signal.SIGKILL)  # what the task forked and left behind
+        if self._kill_group:
+            self._signal(signal.SIGKILL)  # what the task forked and left behind
         self._done = True
         _, pending = await asyncio.wait(self._readers, timeout=DRAIN)
         for reader in pending:  # a process that left the group still holds a pipe
@@ -112,7 +168,7 @@ class TaskProcess:
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        self._transport.close()
+        self._close()
         return code
 
     def _signal(self, number: int) -> None:

@@ -3,10 +3,13 @@
 A worker needs nothing but the server's URL and a worker key (``lakeport keys create --user
 NAME --worker``), so it runs on any machine. It offers the runtimes usable where it runs (or
 those named), claims up to ``concurrency`` runs at once with a long poll, and runs each as an
-:class:`~lakeport.tasks.attempt.Attempt`. A worker killed with ``kill -9`` takes its task
-processes with it (the kernel stops each task's leader when its worker dies, and a restarted
-worker stops what is left of the groups it had started); the server marks such runs lost and
-retries them elsewhere.
+:class:`~lakeport.tasks.attempt.Attempt`, its process forked by one of the worker's
+launchers (:mod:`lakeport.tasks.launcher`: small fork servers, one per interpreter, so a
+start costs the fork of a small process, and a ``py`` task no interpreter start-up). A
+worker killed with ``kill -9`` takes its task processes with it (the kernel stops its
+launchers and each task's leader when their parent dies, and a restarted worker stops what
+is left of the groups it had started); the server marks such runs lost and retries them
+elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from lakeport.client.task_worker import TaskWorkerApi
 from lakeport.errors import Invalid, LakeportError, Transient
 from lakeport.home import lakeport_home
 from lakeport.tasks.attempt import Attempt
+from lakeport.tasks.launching import Launchers
 from lakeport.tasks.runtimes import available_runtimes, runtime, runtime_names
 
 log = logging.getLogger("lakeport.tasks.worker")
@@ -70,6 +74,7 @@ class Worker:
             raise Invalid(f"no runtime can run here (known: {', '.join(runtime_names())})")
         self.folder = config.folder or lakeport_home() / "worker"
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.launchers: Launchers | None = None  # while running: the fork servers of tasks
         self._slot = self.folder
         self.stopping = asyncio.Event()
 
@@ -86,6 +91,7 @@ class Worker:
                                           timeout=CLAIM_WAIT + 30))
         api = TaskWorkerApi(http)
         slots = asyncio.Semaphore(self.config.concurrency)
+        self.launchers = Launchers()
         delay = 0.5
         log.info("worker %s offers %s to %s", self.config.name, ", ".join(self.runtimes),
                  http.url)
@@ -113,6 +119,8 @@ class Worker:
             if self.running:
                 await asyncio.gather(*self.running.values(), return_exceptions=True)
         finally:
+            await self.launchers.close()
+            self.launchers = None
             await http.aclose()
             os.close(lock)
 
@@ -136,7 +144,8 @@ class Worker:
                        ) -> None:
         folder = self._slot / "attempts" / str(record["id"])
         try:
-            await Attempt(api, record, folder, self.folder / "cache", self._slot / "groups").run()
+            await Attempt(api, record, folder, self.folder / "cache", self._slot / "groups",
+                          self.launchers).run()
         except Exception:
             log.exception("attempt %s failed in the worker", record["id"])
         finally:
