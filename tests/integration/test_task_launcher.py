@@ -120,6 +120,28 @@ async def test_exit_codes_are_those_of_a_fresh_interpreter(
     assert output.text("stdout") == "forked\n"
 
 
+@pytest.mark.parametrize("code", [
+    "open('left-open.txt', 'w').write('kept')\nkeep = open('held.txt', 'w')\n"
+    "keep.write('held')\nprint('no newline', end='')\n",
+    "import atexit\natexit.register(print, 'at exit')\nraise KeyboardInterrupt\n",
+    "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), "
+    "print('late'))).start()\nraise SystemExit(4)\n",
+], ids=["files-left-open", "interrupted", "thread-outlives-exit"])
+async def test_the_end_of_a_run_is_that_of_a_fresh_interpreter(
+        tmp_path: Path, launcher: Launcher, code: str) -> None:
+    """Files the script left open are flushed, output without a newline arrives, ^C ends it
+    by SIGINT after atexit, threads are joined before the exit code: as python -u main.py."""
+    ends = []
+    for where, through in (("fresh", None), ("forked", launcher)):
+        (tmp_path / where).mkdir()
+        result, output = await run_py(tmp_path / where, through, code)
+        files = {path.name: path.read_text()
+                 for path in (tmp_path / where / "code").glob("*.txt")}
+        stderr = output.text("stderr").replace(str(tmp_path / where), "<folder>")
+        ends.append((result, output.text("stdout"), stderr, files))
+    assert ends[0] == ends[1]
+
+
 async def test_an_exception_prints_the_tasks_traceback_and_exits_1(
         tmp_path: Path, launcher: Launcher) -> None:
     code = FORKED + "def fail():\n    raise ValueError('boom')\n\nfail()\n"

@@ -28,18 +28,21 @@ exactly the given environment (``os.environ``, ``time.tzset()``), ``sys.argv = [
 *args]``, ``sys.path[0]`` = the entry's folder, and runs the entry as ``__main__`` in the
 already initialised interpreter, which then exits as ``python -u entry`` would (atexit
 handlers, non-daemon threads joined, ``SystemExit`` codes; an uncaught exception prints a
-traceback of the task's own frames and exits 1). The one difference from a fresh
-interpreter: forked runs share the launcher's hash seed (``PYTHONHASHSEED``: the order of
-sets of strings) and the standard-library modules it imported already. The launcher
-``exec``s a fresh interpreter instead when ``argv`` is of another form or interpreter, or
-when the environment differs from the launcher's start-up environment in a variable Python
-reads at start-up (any ``PYTHON*``, ``LANG``, ``LC_*``; ``HOME`` where user site-packages
-are enabled), so that e.g. ``PYTHONPATH`` in a task's environment keeps working.
+traceback of the task's own frames and exits 1). What differs from a fresh interpreter:
+forked runs share the launcher's hash seed (``PYTHONHASHSEED``: the order of sets of
+strings) and the standard-library modules it imported already, and the interpreter is not
+torn down at exit (:func:`leave`: a fork's teardown costs as much as the rest of a run).
+The launcher ``exec``s a fresh interpreter instead when ``argv`` is of another form or
+interpreter, or when the environment differs from the launcher's start-up environment in a
+variable Python reads at start-up (any ``PYTHON*``, ``LANG``, ``LC_*``; ``HOME`` where user
+site-packages are enabled), so that e.g. ``PYTHONPATH`` in a task's environment keeps
+working.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
 import ctypes
 import gc
 import importlib
@@ -285,8 +288,9 @@ def _trimmed(traceback: types.TracebackType | None) -> types.TracebackType | Non
     return traceback
 
 
-def run_task(run: dict[str, Any]) -> None:
-    """Run a python-mode task's entry as ``__main__`` (in the forked child)."""
+def run_task(run: dict[str, Any]) -> int:
+    """Run a python-mode task's entry as ``__main__`` (in the forked child); its exit code
+    as ``python -u entry`` would end with (:data:`INTERRUPTED` for an uncaught ^C)."""
     entry = run["entry"]
     path = os.path.abspath(entry)
     sys.argv = [entry, *run["args"]]
@@ -307,16 +311,58 @@ def run_task(run: dict[str, Any]) -> None:
     except OSError as exc:
         print(f"{sys.executable}: can't open file {path!r}: [Errno {exc.errno}] "
               f"{exc.strerror}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return 2
     try:
         exec(compile(source, path, "exec"), module.__dict__)
-    except SystemExit:
-        raise
+    except SystemExit as exc:
+        return _exit_code(exc)
     except BaseException as exc:
         trimmed = _trimmed(exc.__traceback__)
         sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
-        sys.excepthook = lambda *_: None  # printed already; the interpreter exits 1
-        raise
+        return INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
+    return 0
+
+
+INTERRUPTED = -signal.SIGINT
+""":func:`run_task`'s code for an uncaught ``KeyboardInterrupt``: the process ends by SIGINT."""
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The exit status of ``SystemExit`` as the interpreter makes it (a message: printed, 1)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def leave(code: int) -> None:
+    """End a python-mode child as the interpreter ends ``python -u entry``, without tearing
+    down what it shares with the launcher (that teardown touches, and so copies, every
+    shared page): non-daemon threads are joined, atexit handlers run, the task's ``__main__``
+    is cleared and garbage collected (so files it left open are flushed and closed), the
+    standard streams are flushed; then ``os._exit``. Objects still alive then and not held
+    by ``__main__`` get no ``__del__`` (Python does not promise it for them either)."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+    atexit._run_exitfuncs()
+    main = sys.modules.get("__main__")
+    if main is not None:
+        main.__dict__.clear()
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # as the interpreter does when stdout cannot be flushed
+    if code == INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
 
 
 if __name__ == "__main__":
@@ -324,4 +370,4 @@ if __name__ == "__main__":
         sys.exit(f"the launcher needs Python 3.9 or later, not {sys.version.split()[0]}")
     task = Launcher(int(sys.argv[1])).serve()
     if task is not None:
-        run_task(task)
+        leave(run_task(task))
