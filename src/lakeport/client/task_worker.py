@@ -4,6 +4,7 @@ finish. Used by :mod:`lakeport.tasks.worker`; needs a worker key."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +14,27 @@ from lakeport.client.transfer import BodySource, quote_path, write_response
 TOKEN = "x-attempt-token"
 
 
+@dataclass(frozen=True)
+class Next:
+    """Runs a worker asks for: of its runtimes, ``most`` at a time."""
+
+    worker: str
+    runtimes: list[str]
+    most: int = 1
+
+
 class TaskWorkerApi:
     """The routes a worker calls; ``attempt`` arguments are the claim's attempt record."""
 
     def __init__(self, http: Http) -> None:
         self._http = http
 
-    async def claim(self, worker: str, runtimes: list[str], wait: float = 10.0,
-                    most: int = 1) -> list[dict[str, Any]]:
-        """Up to ``most`` claimed attempts; none when no run came within ``wait`` seconds."""
+    async def claim(self, claim: Next, wait: float = 10.0) -> list[dict[str, Any]]:
+        """Up to ``claim.most`` claimed attempts; none when no run came within ``wait``
+        seconds."""
         answer = await self._http.json("POST", "/tasks/claim", json={
-            "worker": worker, "runtimes": runtimes, "wait": wait, "max": most})
+            "worker": claim.worker, "runtimes": claim.runtimes, "wait": wait,
+            "max": claim.most})
         return [] if answer is None else list(answer["attempts"])
 
     @staticmethod
@@ -64,12 +75,19 @@ class TaskWorkerApi:
             headers={**self._token(attempt), "content-type": "application/octet-stream"})
 
     async def finish(self, attempt: dict[str, Any], outcome: str, exit_code: int | None,
-                     reason: str) -> dict[str, Any]:
-        """End the attempt; the run's id and state after it. Safe to repeat."""
-        answer = await self._http.json("POST", f"{self._base(attempt)}/finish", json={
-            "token": attempt["token"], "outcome": outcome, "exit_code": exit_code,
-            "reason": reason[:10_000]}, safe=True)
-        return dict(answer["run"])
+                     reason: str, claim: Next | None = None
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """End the attempt, and claim ``claim``'s runs in the same request; (the run's id
+        and state after it, the claimed attempts). Safe to repeat without ``claim`` (a
+        repeat with it may claim runs again)."""
+        body: dict[str, Any] = {"token": attempt["token"], "outcome": outcome,
+                                "exit_code": exit_code, "reason": reason[:10_000]}
+        if claim is not None:
+            body["claim"] = {"worker": claim.worker, "runtimes": claim.runtimes,
+                             "max": claim.most}
+        answer = await self._http.json("POST", f"{self._base(attempt)}/finish", json=body,
+                                       safe=claim is None)
+        return dict(answer["run"]), list(answer.get("attempts", []))
 
 
-__all__ = ["TOKEN", "TaskWorkerApi"]
+__all__ = ["TOKEN", "Next", "TaskWorkerApi"]

@@ -19,12 +19,13 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lakeport.client.errors import ApiClosed
-from lakeport.client.task_worker import TaskWorkerApi
+from lakeport.client.task_worker import Next, TaskWorkerApi
 from lakeport.errors import LakeportError, Transient
 from lakeport.tasks.bundle import extract_zip
 from lakeport.tasks.launching import Launchers
@@ -53,13 +54,16 @@ class Attempt:
 
     def __init__(self, api: TaskWorkerApi, record: dict[str, Any], folder: Path,
                  cache: Path, groups: Path | None = None,
-                 launchers: Launchers | None = None) -> None:
+                 launchers: Launchers | None = None,
+                 then: Callable[[], Next | None] | None = None) -> None:
         self.api = api
         self.record = record
         self.folder = folder
         self.cache = cache
         self.groups = groups  # where the process group ids of running tasks are noted
         self.launchers = launchers  # None: task processes are spawned from this process
+        self.then = then  # what to claim with the finish (None: nothing)
+        self.claimed: list[dict[str, Any]] = []  # the attempts claimed with the finish
         self.process: TaskProcess | None = None
         self.state = "running"
         self.gone = False  # the server took the attempt away (lost, project deleted)
@@ -90,7 +94,7 @@ class Attempt:
             await self._flush()
             if outcome == "succeeded":
                 await self._send_outputs()
-            await self._report(lambda: self.api.finish(self.record, outcome, code, reason))
+            await self._report(lambda: self._finish(outcome, code, reason))
         finally:
             for task in (beating, shipping):
                 task.cancel()
@@ -102,6 +106,12 @@ class Attempt:
                 if self.groups is not None:
                     (self.groups / str(self.process.pid)).unlink(missing_ok=True)
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    async def _finish(self, outcome: str, code: int | None, reason: str) -> None:
+        """Report the outcome; the first try also claims the worker's next runs (a repeat
+        cannot tell whether the first one claimed any: those would be lost and retried)."""
+        then, self.then = (self.then() if self.then else None), None
+        _, self.claimed = await self.api.finish(self.record, outcome, code, reason, then)
 
     # -- set-up -----------------------------------------------------------------------------
     async def _prepare(self) -> tuple[list[str], dict[str, str]]:

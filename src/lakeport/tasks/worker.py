@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lakeport.client.config import ClientConfig
 from lakeport.client.http import Http
-from lakeport.client.task_worker import TaskWorkerApi
+from lakeport.client.task_worker import Next, TaskWorkerApi
 from lakeport.errors import Invalid, LakeportError, Transient
 from lakeport.home import lakeport_home
 from lakeport.tasks.attempt import Attempt
@@ -125,8 +125,7 @@ class Worker:
             os.close(lock)
 
     async def _claim(self, api: TaskWorkerApi, most: int) -> list[dict]:
-        claiming = asyncio.ensure_future(api.claim(self.config.name, self.runtimes, CLAIM_WAIT,
-                                                   most))
+        claiming = asyncio.ensure_future(api.claim(self._next(most), CLAIM_WAIT))
         stopping = asyncio.ensure_future(self.stopping.wait())
         try:
             done, _ = await asyncio.wait({claiming, stopping},
@@ -140,16 +139,35 @@ class Worker:
             return await claiming  # claimed while stopping: run them anyway
         return []
 
+    def _next(self, most: int = 1) -> Next:
+        return Next(self.config.name, self.runtimes, most)
+
+    def _then(self) -> Next | None:
+        """What an attempt claims with its finish: the next run for its slot (while the
+        worker is not stopping)."""
+        return None if self.stopping.is_set() else self._next()
+
     async def _attempt(self, api: TaskWorkerApi, record: dict, slots: asyncio.Semaphore
                        ) -> None:
-        folder = self._slot / "attempts" / str(record["id"])
+        """Run ``record``'s attempt in a slot, then each run claimed with its finish in the
+        same slot; the slot is free once one was claimed with none."""
+        job = self.running[record["id"]]
         try:
-            await Attempt(api, record, folder, self.folder / "cache", self._slot / "groups",
-                          self.launchers).run()
-        except Exception:
-            log.exception("attempt %s failed in the worker", record["id"])
+            while record is not None:
+                attempt = Attempt(api, record, self._slot / "attempts" / str(record["id"]),
+                                  self.folder / "cache", self._slot / "groups",
+                                  self.launchers, self._then)
+                try:
+                    await attempt.run()
+                except Exception:
+                    log.exception("attempt %s failed in the worker", record["id"])
+                self.running.pop(record["id"], None)
+                record = attempt.claimed[0] if attempt.claimed else None
+                if record is not None:
+                    self.running[record["id"]] = job
         finally:
-            self.running.pop(record["id"], None)
+            if record is not None:
+                self.running.pop(record["id"], None)
             slots.release()
 
     async def _pause(self, seconds: float) -> None:

@@ -136,6 +136,26 @@ def test_failed_attempts_are_retried_then_the_run_fails(http: httpx.Client,
     assert [a["state"] for a in shown["attempt_list"]] == ["failed", "failed"]
 
 
+def test_a_finish_claims_the_workers_next_runs(http: httpx.Client,
+                                               worker: httpx.Client) -> None:
+    deploy(http, "plant", "batch", {"runtime": "sh"})
+    runs = [http.post(f"{API}/projects/plant/tasks/batch/start").json()["id"] for _ in range(3)]
+    first = claim(worker)
+    assert first is not None and first["run"] == runs[0]
+    nexts = {"worker": "w1", "runtimes": ["sh"], "max": 5}
+    answer = finish(worker, first, exit_code=0, claim=nexts).json()
+    assert answer["run"]["state"] == "succeeded"
+    assert [a["run"] for a in answer["attempts"]] == runs[1:]
+    assert {a["number"] for a in answer["attempts"]} == {1}
+    for attempt in answer["attempts"]:  # each is the worker's to run: heartbeat, finish
+        assert finish(worker, attempt, exit_code=0, claim=nexts).json() == {
+            "run": {"id": attempt["run"], "state": "succeeded"}, "attempts": []}
+    # a finish that is refused claims nothing
+    late = finish(worker, first, "failed", claim=nexts)
+    assert late.status_code == 409
+    assert http.post(f"{API}/projects/plant/tasks/batch/start").json()["state"] == "queued"
+
+
 def test_pause_and_stop_reach_the_worker_through_heartbeats(http: httpx.Client,
                                                             worker: httpx.Client) -> None:
     deploy(http, "plant", "long", {"runtime": "sh"})

@@ -42,13 +42,18 @@ MAX_WAIT = 30.0
 MAX_CLAIM = 100
 
 
-class ClaimIn(BaseModel):
+class NextIn(BaseModel):
+    """What a worker asks for: runs of its runtimes, as many as it has free slots."""
+
     model_config = ConfigDict(extra="forbid")
 
     worker: str = Field(min_length=1, max_length=200)
     runtimes: list[str] = Field(max_length=50)
-    wait: float = Field(10.0, ge=0, le=MAX_WAIT)
     max: int = Field(1, ge=1, le=MAX_CLAIM, description="runs to claim at most (free slots)")
+
+
+class ClaimIn(NextIn):
+    wait: float = Field(10.0, ge=0, le=MAX_WAIT)
 
 
 class HeartbeatIn(BaseModel):
@@ -66,13 +71,16 @@ class FinishIn(BaseModel):
     outcome: Literal["succeeded", "failed", "cancelled"]
     exit_code: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
     reason: str = Field("", max_length=10_000)
+    claim: NextIn | None = Field(None, description="claim the worker's next runs in the same "
+                                                   "request (no waiting; answered as "
+                                                   "`attempts`)")
 
 
 SEEN_EVERY_MS = 5_000
 """A worker's row is refreshed at most this often (its claims come every few seconds)."""
 
 
-async def _see(request: Request, store: Store, user: User, body: ClaimIn, now: int) -> None:
+async def _see(request: Request, store: Store, user: User, body: NextIn, now: int) -> None:
     """Note that ``body.worker`` offers its runtimes (for the reason queued runs wait)."""
     runtimes = ",".join(sorted(set(body.runtimes)))
     seen: dict[str, tuple[int, str]] = request.app.state.tasks_workers_seen
@@ -104,20 +112,14 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
     deadline = time.monotonic() + body.wait
     lost_after = request.app.state.settings.task_lost_after
     await _see(request, store, user, body, now_ms())
-
-    def take(conn: Connection) -> list[dict[str, Any]]:
-        claimed = service.claim(conn, store.dialect, body.worker, body.runtimes, now_ms(),
-                                body.max)
-        return [record for one in claimed
-                if (record := _attempt(conn, one, lost_after)) is not None]
-
     while True:
         ticket = wakeup.ticket()
         leaving = True  # returning without a run: a wake-up this ticket got goes on
         try:
             if await request.is_disconnected():  # the worker went away: claim nothing
                 return Response(status_code=204)
-            records = await store.transact(take)
+            records = await store.transact(lambda conn: _take(conn, store.dialect, body,
+                                                              lost_after))
             if records:
                 leaving = False
                 return JSONResponse({"attempts": records})
@@ -135,6 +137,13 @@ _VERSION = sa.select(versions).where(versions.c.task_id == sa.bindparam("task_id
                                      versions.c.version == sa.bindparam("version"))
 _LINK_NAMES = sa.select(links.c.file_name).where(
     links.c.task_id == sa.bindparam("task_id")).order_by(links.c.id)
+
+
+def _take(conn: Connection, dialect: str, body: NextIn, lost_after: float
+          ) -> list[dict[str, Any]]:
+    """Claim runs for ``body``'s worker: the records of the attempts it is to run."""
+    claimed = service.claim(conn, dialect, body.worker, body.runtimes, now_ms(), body.max)
+    return [record for one in claimed if (record := _attempt(conn, one, lost_after)) is not None]
 
 
 def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
@@ -286,11 +295,23 @@ async def finish(attempt_id: Id, body: FinishIn, request: Request,
                  user: User = Depends(current_user),
                  store: Store = Depends(get_store)) -> JSONResponse:
     require_worker(user)
-    run = await store.transact(lambda conn: service.finish(
-        conn, attempt_id, body.token, body.outcome, body.exit_code, body.reason, now_ms()))
+    lost_after = request.app.state.settings.task_lost_after
+    if body.claim is not None:
+        await _see(request, store, user, body.claim, now_ms())
+
+    def end(conn: Connection) -> tuple[Any, list[dict[str, Any]]]:
+        run = service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
+                             body.reason, now_ms())
+        nexts = [] if body.claim is None else _take(conn, store.dialect, body.claim, lost_after)
+        return run, nexts
+
+    run, nexts = await store.transact(end)
     if run.state == "queued" and run.not_before_ms <= now_ms():
         request.app.state.tasks_wakeup.notify()
-    return JSONResponse({"run": {"id": run.id, "state": run.state}})
+    answer: dict[str, Any] = {"run": {"id": run.id, "state": run.state}}
+    if body.claim is not None:
+        answer["attempts"] = nexts
+    return JSONResponse(answer)
 
 
 __all__ = ["GRACE", "HEARTBEAT", "router"]

@@ -41,12 +41,15 @@ _CLAIMABLE = (sa.select(runs.c.id).where(runs.c.state == "queued",
                                          runs.c.runtime.in_(_bind("runtimes", expanding=True)),
                                          runs.c.not_before_ms <= _bind("now"))
               .order_by(runs.c.not_before_ms, runs.c.id).limit(_bind("most")))
-_TAKE = {dialect: runs.update().where(runs.c.id.in_(pick.scalar_subquery()),
+# the picked runs as a CTE, evaluated once (PostgreSQL may run an IN (subquery) with LIMIT
+# and SKIP LOCKED more than once, and so take more runs than asked for)
+_TAKE = {dialect: runs.update().where(runs.c.id == picked.c.id,
                                       runs.c.state == "queued").values(
     state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=_bind("now"))
     .returning(*runs.c)
-    for dialect, pick in (("sqlite", _CLAIMABLE),
-                          ("postgresql", _CLAIMABLE.with_for_update(skip_locked=True)))}
+    for dialect, picked in (
+        ("sqlite", _CLAIMABLE.cte("picked")),
+        ("postgresql", _CLAIMABLE.with_for_update(skip_locked=True).cte("picked")))}
 _BEAT = attempts.update().where(attempts.c.id == _bind("attempt_id"),
                                 attempts.c.state.in_(LIVE)).values(
     heartbeat_ms=_bind("now"), state=_bind("new_state"),
