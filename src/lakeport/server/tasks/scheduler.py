@@ -156,8 +156,10 @@ class Scheduler:
         judging = time.monotonic() - self._leading_since >= self.lost_after
         more = True
         dialect = self.store.dialect
-        while more:  # a batch at a time, each its own commit, until nothing is due
-            fired, more = await self.store.transact(lambda conn: fire_due(conn, dialect, now))
+        while more:  # a batch at a time, each its own commit, until nothing is due; each
+            # batch's runs are created at its own time (what a run's created time tells)
+            fired, more = await self.store.transact(
+                lambda conn: fire_due(conn, dialect, now_ms()))
             if fired:
                 self.notify(fired)
         lost = await self.store.transact(lambda conn: service.mark_lost(
