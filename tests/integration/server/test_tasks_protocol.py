@@ -156,6 +156,20 @@ def test_a_finish_claims_the_workers_next_runs(http: httpx.Client,
     assert http.post(f"{API}/projects/plant/tasks/batch/start").json()["state"] == "queued"
 
 
+def test_a_claim_takes_the_oldest_runs_of_all_its_runtimes(http: httpx.Client,
+                                                           worker: httpx.Client) -> None:
+    deploy(http, "plant", "shell", {"runtime": "sh"})
+    deploy(http, "plant", "script", {"runtime": "py"}, executable=("main.py", b""))
+    order = [http.post(f"{API}/projects/plant/tasks/{task}/start").json()["id"]
+             for task in ("shell", "script", "script", "shell", "script")]
+    answer = worker.post(f"{API}/claim", json={"worker": "w1", "runtimes": ["sh", "py"],
+                                                "wait": 0, "max": 3})
+    assert [a["run"] for a in answer.json()["attempts"]] == order[:3]
+    answer = worker.post(f"{API}/claim", json={"worker": "w1", "runtimes": ["py"], "wait": 0,
+                                                "max": 5})
+    assert [a["run"] for a in answer.json()["attempts"]] == [order[4]]
+
+
 def test_pause_and_stop_reach_the_worker_through_heartbeats(http: httpx.Client,
                                                             worker: httpx.Client) -> None:
     deploy(http, "plant", "long", {"runtime": "sh"})

@@ -132,7 +132,6 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
             wakeup.done(ticket, pass_on=leaving)
 
 
-_PROJECT_NAME = sa.select(projects.c.name).where(projects.c.id == sa.bindparam("project_id"))
 _VERSION = sa.select(versions).where(versions.c.task_id == sa.bindparam("task_id"),
                                      versions.c.version == sa.bindparam("version"))
 _LINK_NAMES = sa.select(links.c.file_name).where(
@@ -158,12 +157,11 @@ def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
         service.finish(conn, claimed.attempt_id, claimed.token, "failed", None, str(exc),
                        now_ms())
         return None
-    project = conn.execute(_PROJECT_NAME, {"project_id": task.project_id}).scalar_one()
     version = conn.execute(_VERSION, {"task_id": task.id, "version": run.version}).one()
     parts = orjson.loads(version.parts)
     link_names = conn.execute(_LINK_NAMES, {"task_id": task.id}).scalars().all()
     return {"id": claimed.attempt_id, "token": claimed.token, "run": run.id,
-            "number": claimed.number, "project": project, "task": task.name,
+            "number": claimed.number, "project": task.project, "task": task.name,
             "version": run.version, "runtime": run.runtime,
             "entry": spec.entry or version.executable, "args": spec.args, "env": env,
             "parameters": orjson.loads(run.parameters), "timeout": spec.timeout,

@@ -11,6 +11,7 @@ caller's transaction: plain synchronous SQLAlchemy, run through
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy import Connection
 
 from lakeport.errors import Closed, Conflict
 from lakeport.server.store import insert_ignore
-from lakeport.server.tasks.tables import attempts, events, runs, tasks
+from lakeport.server.tasks.tables import attempts, events, projects, runs, tasks
 from lakeport.tasks.spec import ENDED, TaskSpec
 
 LIVE = ("running", "paused")
@@ -34,22 +35,44 @@ _RUN = sa.select(runs).where(runs.c.id == _bind("run_id"))
 _TASK = sa.select(tasks).where(tasks.c.id == _bind("task_id"))
 _ATTEMPT = sa.select(attempts).where(attempts.c.id == _bind("attempt_id"))
 _EVENT = events.insert()
-_NEW_RUN = runs.insert()
+_NEW_RUN = runs.insert().returning(runs.c.id)
 _NEW_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
-_TASKS_OF = sa.select(tasks).where(tasks.c.id.in_(_bind("task_ids", expanding=True)))
-_CLAIMABLE = (sa.select(runs.c.id).where(runs.c.state == "queued",
-                                         runs.c.runtime.in_(_bind("runtimes", expanding=True)),
-                                         runs.c.not_before_ms <= _bind("now"))
-              .order_by(runs.c.not_before_ms, runs.c.id).limit(_bind("most")))
-# the picked runs as a CTE, evaluated once (PostgreSQL may run an IN (subquery) with LIMIT
-# and SKIP LOCKED more than once, and so take more runs than asked for)
-_TAKE = {dialect: runs.update().where(runs.c.id == picked.c.id,
-                                      runs.c.state == "queued").values(
-    state="running", attempts=runs.c.attempts + 1, reason="", updated_ms=_bind("now"))
-    .returning(*runs.c)
-    for dialect, picked in (
-        ("sqlite", _CLAIMABLE.cte("picked")),
-        ("postgresql", _CLAIMABLE.with_for_update(skip_locked=True).cte("picked")))}
+_TASKS_OF = (sa.select(tasks, projects.c.name.label("project"))
+             .join(projects, projects.c.id == tasks.c.project_id)
+             .where(tasks.c.id.in_(_bind("task_ids", expanding=True))))
+def _taking(picked: sa.CTE) -> sa.Update:
+    return (runs.update().where(runs.c.id == picked.c.id, runs.c.state == "queued")
+            .values(state="running", attempts=runs.c.attempts + 1, reason="",
+                    updated_ms=_bind("now")).returning(*runs.c))
+
+
+def _queue_head(*runtimes: str) -> sa.Select:
+    """The oldest claimable runs of ``runtimes`` (the index ``ix_task_runs_queue`` yields
+    them in order for one runtime; for several it sorts every queued run of them)."""
+    return (sa.select(runs.c.id, runs.c.not_before_ms)
+            .where(runs.c.state == "queued",
+                   runs.c.runtime == runtimes[0] if len(runtimes) == 1
+                   else runs.c.runtime.in_(runtimes),
+                   runs.c.not_before_ms <= _bind("now"))
+            .order_by(runs.c.not_before_ms, runs.c.id).limit(_bind("most")))
+
+
+@functools.lru_cache(maxsize=256)
+def _take(dialect: str, runtimes: tuple[str, ...]) -> sa.Update:
+    """The statement claiming up to ``most`` runs of ``runtimes``: the runs are picked in a
+    CTE, evaluated once (PostgreSQL may run an ``IN (subquery)`` with LIMIT and SKIP LOCKED
+    more than once, and so take more runs than asked for). On SQLite each runtime's head of
+    the queue is read from the index and the heads are merged, so a claim costs the same
+    however many runs wait."""
+    if dialect == "postgresql":
+        return _taking(_queue_head(*runtimes).with_for_update(skip_locked=True).cte("picked"))
+    heads = sa.union_all(*(sa.select(head.c.id, head.c.not_before_ms)
+                           for head in (_queue_head(name).subquery() for name in runtimes)))
+    merged = heads.subquery()
+    return _taking(sa.select(merged.c.id).order_by(merged.c.not_before_ms, merged.c.id)
+                   .limit(_bind("most")).cte("picked"))
+
+
 _BEAT = attempts.update().where(attempts.c.id == _bind("attempt_id"),
                                 attempts.c.state.in_(LIVE)).values(
     heartbeat_ms=_bind("now"), state=_bind("new_state"),
@@ -65,12 +88,13 @@ _RETRY = runs.update().where(_ON_ATTEMPT).values(
     updated_ms=_bind("now"))
 _END_RUN = runs.update().where(_ON_ATTEMPT).values(
     state=_bind("new_state"), reason=_bind("why"), updated_ms=_bind("now"),
-    ended_ms=_bind("ended"))
+    ended_ms=_bind("ended")).returning(*runs.c)
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A run a worker claimed: the run, its task and the new attempt."""
+    """A run a worker claimed: the run, its task (with ``project``, its project's name) and
+    the new attempt."""
 
     run: Any
     task: Any
@@ -85,7 +109,12 @@ def run_of(conn: Connection, run_id: int) -> Any:
 
 
 def spec_of(task_row: Any) -> TaskSpec:
-    return TaskSpec.model_validate_json(task_row.spec)
+    return _spec(task_row.spec)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(text: str) -> TaskSpec:
+    return TaskSpec.model_validate_json(text)
 
 
 def add_event(conn: Connection, run_id: int, state: str, now: int,
@@ -111,7 +140,7 @@ def queue_run(conn: Connection, dialect: str, task_row: Any, trigger: str, now: 
     exists already (a second scheduler or a restart)."""
     values = run_values(task_row, trigger, now, slot_ms=slot_ms, parameters=parameters)
     if slot_ms is None:
-        run_id = conn.execute(_NEW_RUN, values).inserted_primary_key[0]
+        run_id = conn.execute(_NEW_RUN, values).scalar_one()
         add_event(conn, run_id, "queued", now, trigger)
         return int(run_id)
     ids = _insert_runs(conn, dialect, [values], now)
@@ -151,8 +180,8 @@ def claim(conn: Connection, dialect: str, worker: str, runtimes: list[str], now:
     if not runtimes or limit < 1:
         return []
     # the state condition again: on SQLite (no row locks) another server may have taken one
-    taken = conn.execute(_TAKE[dialect], {"runtimes": list(runtimes), "now": now,
-                                          "most": limit}).all()
+    taken = conn.execute(_take(dialect, tuple(sorted(set(runtimes)))),
+                         {"now": now, "most": limit}).all()
     if not taken:
         return []
     taken.sort(key=lambda run: (run.not_before_ms, run.id))
@@ -224,21 +253,21 @@ def _after_attempt(conn: Connection, run_id: int, number: int, outcome: str,
     run = conn.execute(_RUN, {"run_id": run_id}).one()
     if run.state not in LIVE or run.attempts != number:
         return run
-    spec = spec_of(conn.execute(_TASK, {"task_id": run.task_id}).one())
     state = outcome
     on_attempt = {"run_id": run_id, "number": number, "why": reason[:2000], "now": now}
     if run.desired == "stop":
         state = "cancelled" if outcome != "succeeded" else outcome
-    elif outcome in ("failed", "lost") and number <= spec.retries.count:
+    elif outcome in ("failed", "lost") and number <= (spec := spec_of(
+            conn.execute(_TASK, {"task_id": run.task_id}).one())).retries.count:
         wait = backoff_ms(spec, number)
         conn.execute(_RETRY, {**on_attempt, "not_before": now + wait})
         add_event(conn, run_id, outcome, now, reason, number)
         add_event(conn, run_id, "queued", now,
                   f"retry {number} of {spec.retries.count} in {wait / 1000:.1f} s")
         return conn.execute(_RUN, {"run_id": run_id}).one()
-    conn.execute(_END_RUN, {**on_attempt, "new_state": state, "ended": now})
+    ended = conn.execute(_END_RUN, {**on_attempt, "new_state": state, "ended": now}).one()
     add_event(conn, run_id, state, now, reason, number)
-    return conn.execute(_RUN, {"run_id": run_id}).one()
+    return ended
 
 
 def mark_lost(conn: Connection, older_than_ms: int, now: int) -> list[int]:
