@@ -1,5 +1,6 @@
 """The Celery side of ``bench/tasks.py``: one task that runs ``python -u main.py`` in a folder
-of its own, as a lakeport ``py`` run does (the same interpreter, the same trivial script).
+of its own as a process of its own, as a lakeport ``py`` run is (the same interpreter, the same
+trivial script; lakeport forks it from its launcher's interpreter, Celery starts it afresh).
 
 The broker comes from ``LAKEPORT_BENCH_AMQP``; results go back over the broker (``rpc://``).
 """

@@ -558,10 +558,11 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
         title="lakeport tasks: throughput, start latency, scheduler, worker memory",
         caption=(f"All rows measured in this run. lakeport serve --workers 0 (SQLite store) "
                  f"with {plan.workers} lakeport worker processes of concurrency "
-                 f"{plan.concurrency}; a run is a py task whose main.py is empty, run as "
-                 "python -u main.py by the worker (lakeport's interpreter), and each Celery "
-                 "task runs the same python -u main.py as a subprocess. Throughput counts from "
-                 "the first start request to the last run's end. " + scaled
+                 f"{plan.concurrency}; a run is a py task whose main.py is empty, a process of "
+                 "its own forked by the worker's launcher, where it runs in the forked "
+                 "interpreter (no interpreter start-up); each Celery task runs the same "
+                 "python -u main.py as a subprocess (a fresh interpreter). Throughput counts "
+                 "from the first start request to the last run's end. " + scaled
                  + machine_text(args.quick, elapsed)),
         ratio_header="Ratio", ratio_width=20, problems=results.problems,
     )
