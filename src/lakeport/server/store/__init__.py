@@ -28,6 +28,8 @@ from lakeport.home import open_private, private_folder
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
+BUSY_SECONDS = 10.0
+"""How long a write waits for another (SQLite's ``busy_timeout``; this process's lock)."""
 _WRITING: ContextVar[Store | None] = ContextVar("lakeport_store_writing", default=None)
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
             "postgres": "postgresql+asyncpg"}
@@ -121,13 +123,14 @@ class Store:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock():
-            mark = _WRITING.set(self)
-            try:
-                async with self.engine.begin() as conn:
-                    yield conn
-            finally:
-                _WRITING.reset(mark)
+        lock = await self._take_write_lock()
+        mark = _WRITING.set(self)
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        finally:
+            _WRITING.reset(mark)
+            lock.release()
 
     async def transact(self, work: Callable[[sa.Connection], T]) -> T:
         """``work(conn)``, plain synchronous SQLAlchemy code, in one transaction; its result.
@@ -147,8 +150,7 @@ class Store:
 
         if _WRITING.get() is self:
             raise RuntimeError("Store.transact inside Store.begin would wait for itself")
-        lock = self._write_lock()
-        await lock.acquire()
+        lock = await self._take_write_lock()
         try:
             done = asyncio.get_running_loop().run_in_executor(thread, run)
         except BaseException:
@@ -157,11 +159,20 @@ class Store:
         done.add_done_callback(lambda _: lock.release())  # not before the thread is done
         return await asyncio.shield(done)
 
-    def _write_lock(self) -> asyncio.Lock:
+    async def _take_write_lock(self) -> asyncio.Lock:
+        """This process's SQLite write lock, taken; Unavailable after waiting as long as
+        SQLite would (``busy_timeout``) for another transaction."""
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer[0] is not loop:
             self._writer = (loop, asyncio.Lock())
-        return self._writer[1]
+        lock = self._writer[1]
+        try:
+            async with asyncio.timeout(BUSY_SECONDS):
+                await lock.acquire()
+        except TimeoutError:
+            raise Unavailable(f"the store is busy: a write waited {BUSY_SECONDS:g} s for "
+                              "another one to end") from None
+        return lock
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
