@@ -6,6 +6,7 @@ upstream nodes."""
 from __future__ import annotations
 
 import itertools
+import textwrap
 
 import pytest
 import yaml
@@ -13,28 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakeport.errors import Invalid
-from lakeport.workflows import from_edges, parse_workflow, topological_order
+from lakeport.workflows import definition, from_edges, parse_workflow, topological_order
 
-FLOW = """
-name: daily-report
-version: 2
-project: plant
-parameters: [day]
-nodes:
-  - name: aggregate
-    task: aggregate
-    parameters: {day: "{{ day }}"}
-  - name: report
-    task: reports/render
-    after: [aggregate]
-    retries: {count: 2}
-    timeout: 600
-    inputs:
-      - {from: aggregate, file: summary.csv, as: input.csv}
-"""
+FLOW = textwrap.dedent(definition.__doc__.split("::\n", 1)[1].split("\n\n", 1)[0])
+"""The YAML example of the module's documentation."""
 
 
-def test_the_yaml_form() -> None:
+def test_the_documented_yaml_form() -> None:
     spec = parse_workflow(yaml.safe_load(FLOW))
     assert (spec.name, spec.version, spec.project) == ("daily-report", 2, "plant")
     report = spec.node("report")

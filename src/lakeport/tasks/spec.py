@@ -22,12 +22,28 @@ ENDED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
+def name_problem(value: str, what: str) -> str | None:
+    """Why ``value`` is not a valid name of a ``what`` (project, task, node, ...); None when
+    it is one."""
+    if isinstance(value, str) and NAME_RE.fullmatch(value):
+        return None
+    return (f"bad {what} name {value!r}: use 1-128 characters from A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit")
+
+
 def check_name(value: str, what: str) -> str:
     """``value`` when it is a valid project or task name; Invalid naming ``what``."""
-    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
-        raise Invalid(f"bad {what} name {value!r}: use 1-128 characters from A-Z a-z 0-9 "
-                      "_ . -, starting with a letter or digit")
+    problem = name_problem(value, what)
+    if problem is not None:
+        raise Invalid(problem)
     return value
+
+
+def relative_path_problem(value: str) -> str | None:
+    """Why ``value`` is not a relative path that stays inside its folder; None when it is."""
+    if value.startswith("/") or ".." in value.split("/") or "\\" in value or not value.strip():
+        return f"{value!r} must be a relative path inside its folder"
+    return None
 
 
 class Retries(BaseModel):
@@ -81,9 +97,8 @@ class TaskSpec(BaseModel):
     @field_validator("entry")
     @classmethod
     def _entry(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/")
-                                  or "\\" in value or not value.strip()):
-            raise ValueError(f"{value!r} must be a relative path inside the bundle")
+        if value is not None and (problem := relative_path_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -103,4 +118,5 @@ def parse_spec(data: Any) -> TaskSpec:
         raise Invalid(_one_line(exc, "task")) from None
 
 
-__all__ = ["ENDED", "NAME_RE", "RUN_STATES", "Retries", "TaskSpec", "check_name", "parse_spec"]
+__all__ = ["ENDED", "NAME_RE", "RUN_STATES", "Retries", "TaskSpec", "check_name", "name_problem",
+           "parse_spec", "relative_path_problem"]

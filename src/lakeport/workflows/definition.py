@@ -18,7 +18,7 @@ files of upstream nodes it takes as inputs::
         after: [aggregate]
         retries: {count: 2}
         inputs:
-          - {from: aggregate, file: summary.csv}
+          - {from: aggregate, file: summary.csv, as: input.csv}
 
 :func:`parse_workflow` checks a definition before anything is stored: a cycle, a node that runs
 after one that does not exist, a file taken from a node that does not run before it, and a
@@ -33,13 +33,27 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from lakeport.errors import Invalid
-from lakeport.tasks.spec import NAME_RE, Retries
+from lakeport.tasks.spec import NAME_RE, Retries, name_problem, relative_path_problem
 
 _PARAMETER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 """``{{ name }}``: a workflow parameter inside a node's parameter value."""
+
+
+def _named(value: str, what: str) -> str:
+    problem = name_problem(value, what)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 class FileLink(BaseModel):
@@ -55,9 +69,8 @@ class FileLink(BaseModel):
     @field_validator("file", "target")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/")
-                                  or "\\" in value or not value.strip()):
-            raise ValueError(f"{value!r} must be a relative path")
+        if value is not None and (problem := relative_path_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -77,10 +90,7 @@ class Node(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.fullmatch(value):
-            raise ValueError(f"bad node name {value!r}: use 1-128 characters from A-Z a-z 0-9 "
-                             "_ . -, starting with a letter or digit")
-        return value
+        return _named(value, "node")
 
     @field_validator("task")
     @classmethod
@@ -113,11 +123,8 @@ class WorkflowSpec(BaseModel):
 
     @field_validator("name", "project")
     @classmethod
-    def _names(cls, value: str) -> str:
-        if not NAME_RE.fullmatch(value):
-            raise ValueError(f"bad name {value!r}: use 1-128 characters from A-Z a-z 0-9 _ . -, "
-                             "starting with a letter or digit")
-        return value
+    def _names(cls, value: str, info: ValidationInfo) -> str:
+        return _named(value, "workflow" if info.field_name == "name" else "project")
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
