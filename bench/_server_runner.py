@@ -35,6 +35,30 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
+def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far: by each group's processes themselves, by
+    the processes they started ("<group> children": a worker's launchers, with the task
+    processes they reaped), and by this process ("client")."""
+    import psutil
+
+    used: dict[str, float] = {"client": sum(os.times()[:2])}
+    for group, pids in groups.items():
+        own = children = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                times = process.cpu_times()
+                own += times.user + times.system
+                for child in process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        times = child.cpu_times()
+                        children += (times.user + times.system + times.children_user
+                                     + times.children_system)
+        used[group] = own
+        used[f"{group} children"] = children
+    return used
+
+
 def lakeport(*args: str, env: dict[str, str]) -> str:
     done = subprocess.run([sys.executable, "-m", "lakeport.cli", *args], capture_output=True,
                           text=True, env=env, timeout=120)

@@ -32,7 +32,14 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from _server_runner import ServerProcess, lakeport, rss_mb, stop_process, wait_healthy
+from _server_runner import (
+    ServerProcess,
+    cpu_seconds,
+    lakeport,
+    rss_mb,
+    stop_process,
+    wait_healthy,
+)
 from topics import Results, Row, bench_main, bench_parser, machine_text, one_line, print_rows
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +109,7 @@ class Figures:
     rss_after_mb: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     lost_seen: int = 0  # runs of the throughput part seen lost right after it
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU a run of the throughput part
     cron_queued: int = 0
 
 
@@ -385,7 +393,12 @@ async def lakeport_part(plan: Plan, folder: Path, figures: Figures,
                 stamps.mkdir()
                 figures.latencies_ms, figures.claims_ms = await start_latency(
                     service, plan, stamps, say)
+                groups = {"server": [server.process.pid], "workers": pids}
+                before = cpu_seconds(groups)
                 figures.rate, figures.rate_note, problems = await throughput(service, plan, say)
+                after = cpu_seconds(groups)
+                figures.cpu_ms = {group: (after[group] - before[group]) / plan.runs * 1000
+                                  for group in after}
                 figures.problems += problems
                 figures.lost_seen = len(problems) and int(problems[0].split()[0])
                 say("lakeport workers idle")
@@ -485,10 +498,14 @@ def fill(results: Results, plan: Plan, figures: Figures) -> None:
     rows, out = results.rows, results.figures
     rate, celery_rate = figures.rate, figures.celery_rate
     ratio = rate / celery_rate if rate and celery_rate else None
+    cpu = figures.cpu_ms
+    cpu_note = (f"; CPU a run: server {cpu['server']:.1f} ms, workers {cpu['workers']:.1f} ms, "
+                f"their launchers and task processes {cpu['workers children']:.1f} ms, this "
+                f"client's start requests {cpu['client']:.1f} ms" if cpu else "")
     rows.append(Row(f"throughput · {plan.runs:,} trivial py runs · {plan.workers} workers x "
                     f"{plan.concurrency}", "n/a" if rate is None else f"{rate:,.0f} runs/s",
                     "" if ratio is None else f"{ratio:.2f}x of Celery",
-                    target(rate, TARGET_RATE, ">="), figures.rate_note))
+                    target(rate, TARGET_RATE, ">="), figures.rate_note + cpu_note))
     rows.append(Row(f"Celery · the same runs · prefork -c {plan.total_concurrency}",
                     "n/a" if celery_rate is None else f"{celery_rate:,.0f} runs/s", "",
                     target(ratio, 1.0, ">=", "x (ratio)"), figures.celery_note))
@@ -521,6 +538,7 @@ def fill(results: Results, plan: Plan, figures: Figures) -> None:
                         + f" MB; idle {plan.idle:g} s after the throughput part "
                         + ", ".join(f"{r:.0f}" for r in figures.rss_after_mb) + " MB"))
     out["task_runs_per_s"] = None if rate is None else round(rate, 1)
+    out["cpu_ms_per_run"] = {group: round(ms, 2) for group, ms in cpu.items()}
     out["celery_ratio"] = None if ratio is None else round(ratio, 2)
     out["start_p50_ms"] = None if p50 is None else round(p50, 1)
     out["start_p99_ms"] = None if p99 is None else round(p99, 1)
