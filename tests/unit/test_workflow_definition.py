@@ -98,3 +98,34 @@ def test_any_dag_is_ordered_and_one_back_edge_is_a_cycle(edges: list[tuple[str, 
     assert cycle[0] == cycle[-1] and len(cycle) >= 3
     for node, follower in itertools.pairwise(cycle):
         assert (node, follower) in [*edges, (then, before)]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+_NODE = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "c", "", "a/b"]) | st.text(max_size=6),
+     "task": st.sampled_from(["a", "b", "p/c", "x/y/z"]) | _JSON},
+    optional={"after": st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=3) | _JSON,
+              "inputs": st.lists(st.fixed_dictionaries(
+                  {"from": st.sampled_from(["a", "b", "c"]),
+                   "file": st.sampled_from(["x.csv", "../x", "/abs", ""])}), max_size=2),
+              "parameters": st.dictionaries(st.sampled_from(["p", "q"]),
+                                            st.sampled_from(["{{ day }}", "{{ x }}", "1"])),
+              "retries": _JSON, "timeout": _JSON})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"name": st.just("w"), "project": st.just("p"),
+                              "nodes": st.lists(_NODE, max_size=5)},
+                             optional={"parameters": st.lists(st.sampled_from(["day", "x"])),
+                                       "version": _JSON, "extra": _JSON}) | _JSON)
+def test_any_input_is_a_workflow_or_one_line_invalid(data: object) -> None:
+    try:
+        spec = parse_workflow(data)
+    except Invalid as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    order = topological_order(spec)
+    assert sorted(order) == sorted(node.name for node in spec.nodes)

@@ -102,12 +102,19 @@ class TaskSpec(BaseModel):
         return value
 
 
-def _one_line(exc: ValidationError, what: str) -> str:
+def one_line(exc: ValidationError, what: str) -> str:
+    """A pydantic error as one line: ``bad <what>: <field>: <problem>; ...`` (a key that is
+    not plain text is shown quoted, so a line stays one line)."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or what
+        where = ".".join(_shown(part) for part in error["loc"]) or what
         parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
     return f"bad {what}: " + "; ".join(parts)
+
+
+def _shown(part: object) -> str:
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
 
 
 def parse_spec(data: Any) -> TaskSpec:
@@ -115,8 +122,8 @@ def parse_spec(data: Any) -> TaskSpec:
     try:
         return TaskSpec.model_validate(data)
     except ValidationError as exc:
-        raise Invalid(_one_line(exc, "task")) from None
+        raise Invalid(one_line(exc, "task")) from None
 
 
 __all__ = ["ENDED", "NAME_RE", "RUN_STATES", "Retries", "TaskSpec", "check_name", "name_problem",
-           "parse_spec", "relative_path_problem"]
+           "one_line", "parse_spec", "relative_path_problem"]

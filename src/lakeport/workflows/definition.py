@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from lakeport.errors import Invalid
-from lakeport.tasks.spec import NAME_RE, Retries, name_problem, relative_path_problem
+from lakeport.tasks.spec import NAME_RE, Retries, name_problem, one_line, relative_path_problem
 
 _PARAMETER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 """``{{ name }}``: a workflow parameter inside a node's parameter value."""
@@ -154,11 +154,7 @@ def parse_workflow(data: Any) -> WorkflowSpec:
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        parts = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "workflow"
-            parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
-        raise Invalid("bad workflow: " + "; ".join(parts)) from None
+        raise Invalid(one_line(exc, "workflow")) from None
     check_graph(spec)
     return spec
 
