@@ -170,6 +170,19 @@ def test_a_claim_takes_the_oldest_runs_of_all_its_runtimes(http: httpx.Client,
     assert [a["run"] for a in answer.json()["attempts"]] == [order[4]]
 
 
+def test_a_run_whose_secret_is_missing_fails_and_the_claim_takes_the_next(
+        http: httpx.Client, worker: httpx.Client) -> None:
+    deploy(http, "plant", "locked", {"runtime": "sh",
+                                     "env": {"TOKEN": "<% secrets.nowhere %>"}})
+    deploy(http, "plant", "open", {"runtime": "sh"})
+    locked = http.post(f"{API}/projects/plant/tasks/locked/start").json()["id"]
+    opened = http.post(f"{API}/projects/plant/tasks/open/start").json()["id"]
+    attempt = claim(worker)
+    assert attempt is not None and attempt["run"] == opened
+    run = http.get(f"{API}/runs/{locked}").json()
+    assert run["state"] == "failed" and "environment variable TOKEN" in run["reason"]
+
+
 def test_pause_and_stop_reach_the_worker_through_heartbeats(http: httpx.Client,
                                                             worker: httpx.Client) -> None:
     deploy(http, "plant", "long", {"runtime": "sh"})

@@ -118,11 +118,14 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
         try:
             if await request.is_disconnected():  # the worker went away: claim nothing
                 return Response(status_code=204)
-            records = await store.transact(lambda conn: _take(conn, store.dialect, body,
-                                                              lost_after))
+            taken, records = await store.transact(lambda conn: _take(conn, store.dialect, body,
+                                                                     lost_after))
             if records:
                 leaving = False
                 return JSONResponse({"attempts": records})
+            if taken:  # each failed at once (a missing secret): look for others now
+                leaving = False
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 return Response(status_code=204)
@@ -139,10 +142,12 @@ _LINK_NAMES = sa.select(links.c.file_name).where(
 
 
 def _take(conn: Connection, dialect: str, body: NextIn, lost_after: float
-          ) -> list[dict[str, Any]]:
-    """Claim runs for ``body``'s worker: the records of the attempts it is to run."""
+          ) -> tuple[int, list[dict[str, Any]]]:
+    """Claim runs for ``body``'s worker: (how many were claimed, the records of the attempts
+    it is to run: those that could start)."""
     claimed = service.claim(conn, dialect, body.worker, body.runtimes, now_ms(), body.max)
-    return [record for one in claimed if (record := _attempt(conn, one, lost_after)) is not None]
+    return len(claimed), [record for one in claimed
+                          if (record := _attempt(conn, one, lost_after)) is not None]
 
 
 def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
@@ -300,7 +305,8 @@ async def finish(attempt_id: Id, body: FinishIn, request: Request,
     def end(conn: Connection) -> tuple[Any, list[dict[str, Any]]]:
         run = service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
                              body.reason, now_ms())
-        nexts = [] if body.claim is None else _take(conn, store.dialect, body.claim, lost_after)
+        nexts = [] if body.claim is None else _take(conn, store.dialect, body.claim,
+                                                    lost_after)[1]
         return run, nexts
 
     run, nexts = await store.transact(end)
