@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from lakeport.errors import Forbidden, NotFound
 from lakeport.server.access import Level, grants_query, level_of, levels_of_grants, require
 from lakeport.server.store.users import User, users
+from lakeport.server.tasks.service import run_of
 from lakeport.server.tasks.tables import projects, runs, tasks
 from lakeport.tasks.spec import check_name
 
@@ -29,7 +30,6 @@ _RUN_PATH = (sa.select(runs.c.task_id, tasks.c.name, projects.c.name.label("proj
              .join(tasks, tasks.c.id == runs.c.task_id)
              .join(projects, projects.c.id == tasks.c.project_id)
              .where(runs.c.id == _bind("run_id")))
-_RUN = sa.select(runs).where(runs.c.id == _bind("run_id"))
 
 
 def project_access(conn: Connection, user: User, name: str, need: Level,
@@ -74,7 +74,7 @@ def run_access(conn: Connection, user: User, run_id: int, need: Level,
                                             doing)
     except NotFound:
         raise NotFound(f"unknown run {run_id}") from None
-    run = conn.execute(_RUN, {"run_id": run_id}).one()
+    run = run_of(conn, run_id)
     return project_row, task_row, run
 
 
