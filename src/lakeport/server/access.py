@@ -35,10 +35,10 @@ class Level(IntEnum):
 PERMISSIONS = {"read": Level.READ, "write": Level.WRITE, "produce": Level.WRITE,
                "admin": Level.ADMIN}
 """Grantable permissions by name (``produce`` is ``write`` on topics)."""
-KINDS = ("topic", "sensor", "feature", "property", "project")
+KINDS = ("topic", "sensor", "feature", "property", "project", "workflow")
 """Resource kinds whose grants live in :data:`grants` (files have shares)."""
 DEFAULT_LEVEL = {"topic": Level.NONE, "sensor": Level.READ, "feature": Level.READ,
-                 "property": Level.READ, "project": Level.NONE}
+                 "property": Level.READ, "project": Level.NONE, "workflow": Level.NONE}
 """What every authenticated user may do without a grant: the observation catalogue (sensors,
 features, properties and their observations) is readable by all; topics and task projects
 are private."""

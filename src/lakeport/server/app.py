@@ -26,6 +26,7 @@ from lakeport.server import (
     query_params,
     tasks,
     topics,
+    workflows,
 )
 from lakeport.server.auth import KeyCache
 from lakeport.server.responses import JSONResponse
@@ -34,7 +35,7 @@ from lakeport.server.store import Store
 from lakeport.streams import open_engine
 from lakeport.wire import API_PREFIX
 
-SERVICES: list[ModuleType] = [observations, files, topics, grants, tasks]
+SERVICES: list[ModuleType] = [observations, files, topics, grants, tasks, workflows]
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -57,8 +58,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="lakeport",
         version=__version__,
-        description="Sensor observations, data-lake files, topics and tasks over HTTP. Every route "
-                    "but /health needs an API key in the x-api-key header.",
+        description="Sensor observations, data-lake files, topics, tasks and workflows over "
+                    "HTTP. Every route but /health needs an API key in the x-api-key header.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )

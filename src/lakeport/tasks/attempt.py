@@ -128,7 +128,8 @@ class Attempt:
                 archive = self.folder / f"{part}.zip"
                 await self._part(part, archive)
                 await asyncio.to_thread(extract_zip, archive, dest, what=what)
-        for name in record["links"]:
+        for name in record["links"]:  # a workflow may place one in a folder of in/
+            (inputs / name).parent.mkdir(parents=True, exist_ok=True)
             await self.api.download(record, f"links/{name}", inputs / name)
         job = Job(code=code, entry=record["entry"], args=list(record["args"]),
                   settings=dict(record["settings"]), cache=self.cache,

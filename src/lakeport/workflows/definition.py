@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from lakeport.errors import Invalid
+from lakeport.tasks.schedule import Cron
 from lakeport.tasks.spec import NAME_RE, Retries, name_problem, one_line, relative_path_problem
 
 _PARAMETER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -86,6 +87,8 @@ class Node(BaseModel):
     retries: Retries | None = None
     timeout: float | None = Field(None, gt=0, le=30 * 86_400, description="seconds")
     inputs: list[FileLink] = Field(default_factory=list, max_length=1000)
+    concurrency: int | None = Field(None, ge=1, le=10_000, description=(
+        "runs of this node's task on their way at once, over every instance of the workflow"))
 
     @field_validator("name")
     @classmethod
@@ -106,6 +109,47 @@ class Node(BaseModel):
         return found or project, task
 
 
+class CronTrigger(Cron):
+    """An instance per slot of a cron expression (one per slot, whatever restarts; the
+    task service's rules: DST-safe, ``catchup``, ``limit``). Gives the parameter ``slot``
+    (the slot's time, ISO 8601)."""
+
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+    def schedule(self) -> Cron:
+        return Cron(expression=self.expression, timezone=self.timezone, limit=self.limit,
+                    catchup=self.catchup)
+
+
+class FilesTrigger(BaseModel):
+    """An instance per file that lands in the data lake under ``path`` (a glob on lake
+    paths: ``exports/plant/**/*.parquet``), once per file. Gives the parameter ``path``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["files"] = "files"
+    path: str = Field(min_length=1, max_length=1024)
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class TopicTrigger(BaseModel):
+    """An instance per message of ``topic`` whose fields equal those of ``where`` (all of
+    them; a nested field as ``payload.site``), once per message. Gives the parameters
+    ``seqno`` and ``message`` (the message as JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["topic"] = "topic"
+    topic: str = Field(min_length=1, max_length=255)
+    where: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
+Trigger = Annotated[CronTrigger | FilesTrigger | TopicTrigger, Field(discriminator="kind")]
+GIVEN = {"cron": ("slot",), "files": ("path",), "topic": ("seqno", "message")}
+"""The parameters each kind of trigger gives an instance."""
+
+
 class WorkflowSpec(BaseModel):
     """A workflow definition: its name and version (the seed's ``processName`` and
     ``processVersion``), the project its nodes' tasks are in unless they name one, the
@@ -120,6 +164,7 @@ class WorkflowSpec(BaseModel):
     parameters: list[str] = Field(default_factory=list, max_length=100)
     max_active_instances: int = Field(1, ge=1, le=10_000)
     nodes: list[Node] = Field(min_length=1, max_length=10_000)
+    triggers: list[Trigger] = Field(default_factory=list, max_length=100)
 
     @field_validator("name", "project")
     @classmethod
@@ -189,6 +234,17 @@ def check_graph(spec: WorkflowSpec) -> None:
                     raise Invalid(f"workflow {spec.name!r}: node {node.name!r} parameter "
                                   f"{key!r} uses {{{{ {used} }}}}, which the workflow does not "
                                   f"declare (parameters: {', '.join(spec.parameters) or 'none'})")
+    for number, trigger in enumerate(spec.triggers, 1):
+        given = set(GIVEN[trigger.kind]) | set(trigger.parameters)
+        for name in trigger.parameters:
+            if name not in spec.parameters:
+                raise Invalid(f"workflow {spec.name!r}: trigger {number} ({trigger.kind}) sets "
+                              f"parameter {name!r}, which the workflow does not declare")
+        missing = [name for name in spec.parameters if name not in given]
+        if missing:
+            raise Invalid(f"workflow {spec.name!r}: trigger {number} ({trigger.kind}) gives no "
+                          f"value for parameter {missing[0]!r} (set it in the trigger's "
+                          "parameters)")
 
 
 def topological_order(spec: WorkflowSpec) -> list[str]:
@@ -239,5 +295,5 @@ def _cycle(spec: WorkflowSpec, done: set[str]) -> list[str]:
     return [*path[path.index(name):], name][::-1]
 
 
-__all__ = ["FileLink", "Node", "WorkflowSpec", "check_graph", "from_edges", "parse_workflow",
-           "topological_order"]
+__all__ = ["GIVEN", "CronTrigger", "FileLink", "FilesTrigger", "Node", "TopicTrigger", "Trigger",
+           "WorkflowSpec", "check_graph", "from_edges", "parse_workflow", "topological_order"]

@@ -12,7 +12,7 @@ way), ``paused``, ``succeeded``, ``failed``, ``skipped`` (an upstream node did n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lakeport.errors import Invalid
@@ -37,17 +37,18 @@ class Step:
 
 
 def next_step(spec: WorkflowSpec, states: Mapping[str, str], *, paused: bool = False,
-              running_limit: int | None = None) -> Step:
+              running_limit: int | None = None, order: Sequence[str] | None = None) -> Step:
     """The next step of an instance whose nodes are in ``states`` (a node missing from it is
     pending). A pending node starts once every node it runs after succeeded (none while the
     instance is ``paused``; at most ``running_limit`` active at once); one with an upstream
-    node that failed, was skipped or cancelled is skipped."""
+    node that failed, was skipped or cancelled is skipped. ``order`` is the spec's
+    :func:`~lakeport.workflows.definition.topological_order` when the caller has it."""
     state = {node.name: states.get(node.name, "pending") for node in spec.nodes}
     after = {node.name: node.after for node in spec.nodes}
     start: list[str] = []
     skip: list[str] = []
     active = sum(1 for value in state.values() if value in ACTIVE)
-    for name in topological_order(spec):
+    for name in order or topological_order(spec):
         if state[name] != "pending":
             continue
         upstream = [state[before] for before in after[name]]

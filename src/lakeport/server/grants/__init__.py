@@ -1,6 +1,6 @@
-"""Grants on topics, sensors, features, observed properties and task projects: give a user
-read, write (``produce`` on topics) or admin access, list and revoke. Files are shared by path
-(``/shares``). The model is described in docs/server/access.md."""
+"""Grants on topics, sensors, features, observed properties, task projects and workflows: give
+a user read, write (``produce`` on topics) or admin access, list and revoke. Files are shared
+by path (``/shares``). The model is described in docs/server/access.md."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from lakeport.server.store.users import User, users
 from lakeport.server.tasks.access import project_access, project_level
 from lakeport.server.tasks.lakefiles import share_project_folder
 from lakeport.server.times import format_time
+from lakeport.server.workflows.access import workflow_access, workflow_level
 from lakeport.streams.types import validate_topic_name
 
 router = APIRouter(tags=["grants"])
@@ -65,6 +66,9 @@ async def _level(request: Request, conn: AsyncConnection, user: User, kind: str,
     if kind == "project":
         project = await conn.run_sync(project_access, user, name, Level.READ, "read")
         return await conn.run_sync(project_level, user, project), project.owner_id
+    if kind == "workflow":
+        workflow = await conn.run_sync(workflow_access, user, name, Level.READ, "read")
+        return await conn.run_sync(workflow_level, user, workflow), workflow.owner_id
     row = await require_named(conn, user, kind, name, Level.READ, "read")
     return await level_on(conn, user, kind, row), await user_id_named(conn, row.owner)
 

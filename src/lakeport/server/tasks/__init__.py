@@ -58,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = state.settings
     scheduler = Scheduler(store, notify=wakeup.notify, file_logs=file_now,
                           lost_after=settings.task_lost_after)
+    state.tasks_scheduler = scheduler
     running = asyncio.create_task(scheduler.run())
     try:
         async with local_workers(settings, store):

@@ -26,7 +26,8 @@ _PROJECT = (sa.select(projects, users.c.name.label("owner"))
             .join(users, users.c.id == projects.c.owner_id).where(projects.c.name == _bind("name")))
 _TASK = sa.select(tasks).where(tasks.c.project_id == _bind("project_id"),
                                tasks.c.name == _bind("name"))
-_RUN_PATH = (sa.select(runs.c.task_id, tasks.c.name, projects.c.name.label("project"))
+_TASK_BY_ID = sa.select(tasks).where(tasks.c.id == _bind("task_id"))
+_RUN_PATH = (sa.select(runs.c.task_id, projects.c.name.label("project"))
              .join(tasks, tasks.c.id == runs.c.task_id)
              .join(projects, projects.c.id == tasks.c.project_id)
              .where(runs.c.id == _bind("run_id")))
@@ -70,12 +71,11 @@ def run_access(conn: Connection, user: User, run_id: int, need: Level,
     if found is None:
         raise NotFound(f"unknown run {run_id}")
     try:
-        project_row, task_row = task_access(conn, user, found.project, found.name, need,
-                                            doing)
+        project_row = project_access(conn, user, found.project, need, doing)
     except NotFound:
         raise NotFound(f"unknown run {run_id}") from None
-    run = run_of(conn, run_id)
-    return project_row, task_row, run
+    task_row = conn.execute(_TASK_BY_ID, {"task_id": found.task_id}).one()
+    return project_row, task_row, run_of(conn, run_id)
 
 
 def require_worker(user: User) -> None:

@@ -84,13 +84,14 @@ async def start(project: str, task: str, request: Request, body: StartIn | None 
 async def control(run_id: Id, action: Literal["pause", "resume", "stop"], request: Request,
                   user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
-    def act(conn: Connection) -> tuple[Any, Any, Any]:
+    def act(conn: Connection) -> tuple[Any, Any, Any, int]:
         project_row, task_row, run = run_access(conn, user, run_id, Level.WRITE, action)
-        return project_row, task_row, service.control(conn, run, action, now_ms())
+        run = service.control(conn, run, action, now_ms())
+        return project_row, task_row, run, service.queued_by_hooks(conn)
 
-    project_row, task_row, run = await store.transact(act)
-    if run.state == "queued":
-        request.app.state.tasks_wakeup.notify()
+    project_row, task_row, run, queued = await store.transact(act)
+    if run.state == "queued" or queued:
+        request.app.state.tasks_wakeup.notify(max(queued, 1))
     return JSONResponse(run_record(run, project_row.name, task_row.name))
 
 

@@ -203,8 +203,9 @@ async def list_tasks(project: str, user: User = Depends(current_user),
                      store: Store = Depends(get_store)) -> JSONResponse:
     async with store.connect() as conn:
         row = await conn.run_sync(project_access, user, project, Level.READ, "read")
-        rows = (await conn.execute(sa.select(tasks).where(tasks.c.project_id == row.id)
-                                   .order_by(tasks.c.name))).all()
+        rows = (await conn.execute(sa.select(tasks).where(
+            tasks.c.project_id == row.id, tasks.c.instance_id.is_(None))  # not a workflow's
+            .order_by(tasks.c.name))).all()
     return JSONResponse({"items": [task_record(project, r) for r in rows], "next_cursor": None})
 
 
@@ -271,7 +272,8 @@ async def copy_task(project: str, task: str, body: CopyIn, user: User = Depends(
             task_id=copy_id, version=1, executable=version.executable,
             parts=version.parts, created_ms=now))  # the same lake objects
         copied_links = [{"task_id": copy_id, "source_project": link.source_project,
-                         "source_task": link.source_task, "file_name": link.file_name}
+                         "source_task": link.source_task, "file_name": link.file_name,
+                         "target": link.target}
                         for link in conn.execute(sa.select(links).where(
                             links.c.task_id == source.id).order_by(links.c.id))]
         if copied_links:
@@ -302,7 +304,7 @@ async def set_links(project: str, task: str, body: LinksIn,
         for link in body.links:
             await conn.execute(links.insert().values(
                 task_id=row.id, source_project=link.project, source_task=link.task,
-                file_name=link.file))
+                file_name=link.file, target=link.file))
         return JSONResponse({"items": await _links(conn, row.id), "next_cursor": None})
 
 

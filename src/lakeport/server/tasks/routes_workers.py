@@ -137,7 +137,7 @@ async def claim(body: ClaimIn, request: Request, user: User = Depends(current_us
 
 _VERSION = sa.select(versions).where(versions.c.task_id == sa.bindparam("task_id"),
                                      versions.c.version == sa.bindparam("version"))
-_LINK_NAMES = sa.select(links.c.file_name).where(
+_LINK_NAMES = sa.select(links.c.target).where(
     links.c.task_id == sa.bindparam("task_id")).order_by(links.c.id)
 
 
@@ -227,7 +227,7 @@ async def get_link(attempt_id: Id, name: str, request: Request,
     run, _, _ = await _run_paths(store, attempt.run_id)
     async with store.connect() as conn:
         link = (await conn.execute(sa.select(links).where(
-            links.c.task_id == run.task_id, links.c.file_name == name))).first()
+            links.c.task_id == run.task_id, links.c.target == name))).first()
         if link is None:
             raise NotFound(f"the task links no file {name!r}")
         source = (await conn.execute(
@@ -239,12 +239,12 @@ async def get_link(attempt_id: Id, name: str, request: Request,
         found = None
         for source_run in source:
             folder = run_folder(link.source_project, link.source_task, source_run)
-            found = await file_object(conn, f"{folder}/out/{name}")
+            found = await file_object(conn, f"{folder}/out/{link.file_name}")
             if found is not None:
                 break
     if found is None:
         raise NotFound(f"no successful run of {link.source_project}/{link.source_task} left "
-                       f"out/{name}")
+                       f"out/{link.file_name}")
     body = await request.app.state.files_lake.read(found.object_key)
     return StreamingResponse(body, media_type="application/octet-stream",
                              headers={"Content-Length": str(found.size)})
@@ -302,16 +302,19 @@ async def finish(attempt_id: Id, body: FinishIn, request: Request,
     if body.claim is not None:
         await _see(request, store, user, body.claim, now_ms())
 
-    def end(conn: Connection) -> tuple[Any, list[dict[str, Any]]]:
+    def end(conn: Connection) -> tuple[Any, list[dict[str, Any]], int]:
         run = service.finish(conn, attempt_id, body.token, body.outcome, body.exit_code,
                              body.reason, now_ms())
+        queued = service.queued_by_hooks(conn)  # a workflow's next nodes
         nexts = [] if body.claim is None else _take(conn, store.dialect, body.claim,
                                                     lost_after)[1]
-        return run, nexts
+        return run, nexts, queued
 
-    run, nexts = await store.transact(end)
+    run, nexts, queued = await store.transact(end)
     if run.state == "queued" and run.not_before_ms <= now_ms():
-        request.app.state.tasks_wakeup.notify()
+        queued += 1
+    if queued > len(nexts):  # more than this worker took: wake the others
+        request.app.state.tasks_wakeup.notify(queued)
     answer: dict[str, Any] = {"run": {"id": run.id, "state": run.state}}
     if body.claim is not None:
         answer["attempts"] = nexts

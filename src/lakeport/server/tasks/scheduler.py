@@ -118,8 +118,8 @@ def fire_due(conn: Connection, dialect: str, now: int) -> tuple[int, bool]:
 
 class Scheduler:
     """The loop: every ``interval`` seconds, when leading, fire due schedules, mark silent
-    attempts lost after ``lost_after`` seconds (once it has led that long itself), and file
-    ended attempts' logs."""
+    attempts lost after ``lost_after`` seconds (once it has led that long itself), file
+    ended attempts' logs, and run the other :attr:`jobs`."""
 
     def __init__(self, store: Store, *, notify: Callable[[int], None],
                  file_logs: Callable[[], Awaitable[None]],
@@ -131,6 +131,8 @@ class Scheduler:
         self.interval = interval
         self._lock: AsyncConnection | None = None
         self._leading_since: float | None = None
+        self.jobs: list[Callable[[], Awaitable[None]]] = []
+        """More work of the leading server, each tick (the workflows' triggers)."""
 
     async def run(self) -> None:
         try:
@@ -162,11 +164,14 @@ class Scheduler:
                 lambda conn: fire_due(conn, dialect, now_ms()))
             if fired:
                 self.notify(fired)
-        lost = await self.store.transact(lambda conn: service.mark_lost(
-            conn, now - int(self.lost_after * 1000), now)) if judging else []
-        if lost:
-            self.notify(len(lost))
+        lost, queued = await self.store.transact(lambda conn: (service.mark_lost(
+            conn, now - int(self.lost_after * 1000), now), service.queued_by_hooks(conn))
+        ) if judging else ([], 0)
+        if lost or queued:
+            self.notify(len(lost) + queued)
         await self.file_logs()
+        for job in self.jobs:
+            await job()
 
     async def _lead(self) -> bool:
         if self.store.dialect != "postgresql":

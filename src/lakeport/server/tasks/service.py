@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,31 @@ _END_RUN = runs.update().where(_ON_ATTEMPT).values(
     ended_ms=_bind("ended")).returning(*runs.c)
 
 
+RunEnded = Callable[[Connection, Any, int], int]
+"""Called in the transaction that ends a run, with the ended run's row and the time; returns
+how many runs it queued (a workflow's next nodes)."""
+_RUN_ENDED: list[RunEnded] = []
+_QUEUED = "lakeport.runs_queued"
+
+
+def on_run_end(hook: RunEnded) -> None:
+    """Call ``hook`` whenever a run ends (succeeded, failed, cancelled or lost), inside the
+    transaction that ends it."""
+    if hook not in _RUN_ENDED:
+        _RUN_ENDED.append(hook)
+
+
+def _ended(conn: Connection, run: Any, now: int) -> None:
+    queued = sum(hook(conn, run, now) for hook in _RUN_ENDED)
+    if queued:
+        conn.info[_QUEUED] = conn.info.get(_QUEUED, 0) + queued
+
+
+def queued_by_hooks(conn: Connection) -> int:
+    """How many runs the hooks queued in this transaction (taken: asked once)."""
+    return int(conn.info.pop(_QUEUED, 0))
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A run a worker claimed: the run, its task (with ``project``, its project's name) and
@@ -145,6 +171,19 @@ def queue_run(conn: Connection, dialect: str, task_row: Any, trigger: str, now: 
         return int(run_id)
     ids = _insert_runs(conn, dialect, [values], now)
     return ids[0] if ids else None
+
+
+def start_runs(conn: Connection, rows: list[dict[str, Any]], now: int, detail: str
+               ) -> list[int]:
+    """Queue runs made with :func:`run_values` (no slot) in one statement; their ids, in
+    order."""
+    if not rows:
+        return []
+    ids = [int(run_id) for run_id in conn.execute(
+        runs.insert().returning(runs.c.id, sort_by_parameter_order=True), rows).scalars()]
+    conn.execute(_EVENT, [{"run_id": run_id, "attempt": None, "state": "queued",
+                           "detail": detail, "at_ms": now} for run_id in ids])
+    return ids
 
 
 def queue_runs(conn: Connection, dialect: str, rows: list[dict[str, Any]],
@@ -267,6 +306,7 @@ def _after_attempt(conn: Connection, run_id: int, number: int, outcome: str,
         return conn.execute(_RUN, {"run_id": run_id}).one()
     ended = conn.execute(_END_RUN, {**on_attempt, "new_state": state, "ended": now}).one()
     add_event(conn, run_id, state, now, reason, number)
+    _ended(conn, ended, now)
     return ended
 
 
@@ -311,7 +351,10 @@ def control(conn: Connection, run: Any, action: str, now: int) -> Any:
             values["state"] = "queued"
             add_event(conn, run.id, "queued", now, "resumed")
     conn.execute(runs.update().where(runs.c.id == run.id).values(**values))
-    return conn.execute(sa.select(runs).where(runs.c.id == run.id)).one()
+    after = conn.execute(_RUN, {"run_id": run.id}).one()
+    if after.state in ENDED:
+        _ended(conn, after, now)
+    return after
 
 
 def _has_live_attempt(conn: Connection, run_id: int) -> bool:
@@ -319,6 +362,6 @@ def _has_live_attempt(conn: Connection, run_id: int) -> bool:
         attempts.c.run_id == run_id, attempts.c.state.in_(LIVE))).first() is not None
 
 
-__all__ = ["LIVE", "Claimed", "add_event", "backoff_ms", "claim", "control", "finish",
-           "heartbeat", "live_attempt", "mark_lost", "queue_run", "queue_runs", "run_of",
-           "run_values", "spec_of"]
+__all__ = ["LIVE", "Claimed", "RunEnded", "add_event", "backoff_ms", "claim", "control",
+           "finish", "heartbeat", "live_attempt", "mark_lost", "on_run_end", "queue_run",
+           "queue_runs", "queued_by_hooks", "run_of", "run_values", "spec_of", "start_runs"]

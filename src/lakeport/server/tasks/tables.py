@@ -36,6 +36,7 @@ tasks = sa.Table(
     sa.Column("fired", sa.Integer, nullable=False, server_default="0"),  # runs made by schedule
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Column("instance_id", sa.Integer, nullable=True),  # a workflow instance's copy
     sa.UniqueConstraint("project_id", "name", name="uq_tasks_project_name"),
 )
 sa.Index("ix_tasks_next_fire", tasks.c.next_fire_ms)
@@ -55,8 +56,9 @@ links = sa.Table(
               nullable=False),
     sa.Column("source_project", sa.String(128), nullable=False),
     sa.Column("source_task", sa.String(128), nullable=False),
-    sa.Column("file_name", sa.String(1024), nullable=False),
-    sa.UniqueConstraint("task_id", "file_name", name="uq_task_links_file"),
+    sa.Column("file_name", sa.String(1024), nullable=False),  # in the source's out/
+    sa.Column("target", sa.String(1024), nullable=False),  # its name in in/
+    sa.UniqueConstraint("task_id", "target", name="uq_task_links_target"),
 )
 runs = sa.Table(
     "task_runs", metadata,

@@ -1,0 +1,228 @@
+"""Workflow triggers, fired by the leading server's scheduler each tick: cron slots (the task
+service's rules: one instance per slot, ``catchup``, ``limit``, DST-safe) and files landing in
+the data lake under a path pattern (one instance per file).
+
+Each trigger's progress is a row of ``workflow_triggers`` (the cron window handled so far; the
+last lake entry looked at), moved on in the transaction that makes its instances, and each
+instance carries a unique ``trigger_key`` (the slot; the file's entry): a restart, or a
+second server, starting the same instance again does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from lakeport.errors import LakeportError
+from lakeport.server.files.access import grant_roots, readable
+from lakeport.server.files.tables import entries
+from lakeport.server.store import Store
+from lakeport.server.store.schema import now_ms
+from lakeport.server.tasks.scheduler import schedule_columns
+from lakeport.server.workflows import instances as instance_rows
+from lakeport.server.workflows.access import owner_of, runnable_tasks
+from lakeport.server.workflows.tables import triggers, workflows
+from lakeport.tasks.schedule import due_slots, next_slot
+from lakeport.tasks.spec import TaskSpec
+from lakeport.workflows.definition import (
+    GIVEN,
+    CronTrigger,
+    FilesTrigger,
+    WorkflowSpec,
+)
+
+log = logging.getLogger("lakeport.server.workflows")
+BATCH = 500
+"""Lake entries looked at per files trigger and tick."""
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: int) -> None:
+    """The triggers of a workflow's new version, from ``now``: cron from its next slot,
+    files from the lake's newest entry (files that landed before do not fire)."""
+    conn.execute(triggers.delete().where(triggers.c.workflow_id == workflow_id))
+    newest = conn.execute(sa.select(sa.func.max(entries.c.id))).scalar() or 0
+    rows = []
+    for number, trigger in enumerate(spec.triggers, 1):
+        row: dict[str, Any] = {"workflow_id": workflow_id, "number": number,
+                               "version": spec.version, "kind": trigger.kind,
+                               "state": "active", "next_fire_ms": None,
+                               "fired_until_ms": None, "fired": 0, "cursor": ""}
+        if isinstance(trigger, CronTrigger):
+            columns = schedule_columns(TaskSpec(runtime="sh", schedule=trigger.schedule()), now)
+            row.update(next_fire_ms=columns["next_fire_ms"], fired_until_ms=now,
+                       state="active" if columns["state"] == "active" else "done")
+        elif isinstance(trigger, FilesTrigger):
+            row["cursor"] = str(newest)
+        rows.append(row)
+    if rows:
+        conn.execute(triggers.insert(), rows)
+
+
+def glob_pattern(pattern: str) -> re.Pattern[str]:
+    """A lake path glob as a regular expression: ``*`` and ``?`` within one path segment,
+    ``**`` across segments."""
+    out = []
+    index = 0
+    while index < len(pattern):
+        if pattern.startswith("**/", index):
+            out.append("(?:.*/)?")
+            index += 3
+        elif pattern.startswith("**", index):
+            out.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            out.append("[^/]*")
+            index += 1
+        elif pattern[index] == "?":
+            out.append("[^/]")
+            index += 1
+        else:
+            out.append(re.escape(pattern[index]))
+            index += 1
+    return re.compile("".join(out))
+
+
+def _start(conn: Connection, workflow: Any, plan: instance_rows.Plan, kind: str,
+           given: dict[str, str], key: str, now: int) -> int | None:
+    """An instance for a trigger's event (``given`` the trigger's parameters); None when
+    the event started one already."""
+    trigger_given = {name: value for name, value in given.items()
+                     if name in plan.spec.parameters}
+    owner = owner_of(conn, workflow.owner_id)
+    task_rows = runnable_tasks(conn, owner, plan.spec)
+    parameters = instance_rows.check_parameters(plan.spec, trigger_given)
+    return instance_rows.create(conn, workflow, plan, task_rows, parameters, now,
+                                user_id=None, trigger=kind, trigger_key=key)
+
+
+def _fire_cron(conn: Connection, row: Any, workflow: Any, plan: instance_rows.Plan,
+               trigger: CronTrigger, now: int) -> int:
+    schedule = trigger.schedule()
+    last = None if row.fired_until_ms is None else _time(row.fired_until_ms)
+    slots = [_ms(slot) for slot in due_slots(schedule, last, _time(now))]
+    if schedule.limit:
+        slots = slots[:max(schedule.limit - row.fired, 0)]
+    made = 0
+    for slot in slots:
+        given = {**trigger.parameters, GIVEN["cron"][0]: _time(slot).isoformat()}
+        if _start(conn, workflow, plan, "cron", given, f"cron {row.number} {slot}",
+                  now) is not None:
+            made += 1
+    fired = row.fired + len(slots)
+    upcoming = next_slot(schedule, _time(now))
+    done = (schedule.limit and fired >= schedule.limit) or upcoming is None
+    conn.execute(triggers.update().where(
+        triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
+        triggers.c.version == row.version).values(
+        fired=fired, fired_until_ms=now, state="done" if done else "active",
+        next_fire_ms=None if done or upcoming is None else _ms(upcoming)))
+    return made
+
+
+def fire_cron(conn: Connection, workflow_id: int, number: int, now: int) -> int:
+    """Start the instances of a cron trigger's slots due at ``now``; how many."""
+    row = conn.execute(sa.select(triggers).where(
+        triggers.c.workflow_id == workflow_id, triggers.c.number == number,
+        triggers.c.state == "active", triggers.c.next_fire_ms <= now)).first()
+    if row is None:  # fired meanwhile, or a new version
+        return 0
+    workflow, plan = _workflow(conn, row.workflow_id, row.version)
+    trigger = plan.spec.triggers[row.number - 1]
+    assert isinstance(trigger, CronTrigger)
+    return _fire_cron(conn, row, workflow, plan, trigger, now)
+
+
+def _workflow(conn: Connection, workflow_id: int, version: int
+              ) -> tuple[Any, instance_rows.Plan]:
+    workflow = conn.execute(sa.select(workflows).where(workflows.c.id == workflow_id)).one()
+    return workflow, instance_rows.version_plan(conn, workflow_id, version)
+
+
+def fire_files(conn: Connection, row: Any, found: list[tuple[int, str, int]],
+               scanned_to: int, now: int) -> int:
+    """Start an instance per file of ``found`` (entry id, path, created time) and move the
+    trigger's cursor to ``scanned_to``; how many started."""
+    current = conn.execute(sa.select(triggers.c.cursor).where(
+        triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
+        triggers.c.version == row.version)).scalar()
+    if current != row.cursor:  # moved on meanwhile (another server), or a new version
+        return 0
+    workflow, plan = _workflow(conn, row.workflow_id, row.version)
+    trigger = plan.spec.triggers[row.number - 1]
+    assert isinstance(trigger, FilesTrigger)
+    made = 0
+    for entry_id, path, created in found:
+        given = {**trigger.parameters, GIVEN["files"][0]: path}
+        if _start(conn, workflow, plan, "files", given, f"file {entry_id} {created}",
+                  now) is not None:
+            made += 1
+    conn.execute(triggers.update().where(
+        triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
+        triggers.c.version == row.version).values(cursor=str(scanned_to),
+                                                  fired=triggers.c.fired + made))
+    return made
+
+
+async def scan_files(store: Store, row: Any) -> tuple[list[tuple[int, str, int]], int]:
+    """The files that landed after the trigger's cursor, that match its pattern and that the
+    workflow's owner may read; (those, the last entry id looked at)."""
+    async with store.connect() as conn:
+        workflow, plan = await conn.run_sync(_workflow, row.workflow_id, row.version)
+        trigger = plan.spec.triggers[row.number - 1]
+        assert isinstance(trigger, FilesTrigger)
+        owner = await conn.run_sync(owner_of, workflow.owner_id)
+        roots = await grant_roots(conn, owner)
+        after = int(row.cursor or 0)
+        scanned = (await conn.execute(
+            sa.select(entries.c.id, entries.c.path, entries.c.created_ms, entries.c.kind,
+                      readable(owner, roots).label("allowed"))
+            .where(entries.c.id > after).order_by(entries.c.id).limit(BATCH))).all()
+    if not scanned:
+        return [], after
+    pattern = glob_pattern(trigger.path.strip("/"))
+    found = [(entry.id, entry.path, entry.created_ms) for entry in scanned
+             if entry.kind == "file" and entry.allowed and pattern.fullmatch(entry.path)]
+    return found, scanned[-1].id
+
+
+async def fire(store: Store, notify: Any) -> None:
+    """One tick of the triggers: cron slots due, then new files; wakes workers for the
+    runs queued. A trigger that fails (its tasks gone, its owner's access revoked) is
+    logged and tried again next tick."""
+    async with store.connect() as conn:
+        rows = (await conn.execute(sa.select(triggers).where(
+            triggers.c.state == "active", sa.or_(
+                triggers.c.kind == "files",
+                (triggers.c.kind == "cron") & (triggers.c.next_fire_ms <= now_ms()))))).all()
+    made = 0
+    for row in rows:
+        try:
+            if row.kind == "cron":
+                made += await store.transact(lambda conn, row=row: fire_cron(
+                    conn, row.workflow_id, row.number, now_ms()))
+                continue
+            found, scanned_to = await scan_files(store, row)
+            if scanned_to != int(row.cursor or 0):
+                made += await store.transact(
+                    lambda conn, row=row, found=found, to=scanned_to: fire_files(
+                        conn, row, found, to, now_ms()))
+        except LakeportError as exc:
+            log.warning("workflow trigger %s/%s: %s", row.workflow_id, row.number, exc)
+    if made:
+        notify(made)
+
+
+__all__ = ["fire", "fire_cron", "fire_files", "glob_pattern", "reset_triggers", "scan_files"]
