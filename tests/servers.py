@@ -54,12 +54,14 @@ def running(process: subprocess.Popen, port: int, service: str, what: str,
 
 @contextlib.contextmanager
 def lakeport_server(command: list[str], env: dict[str, str] | None = None,
-                    start_timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``command`` (a ``lakeport serve``) with ``--port`` on a free port, once ``/health``
-    answers: its URL and process. Stopped afterwards (SIGTERM, then SIGKILL)."""
+                    start_timeout: float = 60, port: int | None = None,
+                    ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``command`` (a ``lakeport serve``) with ``--port`` on ``port`` (a free one by
+    default), once ``/health`` answers: its URL and process. Stopped afterwards (SIGTERM,
+    then SIGKILL)."""
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen([*command, "--port", str(port)], env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)

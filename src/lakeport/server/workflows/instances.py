@@ -213,10 +213,12 @@ def _upstream_running(spec: WorkflowSpec, name: str, task_rows: Mapping[str, Any
 
 
 def _lock(conn: Connection, instance_id: int) -> Any:
-    """The instance's row, locked for this transaction on PostgreSQL."""
+    """The instance's row, locked for this transaction on PostgreSQL (``FOR NO KEY UPDATE``:
+    the rows this transaction adds that refer to the instance take a key-share lock on it,
+    which this one does not wait for)."""
     query = _INSTANCE
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return conn.execute(query, {"instance_id": instance_id}).first()
 
 
@@ -326,6 +328,10 @@ def run_ended(conn: Connection, run: Any, now: int) -> int:
     node = conn.execute(_NODE_OF_RUN, {"run_id": run.id}).first()
     if node is None or node.state != "queued":
         return 0  # not a node's run, or the node moved on (aborted, recovered)
+    _lock(conn, node.instance_id)  # before anything of the instance changes: one at a time
+    node = conn.execute(_NODE_OF_RUN, {"run_id": run.id}).first()
+    if node.state != "queued":
+        return 0
     state = _NODE_STATE.get(run.state, "failed")
     conn.execute(nodes.update().where(
         nodes.c.instance_id == node.instance_id, nodes.c.name == node.name,
@@ -356,9 +362,9 @@ def _wake_limited(conn: Connection, base_task_id: int | None, done: int, now: in
 def abort(conn: Connection, instance: Any, now: int) -> int:
     """Cancel the instance: its nodes on their way (their runs are stopped) and those not
     started. Conflict when it has ended. The runs queued (none)."""
+    instance = _lock(conn, instance.id)
     if instance.state in ENDED:
         raise Conflict(f"instance {instance.id} has ended ({instance.state}): nothing to abort")
-    instance = _lock(conn, instance.id)
     rows = {row.name: row for row in conn.execute(_NODES, {"instance_id": instance.id})}
     changed = aborted_nodes({name: row.state for name, row in rows.items()})
     if changed:
@@ -383,6 +389,7 @@ def abort(conn: Connection, instance: Any, now: int) -> int:
 def set_paused(conn: Connection, instance: Any, paused: bool, now: int) -> int:
     """Pause (running nodes finish, none starts) or resume the instance; the runs queued.
     Conflict when it has ended."""
+    instance = _lock(conn, instance.id)
     if instance.state in ENDED:
         raise Conflict(f"instance {instance.id} has ended ({instance.state}): "
                        f"nothing to {'pause' if paused else 'resume'}")
@@ -396,6 +403,7 @@ def recover(conn: Connection, instance: Any, from_node: str | None, now: int) ->
     """Run again the nodes of an ended instance that did not succeed, or ``from_node`` and
     everything downstream of it, keeping what succeeded; the runs queued. Conflict when
     the instance has not ended, or (without ``from_node``) did not fail."""
+    instance = _lock(conn, instance.id)
     if instance.state not in ENDED:
         raise Conflict(f"instance {instance.id} is {instance.state}: recover an instance "
                        "once it has failed or was aborted")

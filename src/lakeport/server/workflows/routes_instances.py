@@ -35,7 +35,7 @@ from lakeport.server.workflows.records import (
     mapping_record,
     status_record,
 )
-from lakeport.server.workflows.tables import instances, nodes, versions
+from lakeport.server.workflows.tables import instances, nodes, versions, workflows
 
 router = APIRouter(tags=["workflows"])
 STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
@@ -173,9 +173,15 @@ async def recover(instance_id: Id, request: Request, body: RecoverIn | None = No
                   user: User = Depends(current_user),
                   store: Store = Depends(get_store)) -> JSONResponse:
     from_node = (body or RecoverIn()).from_node
-    record, queued = await store.transact(_act(
-        user, instance_id, "recover",
-        lambda conn, instance, now: instance_rows.recover(conn, instance, from_node, now)))
+
+    def again(conn: Connection, instance: Any, now: int) -> int:
+        workflow = conn.execute(sa.select(workflows).where(
+            workflows.c.id == instance.workflow_id)).one()
+        plan = instance_rows.version_plan(conn, workflow.id, instance.version)
+        runnable_tasks(conn, owner_of(conn, workflow.owner_id), plan.spec)  # still allowed?
+        return instance_rows.recover(conn, instance, from_node, now)
+
+    record, queued = await store.transact(_act(user, instance_id, "recover", again))
     _notify(request, queued)
     return JSONResponse(record)
 
