@@ -63,6 +63,7 @@ from lakeport.apps.secrets import (
 )
 from lakeport.errors import Invalid
 from lakeport.readings import DATA_TYPES
+from lakeport.yamlfile import UniqueKeyLoader, yaml_problem
 
 MANIFEST_FILE = "app.yaml"
 
@@ -217,22 +218,6 @@ def _mask(value: Any) -> Any:
 
 
 # -- reading app.yaml ---------------------------------------------------------------------------
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if isinstance(key, list | dict):
-                continue  # unhashable: the base class reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def manifest_file(path: str | Path) -> Path:
     """The app.yaml of ``path`` (an app folder or the file itself)."""
     path = Path(path)
@@ -251,9 +236,9 @@ def read_document(path: str | Path) -> tuple[Path, dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([f"{label}: cannot be read ({exc})"]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.MarkedYAMLError as exc:
-        raise ManifestError([_yaml_problem(label, exc)]) from None
+        raise ManifestError([yaml_problem(label, exc)]) from None
     except yaml.YAMLError as exc:
         raise ManifestError([f"{label}: not valid YAML ({exc})"]) from None
     if data is None:
@@ -263,17 +248,6 @@ def read_document(path: str | Path) -> tuple[Path, dict[str, Any]]:
         raise ManifestError([f"{label}: must be a mapping of keys (spec_version, type, name, "
                              f"...), not a {kind_of(data)}"])
     return file, data
-
-
-def _yaml_problem(label: str, exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    where = f"{label} line {mark.line + 1}, column {mark.column + 1}" if mark else label
-    problem = exc.problem or "not valid YAML"
-    if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
-        problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
-    elif exc.context:
-        problem = f"{exc.context}: {problem}"
-    return f"{where}: {problem}"
 
 
 def load_manifest(path: str | Path) -> Manifest:

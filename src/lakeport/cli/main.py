@@ -30,6 +30,7 @@ from lakeport.cli import (
     sensors,
     tasks,
     topics,
+    workflows,
 )
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
 from lakeport.cli.demo import demo
@@ -71,6 +72,7 @@ app.add_typer(grants.app, name="grants")
 app.add_typer(forward.app, name="forward")
 app.add_typer(projects.app, name="projects")
 app.add_typer(tasks.app, name="tasks")
+app.add_typer(workflows.app, name="workflows")
 app.command()(demo)
 app.command()(serve)
 app.command()(worker)

@@ -1,4 +1,5 @@
-"""The Python client of the lakeport server: observations, data-lake files and topics.
+"""The Python client of the lakeport server: observations, data-lake files, topics, tasks and
+workflows.
 
 >>> from lakeport.client import SyncClient
 >>> client = SyncClient.from_env()          # LAKEPORT_URL, LAKEPORT_API_KEY

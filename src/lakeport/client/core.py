@@ -14,6 +14,7 @@ from lakeport.client.http import Http
 from lakeport.client.observations import Observations
 from lakeport.client.tasks import Tasks
 from lakeport.client.topics import Topics
+from lakeport.client.workflows import Workflows
 
 
 class Client:
@@ -42,6 +43,7 @@ class Client:
         self.topics = Topics(self._http)
         self.grants = Grants(self._http)
         self.tasks = Tasks(self._http)
+        self.workflows = Workflows(self._http)
 
     @classmethod
     def from_env(cls, *, transport: httpx.AsyncBaseTransport | None = None,
