@@ -3,8 +3,8 @@ or in parallel, recovers, and keeps its history. See docs/server/workflows.md.
 
 The routes are thin; how an instance moves on is :mod:`.instances` (on the pure functions of
 :mod:`lakeport.workflows.progress`), driven by the task service's run ends in the same
-transaction; the triggers (cron, files landing) run in the task scheduler's loop, so one
-server leads them.
+transaction; the triggers (cron, files landing, topic messages) run in the task scheduler's
+loop, so one server leads them.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ service.on_run_end(run_ended)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Fire the workflows' triggers in the task scheduler's loop while the server runs."""
     state = app.state
-    store, wakeup = state.store, state.tasks_wakeup
+    store, wakeup, engine = state.store, state.tasks_wakeup, state.engine
 
     async def fire_triggers() -> None:
         try:
-            await triggers.fire(store, wakeup.notify)
+            await triggers.fire(store, engine, wakeup.notify)
         except Exception:  # tried again next tick
             log.exception("firing workflow triggers failed")
 

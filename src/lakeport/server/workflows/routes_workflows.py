@@ -27,9 +27,10 @@ from lakeport.server.workflows.access import (
 from lakeport.server.workflows.instances import plan_of
 from lakeport.server.workflows.records import workflow_record
 from lakeport.server.workflows.tables import instances, versions, workflows
+from lakeport.server.workflows.topic_triggers import check_topic
 from lakeport.server.workflows.triggers import reset_triggers
 from lakeport.tasks.spec import check_name
-from lakeport.workflows.definition import WorkflowSpec, from_edges, parse_workflow
+from lakeport.workflows.definition import TopicTrigger, WorkflowSpec, from_edges, parse_workflow
 
 router = APIRouter(tags=["workflows"])
 
@@ -72,6 +73,10 @@ async def apply(name: str, request: Request, body: Any = Body(...),
     if name == "instances":
         raise Invalid("bad workflow name 'instances': the name is taken by the instance routes")
     spec, named = definition(name, body)
+    topic_ends = {number: await check_topic(store, request.app.state.engine, user, trigger,
+                                            number)
+                  for number, trigger in enumerate(spec.triggers, 1)
+                  if isinstance(trigger, TopicTrigger)}
     now = now_ms()
 
     def save(conn: Connection) -> tuple[dict[str, Any], int]:
@@ -82,7 +87,7 @@ async def apply(name: str, request: Request, body: Any = Body(...),
                 name=name, owner_id=user.id, version=spec.version, created_ms=now,
                 updated_ms=now)).scalar_one()
             row = _row(conn, workflow_id)
-            _add_version(conn, row, spec, now)
+            _add_version(conn, row, spec, now, topic_ends)
             return workflow_record(conn, _row(conn, workflow_id)), 201
         row = workflow_access(conn, user, name, Level.ADMIN, "apply a version of")
         latest = plan_of(conn.execute(sa.select(versions.c.spec).where(
@@ -104,7 +109,7 @@ async def apply(name: str, request: Request, body: Any = Body(...),
         runnable_tasks(conn, owner_of(conn, row.owner_id), final)
         conn.execute(workflows.update().where(workflows.c.id == row.id).values(
             version=final.version, updated_ms=now))
-        _add_version(conn, row, final, now)
+        _add_version(conn, row, final, now, topic_ends)
         return workflow_record(conn, _row(conn, row.id)), 201
 
     record, status = await store.transact(save)
@@ -117,11 +122,12 @@ def _row(conn: Connection, workflow_id: int) -> Any:
                         .where(workflows.c.id == workflow_id)).one()
 
 
-def _add_version(conn: Connection, row: Any, spec: WorkflowSpec, now: int) -> None:
+def _add_version(conn: Connection, row: Any, spec: WorkflowSpec, now: int,
+                 topic_ends: dict[int, int]) -> None:
     conn.execute(versions.insert().values(workflow_id=row.id, version=spec.version,
                                           spec=spec.model_dump_json(by_alias=True),
                                           created_ms=now))
-    reset_triggers(conn, row.id, spec, now)
+    reset_triggers(conn, row.id, spec, now, topic_ends)
 
 
 @router.get("/workflows", summary="The workflows the caller may read")

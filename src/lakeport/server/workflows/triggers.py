@@ -1,17 +1,19 @@
 """Workflow triggers, fired by the leading server's scheduler each tick: cron slots (the task
-service's rules: one instance per slot, ``catchup``, ``limit``, DST-safe) and files landing in
-the data lake under a path pattern (one instance per file).
+service's rules: one instance per slot, ``catchup``, ``limit``, DST-safe), files landing in
+the data lake under a path pattern (one instance per file), and messages of a topic that
+match a filter (one instance per message: :mod:`.topic_triggers`).
 
 Each trigger's progress is a row of ``workflow_triggers`` (the cron window handled so far; the
-last lake entry looked at), moved on in the transaction that makes its instances, and each
-instance carries a unique ``trigger_key`` (the slot; the file's entry): a restart, or a
-second server, starting the same instance again does nothing.
+last lake entry or seqno looked at), moved on in the transaction that makes its instances,
+and each instance carries a unique ``trigger_key`` (the slot; the file's entry; the seqno): a
+restart, or a second server, starting the same instance again does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,14 +27,17 @@ from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.tasks.scheduler import schedule_columns
 from lakeport.server.workflows import instances as instance_rows
+from lakeport.server.workflows import topic_triggers
 from lakeport.server.workflows.access import owner_of, runnable_tasks
 from lakeport.server.workflows.tables import triggers, workflows
+from lakeport.streams.base import Engine
 from lakeport.tasks.schedule import due_slots, next_slot
 from lakeport.tasks.spec import TaskSpec
 from lakeport.workflows.definition import (
     GIVEN,
     CronTrigger,
     FilesTrigger,
+    TopicTrigger,
     WorkflowSpec,
 )
 
@@ -49,9 +54,11 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: int) -> None:
+def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: int,
+                   topic_ends: Mapping[int, int]) -> None:
     """The triggers of a workflow's new version, from ``now``: cron from its next slot,
-    files from the lake's newest entry (files that landed before do not fire)."""
+    files from the lake's newest entry (files that landed before do not fire), topics from
+    their last seqno (``topic_ends`` by trigger number)."""
     conn.execute(triggers.delete().where(triggers.c.workflow_id == workflow_id))
     newest = conn.execute(sa.select(sa.func.max(entries.c.id))).scalar() or 0
     rows = []
@@ -66,6 +73,8 @@ def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: 
                        state="active" if columns["state"] == "active" else "done")
         elif isinstance(trigger, FilesTrigger):
             row["cursor"] = str(newest)
+        else:
+            row["cursor"] = str(topic_ends[number])
         rows.append(row)
     if rows:
         conn.execute(triggers.insert(), rows)
@@ -151,24 +160,18 @@ def _workflow(conn: Connection, workflow_id: int, version: int
     return workflow, instance_rows.version_plan(conn, workflow_id, version)
 
 
-def fire_files(conn: Connection, row: Any, found: list[tuple[int, str, int]],
+def fire_found(conn: Connection, row: Any, events: list[tuple[dict[str, str], str]],
                scanned_to: int, now: int) -> int:
-    """Start an instance per file of ``found`` (entry id, path, created time) and move the
-    trigger's cursor to ``scanned_to``; how many started."""
+    """Start an instance per event of ``events`` (the parameters it gives, its unique key)
+    and move the trigger's cursor to ``scanned_to``; how many started."""
     current = conn.execute(sa.select(triggers.c.cursor).where(
         triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
         triggers.c.version == row.version)).scalar()
     if current != row.cursor:  # moved on meanwhile (another server), or a new version
         return 0
     workflow, plan = _workflow(conn, row.workflow_id, row.version)
-    trigger = plan.spec.triggers[row.number - 1]
-    assert isinstance(trigger, FilesTrigger)
-    made = 0
-    for entry_id, path, created in found:
-        given = {**trigger.parameters, GIVEN["files"][0]: path}
-        if _start(conn, workflow, plan, "files", given, f"file {entry_id} {created}",
-                  now) is not None:
-            made += 1
+    made = sum(_start(conn, workflow, plan, row.kind, given, key, now) is not None
+               for given, key in events)
     conn.execute(triggers.update().where(
         triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
         triggers.c.version == row.version).values(cursor=str(scanned_to),
@@ -176,9 +179,10 @@ def fire_files(conn: Connection, row: Any, found: list[tuple[int, str, int]],
     return made
 
 
-async def scan_files(store: Store, row: Any) -> tuple[list[tuple[int, str, int]], int]:
+async def scan_files(store: Store, row: Any) -> tuple[list[tuple[dict[str, str], str]], int]:
     """The files that landed after the trigger's cursor, that match its pattern and that the
-    workflow's owner may read; (those, the last entry id looked at)."""
+    workflow's owner may read, as events (parameters, key); (those, the last entry id looked
+    at)."""
     async with store.connect() as conn:
         workflow, plan = await conn.run_sync(_workflow, row.workflow_id, row.version)
         trigger = plan.spec.triggers[row.number - 1]
@@ -193,19 +197,34 @@ async def scan_files(store: Store, row: Any) -> tuple[list[tuple[int, str, int]]
     if not scanned:
         return [], after
     pattern = glob_pattern(trigger.path.strip("/"))
-    found = [(entry.id, entry.path, entry.created_ms) for entry in scanned
+    found = [({**trigger.parameters, GIVEN["files"][0]: entry.path},
+              f"file {entry.id} {entry.created_ms}") for entry in scanned
              if entry.kind == "file" and entry.allowed and pattern.fullmatch(entry.path)]
     return found, scanned[-1].id
 
 
-async def fire(store: Store, notify: Any) -> None:
-    """One tick of the triggers: cron slots due, then new files; wakes workers for the
-    runs queued. A trigger that fails (its tasks gone, its owner's access revoked) is
+async def scan_topic(store: Store, engine: Engine, row: Any
+                     ) -> tuple[list[tuple[dict[str, str], str]], int]:
+    """The matching messages after a topic trigger's cursor as events (parameters, key);
+    (those, the last seqno looked at)."""
+    async with store.connect() as conn:
+        workflow, plan = await conn.run_sync(_workflow, row.workflow_id, row.version)
+        owner = await conn.run_sync(owner_of, workflow.owner_id)
+    trigger = plan.spec.triggers[row.number - 1]
+    assert isinstance(trigger, TopicTrigger)
+    found, scanned_to = await topic_triggers.scan_topic(store, engine, row, trigger, owner)
+    return [(topic_triggers.given_by(trigger, seqno, payload), f"topic {row.number} {seqno}")
+            for seqno, payload in found], scanned_to
+
+
+async def fire(store: Store, engine: Engine, notify: Any) -> None:
+    """One tick of the triggers: cron slots due, new files, new messages; wakes workers for
+    the runs queued. A trigger that fails (its tasks gone, its owner's access revoked) is
     logged and tried again next tick."""
     async with store.connect() as conn:
         rows = (await conn.execute(sa.select(triggers).where(
             triggers.c.state == "active", sa.or_(
-                triggers.c.kind == "files",
+                triggers.c.kind != "cron",
                 (triggers.c.kind == "cron") & (triggers.c.next_fire_ms <= now_ms()))))).all()
     made = 0
     for row in rows:
@@ -214,10 +233,11 @@ async def fire(store: Store, notify: Any) -> None:
                 made += await store.transact(lambda conn, row=row: fire_cron(
                     conn, row.workflow_id, row.number, now_ms()))
                 continue
-            found, scanned_to = await scan_files(store, row)
+            found, scanned_to = await (scan_files(store, row) if row.kind == "files"
+                                       else scan_topic(store, engine, row))
             if scanned_to != int(row.cursor or 0):
                 made += await store.transact(
-                    lambda conn, row=row, found=found, to=scanned_to: fire_files(
+                    lambda conn, row=row, found=found, to=scanned_to: fire_found(
                         conn, row, found, to, now_ms()))
         except LakeportError as exc:
             log.warning("workflow trigger %s/%s: %s", row.workflow_id, row.number, exc)
@@ -225,4 +245,5 @@ async def fire(store: Store, notify: Any) -> None:
         notify(made)
 
 
-__all__ = ["fire", "fire_cron", "fire_files", "glob_pattern", "reset_triggers", "scan_files"]
+__all__ = ["fire", "fire_cron", "fire_found", "glob_pattern", "reset_triggers", "scan_files",
+           "scan_topic"]
