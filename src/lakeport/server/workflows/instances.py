@@ -51,26 +51,75 @@ _INSTANCE = sa.select(instances).where(instances.c.id == _bind("instance_id"))
 _NODES = sa.select(nodes).where(nodes.c.instance_id == _bind("instance_id"))
 _NODE_OF_RUN = sa.select(nodes).where(nodes.c.run_id == _bind("run_id"))
 _EVENT = events.insert()
+_VERSION_MADE = sa.select(versions.c.created_ms).where(
+    versions.c.workflow_id == _bind("workflow_id"), versions.c.version == _bind("version"))
+_NODES_NAMED = sa.select(nodes).where(nodes.c.instance_id == _bind("instance_id"),
+                                      nodes.c.name.in_(_bind("names", expanding=True)))
+_SKIP = (nodes.update().where(nodes.c.instance_id == _bind("of_instance"),
+                              nodes.c.name.in_(_bind("names", expanding=True)),
+                              nodes.c.state == "pending")
+         .values(state="skipped", updated_ms=_bind("at")).returning(nodes.c.name))
+_COUNTS = (sa.select(nodes.c.state, sa.func.count()).where(
+    nodes.c.instance_id == _bind("instance_id")).group_by(nodes.c.state))
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A workflow version, parsed once: its spec and its nodes in topological order."""
+    """A workflow version, parsed once: its spec, its nodes in topological order, each
+    node's upstream and downstream neighbours, and whether a node has a concurrency
+    limit."""
 
     spec: WorkflowSpec
     order: tuple[str, ...]
+    after: Mapping[str, tuple[str, ...]]
+    then: Mapping[str, tuple[str, ...]]
+    limited: bool
+
+    def downstream(self, name: str) -> list[str]:
+        """Every node that runs after ``name``, directly or not."""
+        found: dict[str, None] = {}
+        todo = list(self.then[name])
+        while todo:
+            node = todo.pop()
+            if node not in found:
+                found[node] = None
+                todo.extend(self.then[node])
+        return list(found)
 
 
 @functools.lru_cache(maxsize=256)
 def plan_of(text: str) -> Plan:
     """The plan of a stored spec (JSON)."""
     spec = WorkflowSpec.model_validate_json(text)
-    return Plan(spec, tuple(topological_order(spec)))
+    after = {node.name: tuple(dict.fromkeys(node.after)) for node in spec.nodes}
+    then: dict[str, list[str]] = {node.name: [] for node in spec.nodes}
+    for name, upstream in after.items():
+        for before in upstream:
+            then[before].append(name)
+    return Plan(spec, tuple(topological_order(spec)), after,
+                {name: tuple(nodes) for name, nodes in then.items()},
+                any(node.concurrency is not None for node in spec.nodes))
+
+
+_PLANS: dict[tuple[int, int, int], Plan] = {}
+"""Plans by (workflow id, version, the version's creation time): a version never changes,
+so its spec is read from the store once (the time tells a workflow made again under a
+reused id)."""
 
 
 def version_plan(conn: Connection, workflow_id: int, version: int) -> Plan:
-    return plan_of(conn.execute(sa.select(versions.c.spec).where(
-        versions.c.workflow_id == workflow_id, versions.c.version == version)).scalar_one())
+    """The plan of a workflow's version."""
+    created = conn.execute(_VERSION_MADE, {"workflow_id": workflow_id, "version": version}
+                           ).scalar_one()
+    key = (workflow_id, version, created)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = _PLANS[key] = plan_of(conn.execute(sa.select(versions.c.spec).where(
+            versions.c.workflow_id == workflow_id, versions.c.version == version)
+        ).scalar_one())
+    return plan
 
 
 def add_event(conn: Connection, instance_id: int, state: str, now: int,
@@ -244,16 +293,50 @@ def advance(conn: Connection, instance_id: int, now: int) -> int:
     starting = _within_limits(conn, plan.spec, [rows[name] for name in step.start])
     queued = _start_nodes(conn, instance, plan.spec, starting, now)
     states.update(dict.fromkeys((row.name for row in starting), "queued"))
-    state = instance_state(states, paused=instance.paused)
-    if state != instance.state:
-        ended = state in ENDED
-        conn.execute(instances.update().where(instances.c.id == instance_id).values(
-            state=state, updated_ms=now, ended_ms=now if ended else None))
-        add_event(conn, instance_id, state, now)
-        if ended:
-            queued += _start_waiting(conn, instance.workflow_id,
-                                     plan.spec.max_active_instances, now)
-    return queued
+    return queued + _settle(conn, instance, plan, set(states.values()), now)
+
+
+def _settle(conn: Connection, instance: Any, plan: Plan, states: set[str], now: int) -> int:
+    """Set the instance's state from the states its nodes are in (and when it ended, start
+    the workflow's next queued instance); the runs queued."""
+    state = instance_state({value: value for value in states}, paused=instance.paused)
+    if state == instance.state:
+        return 0
+    ended = state in ENDED
+    conn.execute(instances.update().where(instances.c.id == instance.id).values(
+        state=state, updated_ms=now, ended_ms=now if ended else None))
+    add_event(conn, instance.id, state, now)
+    return _start_waiting(conn, instance.workflow_id, plan.spec.max_active_instances,
+                          now) if ended else 0
+
+
+def _after_node(conn: Connection, instance: Any, plan: Plan, name: str, state: str,
+                now: int) -> int:
+    """Move the instance on after node ``name`` ended in ``state``, looking only at what
+    follows it (what :func:`advance` would do, since nothing else changed): the nodes after
+    it whose upstream all succeeded start, or everything downstream of it that has not
+    started is skipped. The runs queued."""
+    queued = 0
+    if state == "succeeded":
+        following = plan.then[name]
+        if following:
+            needed = {*following, *(up for node in following for up in plan.after[node])}
+            rows = {row.name: row for row in conn.execute(
+                _NODES_NAMED, {"instance_id": instance.id, "names": sorted(needed)})}
+            ready = [rows[node] for node in following if rows[node].state == "pending"
+                     and all(rows[up].state == "succeeded" for up in plan.after[node])]
+            queued = _start_nodes(conn, instance, plan.spec, ready, now)
+    else:
+        below = plan.downstream(name)
+        skipped = conn.execute(_SKIP, {"of_instance": instance.id, "names": below,
+                                       "at": now}).scalars().all() if below else []
+        if skipped:
+            conn.execute(_EVENT, [{"instance_id": instance.id, "node": node,
+                                   "state": "skipped",
+                                   "detail": "an upstream node did not succeed", "at_ms": now}
+                                  for node in skipped])
+    counts = {value for value, _ in conn.execute(_COUNTS, {"instance_id": instance.id})}
+    return queued + _settle(conn, instance, plan, counts, now)
 
 
 def _within_limits(conn: Connection, spec: WorkflowSpec, ready: list[Any]) -> list[Any]:
@@ -328,7 +411,7 @@ def run_ended(conn: Connection, run: Any, now: int) -> int:
     node = conn.execute(_NODE_OF_RUN, {"run_id": run.id}).first()
     if node is None or node.state != "queued":
         return 0  # not a node's run, or the node moved on (aborted, recovered)
-    _lock(conn, node.instance_id)  # before anything of the instance changes: one at a time
+    instance = _lock(conn, node.instance_id)  # before anything of it changes: one at a time
     node = conn.execute(_NODE_OF_RUN, {"run_id": run.id}).first()
     if node.state != "queued":
         return 0
@@ -338,10 +421,14 @@ def run_ended(conn: Connection, run: Any, now: int) -> int:
         nodes.c.run_id == run.id).values(state=state, updated_ms=now))
     add_event(conn, node.instance_id, state, now, node.name,
               f"run {run.id} {run.state}" + (f": {run.reason}" if run.reason else ""))
-    queued = advance(conn, node.instance_id, now)
-    instance = conn.execute(_INSTANCE, {"instance_id": node.instance_id}).one()
-    spec = version_plan(conn, instance.workflow_id, instance.version).spec
-    if spec.node(node.name).concurrency is not None:
+    if instance.state not in ACTIVE:
+        return 0
+    plan = version_plan(conn, instance.workflow_id, instance.version)
+    if instance.paused or plan.limited:
+        queued = advance(conn, node.instance_id, now)
+    else:
+        queued = _after_node(conn, instance, plan, node.name, state, now)
+    if plan.spec.node(node.name).concurrency is not None:
         queued += _wake_limited(conn, node.base_task_id, node.instance_id, now)
     return queued
 
