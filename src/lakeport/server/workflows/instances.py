@@ -261,20 +261,23 @@ def _upstream_running(spec: WorkflowSpec, name: str, task_rows: Mapping[str, Any
     return None
 
 
-def _lock(conn: Connection, instance_id: int) -> Any:
+def _lock(conn: Connection, instance_id: int, *, skip_locked: bool = False) -> Any:
     """The instance's row, locked for this transaction on PostgreSQL (``FOR NO KEY UPDATE``:
     the rows this transaction adds that refer to the instance take a key-share lock on it,
-    which this one does not wait for)."""
+    which this one does not wait for); with ``skip_locked``, None when another transaction
+    holds it."""
     query = _INSTANCE
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(key_share=True)
+        query = query.with_for_update(key_share=True, skip_locked=skip_locked)
     return conn.execute(query, {"instance_id": instance_id}).first()
 
 
-def advance(conn: Connection, instance_id: int, now: int) -> int:
+def advance(conn: Connection, instance_id: int, now: int, *, skip_locked: bool = False
+            ) -> int:
     """Move the instance on from its nodes' states: skip what cannot run, start what can
-    (within the workflow's and the tasks' limits), and set its state. The runs queued."""
-    instance = _lock(conn, instance_id)
+    (within the workflow's and the tasks' limits), and set its state. The runs queued.
+    ``skip_locked``: leave it when another transaction is moving it on (PostgreSQL)."""
+    instance = _lock(conn, instance_id, skip_locked=skip_locked)
     if instance is None or instance.state not in ACTIVE:
         return 0
     plan = version_plan(conn, instance.workflow_id, instance.version)
@@ -438,12 +441,27 @@ def _wake_limited(conn: Connection, base_task_id: int | None, done: int, now: in
     concurrency limit came free)."""
     if base_task_id is None:
         return 0
-    waiting = conn.execute(sa.select(sa.distinct(nodes.c.instance_id)).join(
+    waiting = conn.execute(sa.select(nodes.c.instance_id).distinct().join(
         instances, instances.c.id == nodes.c.instance_id).where(
         nodes.c.base_task_id == base_task_id, nodes.c.state == "pending",
         instances.c.state == "running", nodes.c.instance_id != done)
-        .limit(100)).scalars().all()
-    return sum(advance(conn, instance_id, now) for instance_id in waiting)
+        .order_by(nodes.c.instance_id).limit(100)).scalars().all()
+    # one moved on by another transaction right now is left to the sweep (two ends waking
+    # each other's instances must not wait on each other)
+    return sum(advance(conn, instance_id, now, skip_locked=True) for instance_id in waiting)
+
+
+def limited_running(conn: Connection) -> list[int]:
+    """The running instances of versions with a concurrency limit that have a node waiting:
+    :func:`advance` each now and then, so none waits for good on a slot that came free
+    while another transaction held it."""
+    rows = conn.execute(sa.select(instances.c.id, instances.c.workflow_id, instances.c.version)
+                        .where(instances.c.state == "running", instances.c.paused.is_(False),
+                               sa.exists().where(nodes.c.instance_id == instances.c.id,
+                                                 nodes.c.state == "pending"))
+                        .order_by(instances.c.id).limit(1000)).all()
+    return [row.id for row in rows
+            if version_plan(conn, row.workflow_id, row.version).limited]
 
 
 def abort(conn: Connection, instance: Any, now: int) -> int:
@@ -512,5 +530,6 @@ def recover(conn: Connection, instance: Any, from_node: str | None, now: int) ->
 
 
 __all__ = ["ACTIVE", "ENDED", "TRIGGER", "Plan", "abort", "add_event", "advance",
-           "check_parameters", "copy_name", "create", "node_parameters", "plan_of", "recover",
+           "check_parameters", "copy_name", "create", "limited_running", "node_parameters",
+           "plan_of", "recover",
            "run_ended", "set_paused", "version_plan"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -241,9 +242,29 @@ async def fire(store: Store, engine: Engine, notify: Any) -> None:
                         conn, row, found, to, now_ms()))
         except LakeportError as exc:
             log.warning("workflow trigger %s/%s: %s", row.workflow_id, row.number, exc)
+    made += await sweep(store)
     if made:
         notify(made)
 
 
+SWEEP_EVERY = 2.0
+"""Seconds between two sweeps of instances waiting on a concurrency limit."""
+_swept = [0.0]
+
+
+async def sweep(store: Store) -> int:
+    """Every :data:`SWEEP_EVERY` seconds, move on the running instances that wait on a
+    task's concurrency limit; the runs queued."""
+    if time.monotonic() - _swept[0] < SWEEP_EVERY:
+        return 0
+    _swept[0] = time.monotonic()
+    waiting = await store.transact(instance_rows.limited_running)
+    queued = 0
+    for instance_id in waiting:
+        queued += await store.transact(lambda conn, i=instance_id: instance_rows.advance(
+            conn, i, now_ms(), skip_locked=True))
+    return queued
+
+
 __all__ = ["fire", "fire_cron", "fire_found", "glob_pattern", "reset_triggers", "scan_files",
-           "scan_topic"]
+           "scan_topic", "sweep"]
