@@ -33,9 +33,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     store, wakeup, engine = state.store, state.tasks_wakeup, state.engine
 
+    swept = [0.0]
+
     async def fire_triggers() -> None:
         try:
-            await triggers.fire(store, engine, wakeup.notify)
+            await triggers.fire(store, engine, wakeup.notify, swept)
         except Exception:  # tried again next tick
             log.exception("firing workflow triggers failed")
 

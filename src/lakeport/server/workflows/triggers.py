@@ -218,7 +218,7 @@ async def scan_topic(store: Store, engine: Engine, row: Any
             for seqno, payload in found], scanned_to
 
 
-async def fire(store: Store, engine: Engine, notify: Any) -> None:
+async def fire(store: Store, engine: Engine, notify: Any, swept: list[float]) -> None:
     """One tick of the triggers: cron slots due, new files, new messages; wakes workers for
     the runs queued. A trigger that fails (its tasks gone, its owner's access revoked) is
     logged and tried again next tick."""
@@ -242,22 +242,22 @@ async def fire(store: Store, engine: Engine, notify: Any) -> None:
                         conn, row, found, to, now_ms()))
         except LakeportError as exc:
             log.warning("workflow trigger %s/%s: %s", row.workflow_id, row.number, exc)
-    made += await sweep(store)
+    made += await sweep(store, swept)
     if made:
         notify(made)
 
 
 SWEEP_EVERY = 2.0
 """Seconds between two sweeps of instances waiting on a concurrency limit."""
-_swept = [0.0]
 
 
-async def sweep(store: Store) -> int:
-    """Every :data:`SWEEP_EVERY` seconds, move on the running instances that wait on a
-    task's concurrency limit; the runs queued."""
-    if time.monotonic() - _swept[0] < SWEEP_EVERY:
+async def sweep(store: Store, swept: list[float]) -> int:
+    """Every :data:`SWEEP_EVERY` seconds (``swept[0]``: the last sweep's monotonic time),
+    move on the running instances that wait on a task's concurrency limit; the runs
+    queued."""
+    if time.monotonic() - swept[0] < SWEEP_EVERY:
         return 0
-    _swept[0] = time.monotonic()
+    swept[0] = time.monotonic()
     waiting = await store.transact(instance_rows.limited_running)
     queued = 0
     for instance_id in waiting:
