@@ -95,7 +95,7 @@ def runnable_tasks(conn: Connection, owner: User, spec: WorkflowSpec) -> dict[st
         for row in conn.execute(sa.select(tasks).where(
                 tasks.c.project_id == project_row.id, tasks.c.name.in_(names),
                 tasks.c.instance_id.is_(None))):
-            found[project, row.name] = _with_project(row, project)
+            found[project, row.name] = TaskRow(row, project)
     rows = {}
     for node in spec.nodes:
         ref = node.task_ref(spec.project)
@@ -111,8 +111,8 @@ def _first_node(spec: WorkflowSpec, project: str, names: Iterable[str]) -> str:
                 if node.task_ref(spec.project) in {(project, name) for name in names})
 
 
-class _TaskRow:
-    """A task row with its project's name."""
+class TaskRow:
+    """A task row with its project's name (``project``)."""
 
     def __init__(self, row: Any, project: str) -> None:
         self._row = row
@@ -122,9 +122,5 @@ class _TaskRow:
         return getattr(self._row, name)
 
 
-def _with_project(row: Any, project: str) -> Any:
-    return _TaskRow(row, project)
-
-
-__all__ = ["KIND", "instance_access", "owner_of", "runnable_tasks", "workflow_access",
+__all__ = ["KIND", "TaskRow", "instance_access", "owner_of", "runnable_tasks", "workflow_access",
            "workflow_level"]

@@ -25,11 +25,9 @@ from sqlalchemy import Connection
 from lakeport.errors import Conflict, Invalid
 from lakeport.server.store import insert_ignore
 from lakeport.server.tasks import service
-from lakeport.server.tasks.scheduler import schedule_columns
-from lakeport.server.tasks.tables import links, tasks
-from lakeport.server.tasks.tables import versions as task_versions
+from lakeport.server.tasks.tables import tasks
+from lakeport.server.workflows.copies import copy_tasks
 from lakeport.server.workflows.tables import events, instances, nodes, versions
-from lakeport.tasks.schedule import Now
 from lakeport.tasks.spec import ENDED as RUN_ENDED
 from lakeport.workflows.definition import Node, WorkflowSpec, topological_order
 from lakeport.workflows.progress import abort as aborted_nodes
@@ -128,13 +126,6 @@ def add_event(conn: Connection, instance_id: int, state: str, now: int,
                           "detail": detail[:2000], "at_ms": now})
 
 
-def copy_name(node: str, instance_id: int) -> str:
-    """The name of a node's task copy: ``<node>@<instance>`` (``@`` is not allowed in task
-    names, so a copy never meets a task deployed by hand)."""
-    suffix = f"@{instance_id}"
-    return node[:128 - len(suffix)] + suffix
-
-
 def node_parameters(node: Node, given: Mapping[str, str]) -> dict[str, str]:
     """The run parameters of a node: the instance's, then the node's own with ``{{ name }}``
     replaced by the instance's values."""
@@ -176,7 +167,7 @@ def create(conn: Connection, workflow: Any, plan: Plan, task_rows: Mapping[str, 
             instances.c.id), values).scalar()
         if instance_id is None:
             return None
-    copies = _copy_tasks(conn, int(instance_id), plan.spec, task_rows, now)
+    copies = copy_tasks(conn, int(instance_id), plan.spec, task_rows, now)
     conn.execute(nodes.insert(), [
         {"instance_id": instance_id, "name": node.name,
          "base_task_id": task_rows[node.name].id, "base_version": task_rows[node.name].version,
@@ -185,80 +176,6 @@ def create(conn: Connection, workflow: Any, plan: Plan, task_rows: Mapping[str, 
     add_event(conn, instance_id, "queued", now, detail=trigger)
     _start_waiting(conn, workflow.id, plan.spec.max_active_instances, now)
     return int(instance_id)
-
-
-def _copy_tasks(conn: Connection, instance_id: int, spec: WorkflowSpec,
-                task_rows: Mapping[str, Any], now: int) -> dict[str, int]:
-    """Copy each node's task for the instance (its current version's code, the node's
-    retries and timeout, no schedule) and link the files it takes from upstream nodes; the
-    copies' ids by node."""
-    rows = []
-    for node in spec.nodes:
-        base = task_rows[node.name]
-        settings = service.spec_of(base)
-        changes: dict[str, Any] = {"schedule": Now()}
-        if node.retries is not None:
-            changes["retries"] = node.retries
-        if node.timeout is not None:
-            changes["timeout"] = node.timeout
-        copied = settings.model_copy(update=changes)
-        rows.append({"project_id": base.project_id, "name": copy_name(node.name, instance_id),
-                     "version": 1, "runtime": base.runtime, "spec": copied.model_dump_json(),
-                     "created_ms": now, "updated_ms": now, "instance_id": instance_id,
-                     **schedule_columns(copied, now)})
-    ids = conn.execute(tasks.insert().returning(tasks.c.id, sort_by_parameter_order=True),
-                       rows).scalars().all()
-    copies = {node.name: int(task_id) for node, task_id in zip(spec.nodes, ids, strict=True)}
-    base_ids = {row.id for row in task_rows.values()}
-    code = {(row.task_id): row for row in conn.execute(
-        sa.select(task_versions).join(tasks, (tasks.c.id == task_versions.c.task_id)
-                                      & (tasks.c.version == task_versions.c.version))
-        .where(task_versions.c.task_id.in_(base_ids)))}
-    conn.execute(task_versions.insert(), [
-        {"task_id": copies[node.name], "version": 1,
-         "executable": code[task_rows[node.name].id].executable,
-         "parts": code[task_rows[node.name].id].parts, "created_ms": now}  # same lake objects
-        for node in spec.nodes])
-    own_links: dict[int, list[Any]] = {}
-    for link in conn.execute(sa.select(links).where(links.c.task_id.in_(base_ids))
-                             .order_by(links.c.id)):
-        own_links.setdefault(link.task_id, []).append(link)
-    linked = []
-    for node in spec.nodes:
-        taken = {link.target or link.file for link in node.inputs}
-        for link in node.inputs:
-            linked.append({"task_id": copies[node.name],
-                           "source_project": task_rows[link.source].project,
-                           "source_task": copy_name(link.source, instance_id),
-                           "file_name": link.file, "target": link.target or link.file})
-        for link in own_links.get(task_rows[node.name].id, []):
-            if link.target in taken:
-                continue
-            source = _upstream_running(spec, node.name, task_rows,
-                                       (link.source_project, link.source_task))
-            linked.append({"task_id": copies[node.name], "source_project": link.source_project,
-                           "source_task": link.source_task if source is None
-                           else copy_name(source, instance_id),
-                           "file_name": link.file_name, "target": link.target})
-    if linked:
-        conn.execute(links.insert(), linked)
-    return copies
-
-
-def _upstream_running(spec: WorkflowSpec, name: str, task_rows: Mapping[str, Any],
-                      task: tuple[str, str]) -> str | None:
-    """The nearest node upstream of ``name`` that runs ``task`` (project, name): a link the
-    task has to that task's output then takes this instance's output."""
-    after = {node.name: node.after for node in spec.nodes}
-    seen: set[str] = set()
-    level = list(after[name])
-    while level:
-        for before in level:
-            if (task_rows[before].project, task_rows[before].name) == task:
-                return before
-        seen.update(level)
-        level = [up for before in level for up in after[before] if up not in seen]
-    return None
 
 
 def _lock(conn: Connection, instance_id: int, *, skip_locked: bool = False) -> Any:
@@ -530,6 +447,6 @@ def recover(conn: Connection, instance: Any, from_node: str | None, now: int) ->
 
 
 __all__ = ["ACTIVE", "ENDED", "TRIGGER", "Plan", "abort", "add_event", "advance",
-           "check_parameters", "copy_name", "create", "limited_running", "node_parameters",
+           "check_parameters", "create", "limited_running", "node_parameters",
            "plan_of", "recover",
            "run_ended", "set_paused", "version_plan"]
