@@ -422,7 +422,8 @@ def mapping(instance_id: InstanceArg, as_json: JsonOption = False,
             url: ServerOption = None, api_key: ApiKeyOption = None) -> None:
     """List each node's task and the instance's copy of it.
 
-    The copy's runs: lakeport tasks runs PROJECT COPY.
+    A node's runs (ids in `lakeport workflows status ID --json`): lakeport tasks run RUN,
+    lakeport tasks logs RUN.
 
     Example: lakeport workflows mapping 12
     """

@@ -30,7 +30,7 @@ STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 NODE_STATES = ("pending", "queued", "running", "paused", "succeeded", "failed", "skipped",
                "cancelled")
 WORKFLOW_COLUMNS = ("name", "version", "owner", "project", "nodes", "triggers", "active",
-                    "updated")
+                    "queued", "updated")
 INSTANCE_COLUMNS = ("id", "workflow", "version", "state", "paused", "trigger", "parameters",
                     "recoveries", "created", "started", "ended")
 MAPPING_COLUMNS = ("node", "task", "version", "copy")
@@ -118,7 +118,7 @@ class Workflows:
 
     async def list(self, *, format: ResultFormat = "json") -> Any:
         """The workflows the caller may read: version, owner, project, node count, trigger
-        kinds, active instances."""
+        kinds, active (running or paused) and queued instances."""
         check_format(format)
         items = (await self._http.json("GET", "/workflows"))["items"]
         return shape(items, format, WORKFLOW_COLUMNS)

@@ -173,16 +173,17 @@ def queue_run(conn: Connection, dialect: str, task_row: Any, trigger: str, now: 
     return ids[0] if ids else None
 
 
-def start_runs(conn: Connection, rows: list[dict[str, Any]], now: int, detail: str
+def start_runs(conn: Connection, rows: list[dict[str, Any]], now: int, details: list[str]
                ) -> list[int]:
-    """Queue runs made with :func:`run_values` (no slot) in one statement; their ids, in
-    order."""
+    """Queue runs made with :func:`run_values` (no slot) in one statement, each with the
+    detail of its queued event; their ids, in order."""
     if not rows:
         return []
     ids = [int(run_id) for run_id in conn.execute(
         runs.insert().returning(runs.c.id, sort_by_parameter_order=True), rows).scalars()]
     conn.execute(_EVENT, [{"run_id": run_id, "attempt": None, "state": "queued",
-                           "detail": detail, "at_ms": now} for run_id in ids])
+                           "detail": detail, "at_ms": now}
+                          for run_id, detail in zip(ids, details, strict=True)])
     return ids
 
 

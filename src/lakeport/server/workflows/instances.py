@@ -292,7 +292,8 @@ def _start_nodes(conn: Connection, instance: Any, spec: WorkflowSpec, starting: 
     run_ids = service.start_runs(conn, [
         service.run_values(copies[row.task_id], TRIGGER, now,
                            parameters=node_parameters(spec.node(row.name), given))
-        for row in starting], now, f"workflow instance {instance.id}, node")
+        for row in starting], now,
+        [f"workflow instance {instance.id}, node {row.name}" for row in starting])
     conn.execute(nodes.update().where(
         nodes.c.instance_id == instance.id, nodes.c.name == _bind("node")).values(
         state="queued", run_id=_bind("run"), updated_ms=now),

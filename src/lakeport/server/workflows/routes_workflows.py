@@ -24,7 +24,7 @@ from lakeport.server.workflows.access import (
     workflow_access,
     workflow_level,
 )
-from lakeport.server.workflows.instances import plan_of
+from lakeport.server.workflows.instances import ACTIVE, plan_of
 from lakeport.server.workflows.records import workflow_record
 from lakeport.server.workflows.tables import instances, versions, workflows
 from lakeport.server.workflows.topic_triggers import check_topic
@@ -134,9 +134,11 @@ def _add_version(conn: Connection, row: Any, spec: WorkflowSpec, now: int,
 async def list_workflows(user: User = Depends(current_user),
                          store: Store = Depends(get_store)) -> JSONResponse:
     def listing(conn: Connection) -> list[dict[str, Any]]:
-        active = dict(conn.execute(sa.select(instances.c.workflow_id, sa.func.count()).where(
-            instances.c.state.in_(("queued", "running", "paused")))
-            .group_by(instances.c.workflow_id)).all())
+        counted: dict[tuple[int, str], int] = {
+            (workflow_id, state): count for workflow_id, state, count in conn.execute(
+                sa.select(instances.c.workflow_id, instances.c.state, sa.func.count()).where(
+                    instances.c.state.in_(("queued", *ACTIVE)))
+                .group_by(instances.c.workflow_id, instances.c.state))}
         items = []
         for row in conn.execute(sa.select(workflows, users.c.name.label("owner"))
                                 .join(users, users.c.id == workflows.c.owner_id)
@@ -147,7 +149,9 @@ async def list_workflows(user: User = Depends(current_user),
             items.append({"name": row.name, "version": row.version, "owner": row.owner,
                           "project": record["project"], "nodes": len(record["nodes"]),
                           "triggers": [trigger["kind"] for trigger in record["triggers"]],
-                          "active": active.get(row.id, 0), "updated": record["updated"]})
+                          "active": sum(counted.get((row.id, state), 0) for state in ACTIVE),
+                          "queued": counted.get((row.id, "queued"), 0),
+                          "updated": record["updated"]})
         return items
 
     return JSONResponse({"items": await store.transact(listing), "next_cursor": None})

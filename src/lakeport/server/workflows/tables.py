@@ -63,6 +63,7 @@ instances = sa.Table(
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
     sa.Column("ended_ms", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("workflow_id", "trigger_key", name="uq_workflow_instances_trigger"),
+    sqlite_autoincrement=True,  # an id is never used again: it names task copies
 )
 sa.Index("ix_workflow_instances_state", instances.c.workflow_id, instances.c.state,
          instances.c.id)

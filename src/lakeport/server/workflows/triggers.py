@@ -30,7 +30,7 @@ from lakeport.server.tasks.scheduler import schedule_columns
 from lakeport.server.workflows import instances as instance_rows
 from lakeport.server.workflows import topic_triggers
 from lakeport.server.workflows.access import owner_of, runnable_tasks
-from lakeport.server.workflows.tables import triggers, workflows
+from lakeport.server.workflows.tables import instances, triggers, versions, workflows
 from lakeport.streams.base import Engine
 from lakeport.tasks.schedule import due_slots, next_slot
 from lakeport.tasks.spec import TaskSpec
@@ -45,6 +45,8 @@ from lakeport.workflows.definition import (
 log = logging.getLogger("lakeport.server.workflows")
 BATCH = 500
 """Lake entries looked at per files trigger and tick."""
+LOOKBACK_MS = 30_000
+"""How long a files trigger looks again at the entries made before its cursor."""
 
 
 def _ms(when: datetime) -> int:
@@ -183,7 +185,9 @@ def fire_found(conn: Connection, row: Any, events: list[tuple[dict[str, str], st
 async def scan_files(store: Store, row: Any) -> tuple[list[tuple[dict[str, str], str]], int]:
     """The files that landed after the trigger's cursor, that match its pattern and that the
     workflow's owner may read, as events (parameters, key); (those, the last entry id looked
-    at)."""
+    at). Entries made in the last :data:`LOOKBACK_MS` are looked at again, those that
+    started no instance yet kept: on PostgreSQL an upload can commit after one with a
+    larger id was seen."""
     async with store.connect() as conn:
         workflow, plan = await conn.run_sync(_workflow, row.workflow_id, row.version)
         trigger = plan.spec.triggers[row.number - 1]
@@ -191,17 +195,27 @@ async def scan_files(store: Store, row: Any) -> tuple[list[tuple[dict[str, str],
         owner = await conn.run_sync(owner_of, workflow.owner_id)
         roots = await grant_roots(conn, owner)
         after = int(row.cursor or 0)
+        applied = (await conn.execute(sa.select(versions.c.created_ms).where(
+            versions.c.workflow_id == row.workflow_id, versions.c.version == row.version))
+        ).scalar_one()
+        since = max(now_ms() - LOOKBACK_MS, applied)  # files from before it never fire
         scanned = (await conn.execute(
             sa.select(entries.c.id, entries.c.path, entries.c.created_ms, entries.c.kind,
                       readable(owner, roots).label("allowed"))
-            .where(entries.c.id > after).order_by(entries.c.id).limit(BATCH))).all()
-    if not scanned:
-        return [], after
-    pattern = glob_pattern(trigger.path.strip("/"))
-    found = [({**trigger.parameters, GIVEN["files"][0]: entry.path},
-              f"file {entry.id} {entry.created_ms}") for entry in scanned
-             if entry.kind == "file" and entry.allowed and pattern.fullmatch(entry.path)]
-    return found, scanned[-1].id
+            .where(entries.c.kind == "file", sa.or_(
+                entries.c.id > after, entries.c.created_ms > since))
+            .order_by(entries.c.id).limit(BATCH))).all()
+        pattern = glob_pattern(trigger.path.strip("/"))
+        found = {f"file {entry.id} {entry.created_ms}": entry.path for entry in scanned
+                 if entry.allowed and pattern.fullmatch(entry.path)}
+        if found:
+            started = set((await conn.execute(sa.select(instances.c.trigger_key).where(
+                instances.c.workflow_id == row.workflow_id,
+                instances.c.trigger_key.in_(list(found))))).scalars())
+            found = {key: path for key, path in found.items() if key not in started}
+    scanned_to = max([after, *(entry.id for entry in scanned)])
+    return [({**trigger.parameters, GIVEN["files"][0]: path}, key)
+            for key, path in found.items()], scanned_to
 
 
 async def scan_topic(store: Store, engine: Engine, row: Any
@@ -236,7 +250,7 @@ async def fire(store: Store, engine: Engine, notify: Any, swept: list[float]) ->
                 continue
             found, scanned_to = await (scan_files(store, row) if row.kind == "files"
                                        else scan_topic(store, engine, row))
-            if scanned_to != int(row.cursor or 0):
+            if found or scanned_to != int(row.cursor or 0):
                 made += await store.transact(
                     lambda conn, row=row, found=found, to=scanned_to: fire_found(
                         conn, row, found, to, now_ms()))

@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("updated_ms", sa.BigInteger, nullable=False),
         sa.Column("ended_ms", sa.BigInteger, nullable=True),
         sa.UniqueConstraint("workflow_id", "trigger_key", name="uq_workflow_instances_trigger"),
+        sqlite_autoincrement=True,  # an id is never used again: it names task copies
     )
     op.create_index("ix_workflow_instances_state", "workflow_instances",
                     ["workflow_id", "state", "id"])
