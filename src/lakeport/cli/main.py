@@ -18,6 +18,7 @@ from lakeport import __version__
 from lakeport.allocator import tune_process
 from lakeport.cli import app as apps
 from lakeport.cli import (
+    bridge,
     export,
     files,
     flow,
@@ -70,6 +71,7 @@ app.add_typer(observations.app, name="observations")
 app.add_typer(files.app, name="files")
 app.add_typer(grants.app, name="grants")
 app.add_typer(forward.app, name="forward")
+app.add_typer(bridge.app, name="bridge")
 app.add_typer(projects.app, name="projects")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(workflows.app, name="workflows")
