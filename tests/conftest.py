@@ -34,6 +34,7 @@ SERIAL = (
     "tests/integration/test_export_crash.py", "tests/integration/test_seed_export_app.py",
     "tests/integration/test_kelvin_apps.py", "tests/integration/test_app_crash.py",
     "tests/integration/server/test_server_crash.py",
+    "tests/integration/server/test_workflows_crash.py",
     "tests/integration/server/test_recorder_outage.py", "tests/integration/test_jetstream.py",
     "tests/integration/test_flow_exactly_once.py", "tests/integration/test_embedded_durability.py",
 )
