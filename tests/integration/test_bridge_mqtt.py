@@ -320,9 +320,9 @@ async def test_a_redelivered_qos1_message_is_stored_once(machine_broker: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection drops after the produce and before the PUBACKs: the broker delivers the
     batch again (DUP) and the msg_ids drop it."""
-    from lakeport.routing import mqtt
+    from lakeport.routing.mqtt_session import MqttConnection
 
-    original, dropped = mqtt._Connection.puback, []
+    original, dropped = MqttConnection.puback, []
 
     def die_before_the_first_acks(self: Any, mids: list[int]) -> None:
         if mids and not dropped:
@@ -331,7 +331,7 @@ async def test_a_redelivered_qos1_message_is_stored_once(machine_broker: str,
             return
         original(self, mids)
 
-    monkeypatch.setattr(mqtt._Connection, "puback", die_before_the_first_acks)
+    monkeypatch.setattr(MqttConnection, "puback", die_before_the_first_acks)
     base, name = unique("lakeport-test"), unique("redelivery")
     try:
         async with open_engine(memory()) as engine:

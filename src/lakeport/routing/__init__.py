@@ -54,12 +54,12 @@ from lakeport.routing.bridge import (
     Bridge,
     BridgeConfig,
     BridgeStatus,
-    PayloadFormat,
     bridge_class,
     known_bridge_schemes,
     open_bridge,
     register_bridge,
 )
+from lakeport.routing.bridge_payloads import PayloadFormat
 
 __all__ = [
     "Backoff",

@@ -3,12 +3,14 @@ egress out of one. What they do is told in :mod:`lakeport.routing`; this is how.
 
 paho-mqtt speaks the session protocol (CONNECT with its login and MQTT 5 properties, CONNACK
 and its reason codes, SUBSCRIBE, keepalive pings, DISCONNECT) over an asyncio connection (TLS
-by :mod:`ssl`) handed to it as its socket. The message path is written here: incoming PUBLISH
-packets are decoded from whole buffers as they arrive and acknowledged with one write per
-stored batch, and egress PUBLISH packets and their PUBACKs are tracked here, within the
-broker's Receive Maximum. paho's own path takes about 18 µs to read a message on the
-development machine (several one-byte reads and a callback each) and, for QoS 1 publishes,
-walks every message in flight on each PUBACK: ceilings below the bridge's targets.
+by :mod:`ssl`) handed to it as its socket. The message path is written in
+:mod:`lakeport.routing.mqtt_session`: incoming PUBLISH packets are decoded from whole buffers
+as they arrive and acknowledged with one write per stored batch, and egress PUBLISH packets
+and their PUBACKs are tracked there, within the broker's Receive Maximum. paho's own path
+takes about 18 µs to read a message on the development machine (several one-byte reads and a
+callback each) and, for QoS 1 publishes, walks every message in flight on each PUBACK:
+ceilings below the bridge's targets. This module holds the bridge itself: its URL and TLS
+options, the login and subscription, and the ingest and egress loops.
 """
 
 from __future__ import annotations
@@ -18,26 +20,28 @@ import contextlib
 import hashlib
 import os
 import ssl
-import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from lakeport.errors import Invalid, LakeportError, Terminal, Unauthorized, Unavailable
-from lakeport.routing.bridge import (
-    Bridge,
-    BridgeConfig,
-    BridgeStatus,
+from lakeport.routing.bridge import Bridge, BridgeConfig, BridgeStatus
+from lakeport.routing.bridge_payloads import (
     LevelTemplate,
     TopicTemplate,
     Unreadable,
     message_fields,
+)
+from lakeport.routing.mqtt_session import (
+    MqttConnection,
+    PacketWire,
+    WireClient,
+    WireSocket,
+    first_of,
 )
 
 if TYPE_CHECKING:
@@ -59,302 +63,6 @@ def _validate_filter(text: str) -> str:
     if not text:
         raise Invalid("a topic filter must not be empty")
     return text
-
-
-def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
-    value, mult = 0, 1
-    for _ in range(4):
-        if pos >= len(data):
-            return None
-        byte = data[pos]
-        pos += 1
-        value += (byte & 127) * mult
-        if byte < 128:
-            return value, pos
-        mult *= 128
-    raise ConnectionError("malformed MQTT packet length")
-
-
-class _Wire(asyncio.Protocol):
-    """The connection: PUBLISH packets to ``pending``, other packets to paho."""
-
-    def __init__(self, status: BridgeStatus, max_pending: int, v5: bool) -> None:
-        self.status, self.max_pending, self.v5 = status, max_pending, v5
-        self.transport: asyncio.Transport | None = None
-        self.client: paho.Client | None = None
-        self.on_puback: Callable[[int, int], None] | None = None
-        self.control = bytearray()  # whole packets paho reads through _Socket.recv
-        self.pending: list[tuple[str, bytes, int, int, bool, bytes | None]] = []
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.error: str | None = None
-        self._rest = bytearray()  # the start of a packet not received whole yet
-        self._need = 0  # its length, once known
-        self._out: list[bytes] = []
-        self._paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.error is None:
-            self.error = f"connection lost: {exc}" if exc else "the broker closed the connection"
-        self.ready.set()
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.loop_read()  # paho sees the end of its socket
-
-    def data_received(self, data: bytes) -> None:
-        if self._rest:
-            self._rest += data
-            if len(self._rest) < self._need:
-                return  # a large packet: wait for all of it
-            data, self._rest = bytes(self._rest), bytearray()
-        try:
-            used = self._parse(data)
-        except (ConnectionError, UnicodeDecodeError, IndexError) as exc:
-            self.fail(f"bad packet from the broker: {exc}")
-            return
-        if used < len(data):
-            self._rest = bytearray(data[used:])
-        if self.client is not None:
-            self.client._last_msg_in = time.monotonic()  # the PUBLISHes read here count too
-            while self.control:
-                before = len(self.control)
-                if self.client.loop_read() or len(self.control) == before:
-                    break
-        if self.pending:
-            self.ready.set()
-            if len(self.pending) >= self.max_pending and not self._paused and self.transport:
-                self.transport.pause_reading()
-                self._paused = True
-
-    def _parse(self, data: bytes) -> int:
-        pos, end_all, pending, v5 = 0, len(data), self.pending, self.v5
-        received, self._need = 0, 0
-        while pos < end_all:
-            if pos + 1 < end_all and data[pos + 1] < 128:  # the common short packet
-                length, start = data[pos + 1], pos + 2
-            else:
-                header = _varint(data, pos + 1)
-                if header is None:
-                    break
-                length, start = header
-            end = start + length
-            if end > end_all:
-                self._need = end - pos
-                break
-            kind = data[pos] >> 4
-            if kind == 4 and self.on_puback is not None:  # PUBACK of an egress publish
-                self.on_puback((data[start] << 8) | data[start + 1],
-                               data[start + 2] if length > 2 else 0)
-                pos = end
-                continue
-            if kind != 3:
-                self.control += data[pos:end]
-                pos = end
-                continue
-            flags = data[pos] & 15
-            qos = (flags >> 1) & 3
-            if qos == 2:
-                raise ConnectionError("QoS 2 delivery on a QoS 0/1 subscription")
-            size = (data[start] << 8) | data[start + 1]
-            at = start + 2 + size
-            topic = data[start + 2:at].decode()
-            mid = 0
-            if qos:
-                mid = (data[at] << 8) | data[at + 1]
-                at += 2
-            props = None
-            if v5:
-                plen = _varint(data, at)
-                if plen is None or plen[1] + plen[0] > end:
-                    raise ConnectionError("malformed PUBLISH properties")
-                if plen[0]:
-                    props = data[at:plen[1] + plen[0]]
-                at = plen[1] + plen[0]
-            pending.append((topic, data[at:end], qos, mid, bool(flags & 8), props))
-            received += 1
-            pos = end
-        self.status.messages_in += received
-        return pos
-
-    def take(self, count: int) -> list[tuple[str, bytes, int, int, bool, bytes | None]]:
-        pending = self.pending
-        if len(pending) <= count:
-            self.pending = []
-            items = pending
-        else:
-            items = pending[:count]
-            del pending[:count]
-        if self._paused and len(self.pending) < self.max_pending // 2 and self.transport:
-            self.transport.resume_reading()
-            self._paused = False
-        return items
-
-    def write(self, data: bytes) -> None:
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._out.append(data)
-
-    def flush(self) -> None:
-        if self._out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(self._out))
-        self._out.clear()
-
-    def fail(self, reason: str) -> None:
-        self.error = reason
-        self.close()
-
-    def close(self) -> None:
-        self.flush()
-        if self.transport is not None:
-            self.transport.close()
-
-
-class _Socket:
-    """What paho takes for its socket: reads ``wire.control``, writes to the wire."""
-
-    def __init__(self, wire: _Wire) -> None:
-        self.wire = wire
-
-    def recv(self, size: int) -> bytes:
-        control = self.wire.control
-        if not control:
-            if self.wire.closed:
-                return b""
-            raise BlockingIOError
-        out = bytes(control[:size])
-        del control[:size]
-        return out
-
-    def send(self, data: bytes | bytearray) -> int:
-        if self.wire.closed:
-            raise ConnectionError("the connection is closed")
-        self.wire.write(bytes(data))
-        return len(data)
-
-    def setblocking(self, flag: bool) -> None:
-        pass
-
-    def pending(self) -> int:
-        return 0
-
-    def fileno(self) -> int:
-        return -1
-
-    def close(self) -> None:
-        self.wire.close()
-
-
-class _Client(paho.Client):
-    lakeport_socket: _Socket
-
-    def _create_socket(self) -> Any:
-        return self.lakeport_socket
-
-
-class _Connection:
-    """One connected, logged-in session. Egress publishes are written here too, at most
-    ``window`` QoS 1 ones unacknowledged (the broker's Receive Maximum)."""
-
-    def __init__(self, wire: _Wire, client: _Client, v5: bool, window: int) -> None:
-        self.wire, self.client, self.v5, self.window = wire, client, v5, window
-        self.outstanding: dict[int, Any] = {}  # packet id -> what was published
-        self.refused: list[tuple[Any, str]] = []  # (what, why): MQTT 5 PUBACKs >= 0x80
-        self.changed = asyncio.Event()
-        self._mid = 0
-        wire.on_puback = self._puback
-        self._keepalive = asyncio.get_running_loop().create_task(self._tick())
-
-    @property
-    def alive(self) -> bool:
-        return not self.wire.closed
-
-    @property
-    def error(self) -> str | None:
-        return self.wire.error
-
-    async def _tick(self) -> None:
-        while not self.wire.closed:
-            await asyncio.sleep(1.0)
-            self.client.loop_misc()
-
-    def puback(self, mids: list[int]) -> None:
-        if mids and self.alive:
-            self.wire.write(b"".join(bytes((0x40, 2, mid >> 8, mid & 255)) for mid in mids))
-
-    async def publish(self, topic: str, data: bytes, qos: int, what: Any) -> bool:
-        """Write a PUBLISH (waiting for room in the window); False if the connection ended."""
-        name = topic.encode()
-        if not name or len(name) > 65535 or b"\0" in name:
-            raise Unreadable(f"not a valid MQTT topic: {topic[:100]!r}")
-        while qos and len(self.outstanding) >= self.window and self.alive:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.2)
-        if not self.alive:
-            return False
-        head = len(name).to_bytes(2, "big") + name
-        if qos:
-            mid = self._mid
-            while True:
-                mid = mid % 65535 + 1
-                if mid not in self.outstanding:
-                    break
-            self._mid = mid
-            self.outstanding[mid] = what
-            head += mid.to_bytes(2, "big")
-        if self.v5:
-            head += b"\0"  # no properties
-        self.wire.write(bytes((0x30 | qos << 1,)) + _length(len(head) + len(data)) + head)
-        self.wire.write(data)
-        return True
-
-    def _puback(self, mid: int, code: int) -> None:
-        what = self.outstanding.pop(mid, None)
-        if what is not None and code >= 0x80:
-            reason = ReasonCode(PacketTypes.PUBACK, identifier=code).getName()
-            self.refused.append((what, f"the broker refused the message: {reason}"))
-        self.changed.set()
-
-    async def all_confirmed(self, timeout: float) -> bool:
-        """Wait for the broker's PUBACK of every publish; False if the connection ended."""
-        self.wire.flush()
-        deadline = time.monotonic() + timeout
-        while self.outstanding and self.alive and time.monotonic() < deadline:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.2)
-        return not self.outstanding and self.alive
-
-    async def close(self) -> None:
-        self._keepalive.cancel()
-        if self.alive:
-            with contextlib.suppress(Exception):
-                self.client.disconnect()
-            self.wire.close()
-
-
-def _length(value: int) -> bytes:
-    """An MQTT variable byte integer."""
-    out = bytearray()
-    while True:
-        value, byte = divmod(value, 128)
-        out.append(byte | (128 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-async def _first(future: asyncio.Future[Any], closed: Awaitable[None], timeout: float) -> None:
-    """Wait for ``future``, at most ``timeout`` seconds or until the connection closed."""
-    watcher = asyncio.ensure_future(closed)
-    try:
-        await asyncio.wait({future, watcher}, timeout=timeout,
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
 
 
 class MqttBridge(Bridge):
@@ -411,12 +119,12 @@ class MqttBridge(Bridge):
         return resolve_secrets(self._password, SecretStore())
 
     # -- connecting --------------------------------------------------------------------
-    async def _connect(self, persistent: bool, client_id: str | None = None) -> _Connection:
+    async def _connect(self, persistent: bool, client_id: str | None = None) -> MqttConnection:
         cfg, loop = self.config, asyncio.get_running_loop()
         if not self.tls and (cfg.ca_file or cfg.cert_file):
             raise Invalid("TLS options need an mqtts:// URL")
         password = self._secret()
-        wire = _Wire(self.status, cfg.max_pending, self.v5)
+        wire = PacketWire(self.status, cfg.max_pending, self.v5)
         try:
             await asyncio.wait_for(loop.create_connection(
                 lambda: wire, self.host, self.port, ssl=self.ssl,
@@ -434,10 +142,10 @@ class MqttBridge(Bridge):
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise Unavailable(f"cannot reach the MQTT broker {self.where}: {reason}") from None
-        client = _Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or self.client_id,
+        client = WireClient(paho.CallbackAPIVersion.VERSION2, client_id=client_id or self.client_id,
                          clean_session=None if self.v5 else not persistent,
                          protocol=self.protocol, manual_ack=True, reconnect_on_failure=False)
-        client.lakeport_socket = _Socket(wire)
+        client.lakeport_socket = WireSocket(wire)
         wire.client = client
         if self.username is not None:
             client.username_pw_set(self.username, password)
@@ -453,7 +161,7 @@ class MqttBridge(Bridge):
         try:
             client.connect_async(self.host, self.port, cfg.keepalive, **extra)
             client.reconnect()
-            await _first(connack, self._closed(wire), cfg.connect_timeout)
+            await first_of(connack, self._closed(wire), cfg.connect_timeout)
             if not connack.done():
                 raise Unavailable(f"the MQTT broker {self.where} did not answer the login"
                                   + (f": {wire.error}" if wire.error else ""))
@@ -463,16 +171,16 @@ class MqttBridge(Bridge):
             if cfg.direction == "ingest":
                 await self._subscribe(client, wire)
             window = getattr(props, "ReceiveMaximum", None) or 65535
-            return _Connection(wire, client, self.v5, min(window, 65535 // 2, cfg.batch_size))
+            return MqttConnection(wire, client, self.v5, min(window, 65535 // 2, cfg.batch_size))
         except BaseException:
             wire.close()
             raise
 
-    def _disconnected(self, wire: _Wire, reason: Any) -> None:
+    def _disconnected(self, wire: PacketWire, reason: Any) -> None:
         if getattr(reason, "is_failure", False) and wire.error is None:
             wire.error = f"the MQTT broker {self.where} disconnected: {reason.getName()}"
 
-    async def _closed(self, wire: _Wire) -> None:
+    async def _closed(self, wire: PacketWire) -> None:
         while not wire.closed:
             await wire.ready.wait()
             wire.ready.clear()
@@ -487,7 +195,7 @@ class MqttBridge(Bridge):
             return Unavailable(f"the MQTT broker {self.where} is not available: {name}")
         return Terminal(f"the MQTT broker {self.where} refused the connection: {name}")
 
-    async def _subscribe(self, client: _Client, wire: _Wire) -> None:
+    async def _subscribe(self, client: WireClient, wire: PacketWire) -> None:
         cfg, loop = self.config, asyncio.get_running_loop()
         suback: asyncio.Future[Any] = loop.create_future()
         client.on_subscribe = lambda c, u, mid, codes, p: (
@@ -497,7 +205,7 @@ class MqttBridge(Bridge):
             client.subscribe([(f, options) for f in cfg.subscribe])
         else:
             client.subscribe([(f, cfg.qos) for f in cfg.subscribe])
-        await _first(suback, self._closed(wire), cfg.connect_timeout)
+        await first_of(suback, self._closed(wire), cfg.connect_timeout)
         if not suback.done():
             raise Unavailable(f"the MQTT broker {self.where} did not answer the subscription")
         for flt, code in zip(cfg.subscribe, suback.result(), strict=False):
@@ -550,7 +258,7 @@ class MqttBridge(Bridge):
             await self._reconnecting(stop, lambda: self._connect(cfg.qos == 1),
                                      lambda conn: self._pump(conn, engine, producer, stop))
 
-    async def _pump(self, conn: _Connection, engine: Engine, producer: Producer,
+    async def _pump(self, conn: MqttConnection, engine: Engine, producer: Producer,
                     stop: asyncio.Event) -> None:
         wire = conn.wire
         while not stop.is_set() and conn.alive:
@@ -621,7 +329,7 @@ class MqttBridge(Bridge):
         cfg = self.config
         name, topic = cfg.bridge_name, cfg.from_topic or ""
 
-        async def work(conn: _Connection) -> None:
+        async def work(conn: MqttConnection) -> None:
             consumer = engine.consumer(name, topic, position="unread", on_no_exists="create")
             async with consumer:
                 while not stop.is_set() and conn.alive:
@@ -635,7 +343,7 @@ class MqttBridge(Bridge):
 
         await self._reconnecting(stop, lambda: self._connect(False), work)
 
-    async def _send(self, conn: _Connection, batch: list[Message], engine: Engine,
+    async def _send(self, conn: MqttConnection, batch: list[Message], engine: Engine,
                     topic: str) -> bool:
         """Publish ``batch``; True once the broker confirmed it (and the unroutable are dead
         letters), False if the connection ended first."""
