@@ -5,7 +5,11 @@ Run from the repository root: ``python bench/routing.py [--quick] [--json]``.
 The rule rows evaluate ``lakeport.routing.rule.Rule`` on in-memory blocks of ~100-byte JSON
 messages (100,000 per block, as ``Consumer.recv_block`` hands them out): evaluation only, no
 topic I/O. The end-to-end rows read the same messages from an embedded-engine topic
-(``file://`` in a temporary folder) with ``recv_block``, evaluate and ack.
+(``file://`` in a temporary folder) with ``recv_block``, evaluate and ack. The MQTT rows
+(``_routing_mqtt.py``) publish 100-byte JSON messages through a Mosquitto of their own
+(``/usr/sbin/mosquitto``, a free loopback port) to the lakeport MQTT bridge, which stores them
+in an embedded-engine topic, at QoS 0 and QoS 1, next to a bare paho-mqtt subscriber that only
+counts; without Mosquitto those rows say so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 from rich.console import Console
 
+from _routing_mqtt import measure as measure_mqtt
+from _routing_mqtt import mosquitto_path
 from lakeport.routing.rule import Rule
 from lakeport.streams.base import EndOfTopic
 from lakeport.streams.block import BLOCK_SCHEMA, MessageBlock
@@ -35,6 +41,7 @@ from lakeport.streams.types import Format
 from topics import Results, Row, bench_main, bench_parser, machine_text, one_line, print_rows
 
 TARGET = 1_000_000
+MQTT_TARGETS = {0: 50_000, 1: 20_000}  # msgs/s of the MQTT ingest bridge at QoS 0 and 1
 EKUIPER = 11_400  # msgs/s per core, LF Edge eKuiper's published figure
 BLOCK = 100_000
 ASSETS = 1_000
@@ -52,12 +59,13 @@ class Plan:
     repeats: int  # runs of each rule (best is shown)
     python_messages: int  # messages the per-message Python loop is timed on (whole blocks)
     e2e_messages: int  # messages in the embedded-engine topic
+    mqtt_messages: int  # messages published per MQTT run (bridge and bare subscriber each)
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
-        return Plan(500_000, 2, 100_000, 300_000)
-    return Plan(2_000_000, 3, 400_000, 1_000_000)
+        return Plan(500_000, 2, 100_000, 300_000, 100_000)
+    return Plan(2_000_000, 3, 400_000, 1_000_000, 400_000)
 
 
 @dataclass
@@ -293,6 +301,58 @@ async def rule_end_to_end(ctx: Context) -> None:
     ctx.results.figures["topic_read_blocks_msgs_per_s"] = round(read)
 
 
+async def mqtt_ingest(ctx: Context, qos: int) -> None:
+    """MQTT → the lakeport bridge → an embedded-engine topic, next to a bare paho-mqtt
+    subscriber that only counts, at ``qos``, each against a fresh Mosquitto."""
+    goal = MQTT_TARGETS[qos]
+    label = f"mqtt: ingest QoS {qos} → topic"
+    key = f"mqtt_qos{qos}_msgs_per_s"
+    if mosquitto_path() is None:
+        ctx.results.rows.append(Row(label, "n/a", target=f"≥ {goal:,}", notes=(
+            "not measured: Mosquitto is not installed (apt-get install mosquitto)")))
+        ctx.results.figures.update({key: None, f"mqtt_qos{qos}_ratio": None})
+        return
+    count = ctx.plan.mqtt_messages
+    ctx.say(f"MQTT QoS {qos}: bare paho subscriber, then the bridge ({count:,} messages each)")
+    try:
+        bridge, bare = await measure_mqtt(qos, count, ctx.folder / f"mqtt-q{qos}")
+    except Exception as exc:  # the other rows still count
+        ctx.results.rows.append(Row(label, "n/a", target=f"≥ {goal:,}", notes=one_line(exc)))
+        ctx.results.figures.update({key: None, f"mqtt_qos{qos}_ratio": None})
+        return
+    for who, outcome in (("bridge", bridge), ("bare paho", bare)):
+        if outcome.error:
+            ctx.results.problems.append(f"MQTT QoS {qos}, {who}: {outcome.error}")
+    rate = bridge.rate if not bridge.error else None
+    bare_rate = bare.rate if not bare.error else None
+    share = rate / bare_rate if rate and bare_rate else None
+    acked = ("PUBACK to the broker once the batch is durable in the topic, persistent session, "
+             "msg_ids for dedup" if qos else "no acks, no msg_ids")
+    ctx.results.rows.append(Row(
+        label, "n/a" if rate is None else f"{rate:,.0f} msgs/s",
+        f"{share:.2f}x the bare paho subscriber" if share else "",
+        f"{'✓' if rate is not None and rate >= goal else '✗'} ≥ {goal:,}",
+        f"{count:,} 100-byte JSON messages on 100 topics from a raw-socket publisher → "
+        f"Mosquitto → open_bridge(mqtt://, fields {'{site}/{asset}/{datastream}'}) → "
+        f"embedded topic (file://), durable; {acked}; first message in → last stored. Bare "
+        f"paho-mqtt subscriber at QoS {qos}, callback only counts: "
+        + ("n/a" if bare_rate is None else f"{bare_rate:,.0f} msgs/s")))
+    ctx.results.figures.update({
+        key: None if rate is None else round(rate),
+        f"mqtt_qos{qos}_bare_msgs_per_s": None if bare_rate is None else round(bare_rate),
+        f"mqtt_qos{qos}_ratio": None if share is None else round(share, 2)})
+
+
+@bench_row
+async def mqtt_qos0(ctx: Context) -> None:
+    await mqtt_ingest(ctx, 0)
+
+
+@bench_row
+async def mqtt_qos1(ctx: Context) -> None:
+    await mqtt_ingest(ctx, 1)
+
+
 # -- running -------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
     results = Results()
@@ -309,13 +369,15 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
     plan = make_plan(args.quick)
     print_rows(
         console, results.rows,
-        title="lakeport routing: rules on message blocks",
+        title="lakeport routing: rules on message blocks, MQTT ingest",
         caption=(f"All rows measured in this run. ~100-byte JSON readings, {ASSETS:,} assets; "
                  "a rule evaluates each block in DuckDB (one thread) with no Python object per "
                  "message; the Python loop is the same rule with json.loads and dicts, one "
                  f"message at a time, timed on {plan.python_messages:,} messages. For "
                  f"reference, not measured here: LF Edge eKuiper publishes about {EKUIPER:,} "
-                 "msgs/s per core. " + machine_text(args.quick, elapsed)),
+                 "msgs/s per core. MQTT rows: Mosquitto, the publisher and the subscriber share "
+                 f"the machine; {plan.mqtt_messages:,} messages per run, one run each. "
+                 + machine_text(args.quick, elapsed)),
         ratio_header="Ratio", ratio_width=24, problems=results.problems,
     )
 
