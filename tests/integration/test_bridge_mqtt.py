@@ -406,12 +406,13 @@ async def test_egress_publishes_and_acks_after_the_broker(machine_broker: str, q
     received: list[tuple[str, bytes]] = []
     subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2)
     subscriber.on_message = lambda c, u, m: received.append((m.topic, m.payload))
+    subscribed = threading.Event()
     subscriber.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/#", 1)
+    subscriber.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
     subscriber.connect("127.0.0.1", 1883)
     subscriber.loop_start()
     try:
-        assert wait_until(lambda: subscriber.is_connected())
-        await asyncio.sleep(0.3)  # the SUBACK
+        assert wait_until(subscribed.is_set), "the subscriber got no SUBACK"
         async with open_engine(memory()) as engine:
             async with engine.producer("alarms", "alerts") as producer:
                 await producer.produce_many([{"asset": f"pump-{i % 3}", "value": i}
@@ -431,17 +432,21 @@ async def test_egress_publishes_and_acks_after_the_broker(machine_broker: str, q
                 assert await eventually(lambda: len(received) == 300), len(received)
             [letter] = await read_all(engine, f"dead-letter.bridge.{name}")
             assert orjson.loads(letter) == {"value": "no asset"}
-            # a restart sends nothing again: everything was acked
+            # a restart sends nothing again: everything was acked (a message produced after
+            # it is the only one it sends)
             async with bridging(engine, url=machine_broker, from_topic="alerts",
                                 publish=f"{base}/{{asset}}/out", name=name) as bridge:
-                await asyncio.sleep(0.5)
-                assert bridge.status.messages_in == 0
+                async with engine.producer("alarms", "alerts") as producer:
+                    await producer.produce({"asset": "pump-0", "value": 300})
+                assert await eventually(lambda: len(received) == 301), len(received)
+                assert bridge.status.messages_in == 1
     finally:
         subscriber.disconnect()
         subscriber.loop_stop()
     by_topic = Counter(topic for topic, _ in received)
-    assert by_topic == {f"{base}/pump-{i}/out": 100 for i in range(3)}
-    assert sorted(orjson.loads(p)["value"] for _, p in received) == list(range(300))
+    assert by_topic == {f"{base}/pump-0/out": 101, f"{base}/pump-1/out": 100,
+                        f"{base}/pump-2/out": 100}
+    assert sorted(orjson.loads(p)["value"] for _, p in received) == list(range(301))
 
 
 # -- connections: TLS, passwords, reconnects --------------------------------------------------
@@ -606,14 +611,20 @@ def test_kill_9_while_qos1_messages_are_published_loses_none_and_stores_none_twi
             assert wait_until(lambda: stored() >= KILL_MESSAGES // 5, 30), first.text
             first.process.kill()  # SIGKILL: no goodbye, no PUBACK after this point
             first.process.wait(10)
-            at_kill = stored()
-            time.sleep(0.5)
+            at_kill, sent_at_kill = stored(), len(sent)
+            # the broker keeps what comes while no bridge runs
+            assert wait_until(lambda: len(sent) >= min(sent_at_kill + 2000, KILL_MESSAGES), 30)
             second = cli_bridge(*args)
             thread.join(60)
             assert wait_until(lambda: all(info.is_published() for _, info in sent), 30)
             assert at_kill < KILL_MESSAGES, "the kill came after the last message"
             assert wait_until(lambda: stored() >= KILL_MESSAGES, 40), second.text
-            time.sleep(0.5)  # nothing more may come
+            # redeliveries come before what is published after them: once a last message
+            # is stored, no duplicate of an earlier one is still on its way
+            publisher.publish("plant/north/pump-01/temperature",
+                              orjson.dumps({"id": -1, "value": 0, "unit": "C"}), qos=1)
+            assert wait_until(lambda: stored() > KILL_MESSAGES and any(
+                p["id"] == -1 for p in asyncio.run(_all(topic))), 30), second.text
             assert second.stop() == 0, second.text
         finally:
             publisher.disconnect()
@@ -624,6 +635,7 @@ def test_kill_9_while_qos1_messages_are_published_loses_none_and_stores_none_twi
     ids = Counter(p["id"] for p in asyncio.run(_all(topic)))
     twice = sorted(i for i, n in ids.items() if n > 1)
     assert not twice, f"{len(twice)} messages stored twice, e.g. {twice[:5]}"
+    assert ids.pop(-1) == 1  # the last message, published after the others
     assert acked == set(range(KILL_MESSAGES)) and set(ids) == acked
     final = re.search(r"stopped: .*: ([\d,]+) in, ([\d,]+) out", second.text)
     assert final and int(final.group(1).replace(",", "")) > 0, second.text
