@@ -25,7 +25,7 @@ from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.tasks import service
 from lakeport.server.tasks.tables import tasks
-from lakeport.tasks.schedule import At, Cron, due_slots, next_slot, validate_at
+from lakeport.tasks.schedule import At, Cron, Now, due_slots, next_slot, validate_at
 from lakeport.tasks.spec import TaskSpec
 
 log = logging.getLogger("lakeport.server.tasks")
@@ -46,7 +46,12 @@ def _time(ms: int) -> datetime:
 def schedule_columns(spec: TaskSpec, now: int) -> dict[str, Any]:
     """The scheduling columns of a task (re)scheduled at ``now``; Invalid for a delayed time
     in the past."""
-    schedule = spec.schedule
+    return columns_for(spec.schedule, now)
+
+
+def columns_for(schedule: Now | At | Cron, now: int) -> dict[str, Any]:
+    """The scheduling columns (``next_fire_ms``, ``fired_until_ms``, ``fired``, ``state``) of
+    a schedule set at ``now``: a task's, or a workflow's cron trigger."""
     if isinstance(schedule, At):
         at = validate_at(schedule, _time(now))
         return {"next_fire_ms": _ms(at), "fired_until_ms": None, "fired": 0, "state": "active"}
@@ -77,6 +82,24 @@ def _upcoming(schedule: Cron, now: int) -> int | None:
     return None if upcoming is None else _ms(upcoming)
 
 
+def cron_step(schedule: Cron, fired_until_ms: int | None, fired: int, now: int
+              ) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """The slots of ``schedule`` due at ``now`` after the window handled up to
+    ``fired_until_ms`` (at most what its ``limit`` leaves after ``fired``), and its
+    scheduling columns once they are fired (``state`` ``done`` when the limit is reached or
+    no slot comes any more)."""
+    slots = _due(schedule, fired_until_ms, now)
+    if schedule.limit:
+        slots = slots[:max(schedule.limit - fired, 0)]
+    fired += len(slots)
+    if schedule.limit and fired >= schedule.limit:
+        return slots, {"next_fire_ms": None, "fired": fired, "state": "done",
+                       "fired_until_ms": slots[-1] if slots else now}
+    upcoming = _upcoming(schedule, now)
+    return slots, {"next_fire_ms": upcoming, "fired": fired, "fired_until_ms": now,
+                   "state": "active" if upcoming is not None else "done"}
+
+
 def fire_due(conn: Connection, dialect: str, now: int) -> tuple[int, bool]:
     """Queue the runs of the schedules due at ``now``, up to :data:`BATCH` tasks, in a few
     statements; (the number of runs queued, whether more tasks may be due)."""
@@ -94,17 +117,8 @@ def fire_due(conn: Connection, dialect: str, now: int) -> tuple[int, bool]:
             slots = (row.next_fire_ms,)
             change.update(fired=row.fired + 1, state="done")
         elif isinstance(schedule, Cron):
-            slots = _due(schedule, row.fired_until_ms, now)
-            if schedule.limit:
-                slots = slots[:max(schedule.limit - row.fired, 0)]
-            fired = row.fired + len(slots)
-            change.update(fired=fired, fired_until_ms=now)
-            if schedule.limit and fired >= schedule.limit:
-                change.update(state="done", fired_until_ms=slots[-1] if slots else now)
-            else:
-                upcoming = _upcoming(schedule, now)
-                change.update(next_fire_ms=upcoming,
-                              state="active" if upcoming is not None else "done")
+            slots, moved = cron_step(schedule, row.fired_until_ms, row.fired, now)
+            change.update(moved)
         trigger = "at" if isinstance(schedule, At) else "cron"
         fresh.extend(service.run_values(row, trigger, now, slot_ms=slot) for slot in slots)
         changes.append({"task": row.id, "seen_version": row.version, **change})
@@ -205,4 +219,5 @@ class Scheduler:
             self._lock = None
 
 
-__all__ = ["BATCH", "LOCK_KEY", "Scheduler", "fire_due", "schedule_columns"]
+__all__ = ["BATCH", "LOCK_KEY", "Scheduler", "columns_for", "cron_step", "fire_due",
+           "schedule_columns"]

@@ -26,14 +26,12 @@ from lakeport.server.files.access import grant_roots, readable
 from lakeport.server.files.tables import entries
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
-from lakeport.server.tasks.scheduler import schedule_columns
+from lakeport.server.tasks.scheduler import columns_for, cron_step
 from lakeport.server.workflows import instances as instance_rows
 from lakeport.server.workflows import topic_triggers
 from lakeport.server.workflows.access import owner_of, runnable_tasks
 from lakeport.server.workflows.tables import instances, triggers, versions, workflows
 from lakeport.streams.base import Engine
-from lakeport.tasks.schedule import due_slots, next_slot
-from lakeport.tasks.spec import TaskSpec
 from lakeport.workflows.definition import (
     GIVEN,
     CronTrigger,
@@ -47,14 +45,6 @@ BATCH = 500
 """Lake entries looked at per files trigger and tick."""
 LOOKBACK_MS = 30_000
 """How long a files trigger looks again at the entries made before its cursor."""
-
-
-def _ms(when: datetime) -> int:
-    return int(when.timestamp() * 1000)
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: int,
@@ -71,9 +61,9 @@ def reset_triggers(conn: Connection, workflow_id: int, spec: WorkflowSpec, now: 
                                "state": "active", "next_fire_ms": None,
                                "fired_until_ms": None, "fired": 0, "cursor": ""}
         if isinstance(trigger, CronTrigger):
-            columns = schedule_columns(TaskSpec(runtime="sh", schedule=trigger.schedule()), now)
+            columns = columns_for(trigger.schedule(), now)
             row.update(next_fire_ms=columns["next_fire_ms"], fired_until_ms=now,
-                       state="active" if columns["state"] == "active" else "done")
+                       state=columns["state"])
         elif isinstance(trigger, FilesTrigger):
             row["cursor"] = str(newest)
         else:
@@ -122,25 +112,18 @@ def _start(conn: Connection, workflow: Any, plan: instance_rows.Plan, kind: str,
 
 def _fire_cron(conn: Connection, row: Any, workflow: Any, plan: instance_rows.Plan,
                trigger: CronTrigger, now: int) -> int:
-    schedule = trigger.schedule()
-    last = None if row.fired_until_ms is None else _time(row.fired_until_ms)
-    slots = [_ms(slot) for slot in due_slots(schedule, last, _time(now))]
-    if schedule.limit:
-        slots = slots[:max(schedule.limit - row.fired, 0)]
+    """An instance per due slot (the task scheduler's rules); how many started."""
+    slots, moved = cron_step(trigger.schedule(), row.fired_until_ms, row.fired, now)
     made = 0
     for slot in slots:
-        given = {**trigger.parameters, GIVEN["cron"][0]: _time(slot).isoformat()}
+        when = datetime.fromtimestamp(slot / 1000, UTC).isoformat()
+        given = {**trigger.parameters, GIVEN["cron"][0]: when}
         if _start(conn, workflow, plan, "cron", given, f"cron {row.number} {slot}",
                   now) is not None:
             made += 1
-    fired = row.fired + len(slots)
-    upcoming = next_slot(schedule, _time(now))
-    done = (schedule.limit and fired >= schedule.limit) or upcoming is None
     conn.execute(triggers.update().where(
         triggers.c.workflow_id == row.workflow_id, triggers.c.number == row.number,
-        triggers.c.version == row.version).values(
-        fired=fired, fired_until_ms=now, state="done" if done else "active",
-        next_fire_ms=None if done or upcoming is None else _ms(upcoming)))
+        triggers.c.version == row.version).values(**moved))
     return made
 
 
