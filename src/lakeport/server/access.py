@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from enum import IntEnum
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.errors import Forbidden, Invalid, NotFound
@@ -114,6 +115,16 @@ def levels_of_grants(permissions: Iterable[str]) -> list[Level]:
     return [PERMISSIONS.get(p, Level.NONE) for p in permissions]
 
 
+def owned_level(conn: Connection, user: User, kind: str, name: str, owner_id: int) -> Level:
+    """The caller's level on a resource of ``kind`` owned by ``owner_id``: its owner's (and
+    operators') ``OWNER``, else what its grants give (synchronous: inside
+    :meth:`Store.transact <lakeport.server.store.Store.transact>`)."""
+    if user.admin or owner_id == user.id:
+        return Level.OWNER
+    return level_of(user, False, levels_of_grants(
+        conn.execute(grants_query(user, kind, name)).scalars()), DEFAULT_LEVEL[kind])
+
+
 async def granted_levels(conn: AsyncConnection, user: User, kind: str, name: str
                          ) -> list[Level]:
     """The levels of the caller's grants on a resource."""
@@ -187,6 +198,7 @@ __all__ = [
     "grants",
     "level_of",
     "levels_of_kind",
+    "owned_level",
     "owner_id_of",
     "parse_permission",
     "permission_name",

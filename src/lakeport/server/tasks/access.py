@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from lakeport.errors import Forbidden, NotFound
-from lakeport.server.access import Level, grants_query, level_of, levels_of_grants, require
+from lakeport.server.access import Level, owned_level, require
 from lakeport.server.store.users import User, users
 from lakeport.server.tasks.service import run_of
 from lakeport.server.tasks.tables import projects, runs, tasks
@@ -47,10 +47,7 @@ def project_access(conn: Connection, user: User, name: str, need: Level,
 
 def project_level(conn: Connection, user: User, row: Any) -> Level:
     """The caller's level on the project ``row``."""
-    if user.admin or row.owner_id == user.id:
-        return Level.OWNER
-    return level_of(user, False, levels_of_grants(conn.execute(
-        grants_query(user, KIND, row.name)).scalars()))
+    return owned_level(conn, user, KIND, row.name, row.owner_id)
 
 
 def task_access(conn: Connection, user: User, project: str, task: str,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from lakeport.errors import Forbidden, Invalid, NotFound
-from lakeport.server.access import Level, grants_query, level_of, levels_of_grants, require
+from lakeport.server.access import Level, owned_level, require
 from lakeport.server.store.users import User, users
 from lakeport.server.tasks.access import project_access
 from lakeport.server.tasks.tables import tasks
@@ -37,10 +37,7 @@ _INSTANCE = (sa.select(instances, workflows.c.name.label("workflow"))
 
 def workflow_level(conn: Connection, user: User, row: Any) -> Level:
     """The caller's level on the workflow ``row``."""
-    if user.admin or row.owner_id == user.id:
-        return Level.OWNER
-    return level_of(user, False, levels_of_grants(conn.execute(
-        grants_query(user, KIND, row.name)).scalars()))
+    return owned_level(conn, user, KIND, row.name, row.owner_id)
 
 
 def workflow_access(conn: Connection, user: User, name: str, need: Level, doing: str) -> Any:
