@@ -19,7 +19,9 @@ Shared by the exporter and the observation recorder. One row per reading:
 Exactly one ``value_*`` column is set per row, except for an integer beyond ±2**53
 (float64 no longer holds every integer there): ``value_number`` holds the nearest
 float64 and ``value_string`` the exact digits. Payloads follow the app message format
-(``lakeport.apps.messages``: ``{"asset", "datastream", "value", "unit", "time", "type"}``).
+(``lakeport.apps.messages``: ``{"asset", "datastream", "value", "unit", "time", "type"}``);
+with ``sos=True`` (the recorder) also the SOS JSON ``{"sensor", "feature", "observations":
+{name: value}, "time"}``, one row per observation (read by the general path only).
 
 :func:`build_rows` is the hot path of every exporter. A block of such payloads is parsed in
 one C call by Arrow's JSON reader when every value is a number; otherwise (strings, booleans,
@@ -41,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from lakeport.routing.bridge_payloads import Unreadable, sos_readings
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.types import Message, datetime_to_ns
 
@@ -94,14 +97,24 @@ def empty_table() -> pa.Table:
     return ROW_SCHEMA.empty_table()
 
 
-def build_rows(block: MessageBlock) -> tuple[pa.Table, list[DeadLetter]]:
-    """The rows of ``block``'s messages (in order) and the dead letters among them."""
+def build_rows(block: MessageBlock, *, sos: bool = False) -> tuple[pa.Table, list[DeadLetter]]:
+    """The rows of ``block``'s messages (in order) and the dead letters among them.
+
+    ``sos``: a payload with ``observations`` and no ``asset`` is the SOS JSON of a sensor,
+    ``{"sensor", "feature", "observations": {name: value}, "time"}``: one row per observation
+    (asset = the sensor, datastream = the observation's name), all with the message's seqno;
+    rows the general path made then carry a ``feature`` column after the others (null where
+    no SOS feature was given). A message with any bad observation is a dead letter."""
     if not len(block):
         return empty_table(), []
-    table = _numeric_fast_path(block)
+    table = _numeric_fast_path(block)  # SOS payloads have no asset: never taken here
     if table is not None:
         return table, []
-    return _general_path(block.messages())
+    table, dead = _general_path(block.messages(), sos=sos)
+    if sos and dead:  # one letter per message (its first reason), in seqno order
+        dead = sorted({m.seqno: (m, why) for m, why in reversed(dead)}.values(),
+                      key=lambda letter: letter[0].seqno)
+    return table, dead
 
 
 # -- all-number batches: one C call ---------------------------------------------------------
@@ -219,9 +232,53 @@ def reading_problem(payload: Any) -> str | None:
     return None
 
 
-def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLetter]]:
+def _is_sos(payload: Any) -> bool:
+    """An SOS payload: ``observations`` and no ``asset`` (with one, it is an app reading, as
+    on the fast path)."""
+    return type(payload) is dict and "observations" in payload and "asset" not in payload
+
+
+def _sos_rows(payloads: list[Any], messages: Sequence[Message]
+              ) -> tuple[list[Any], list[Message], list[DeadLetter], set[int]]:
+    """SOS payloads replaced by their readings (the message repeated for each), the SOS
+    messages that are no readings, and the ``id`` of each reading made from SOS."""
+    if not any(map(_is_sos, payloads)):
+        return payloads, list(messages), [], set()
+    out: list[Any] = []
+    owners: list[Message] = []
+    dead: list[DeadLetter] = []
+    made: set[int] = set()
+    for payload, message in zip(payloads, messages, strict=True):
+        if not _is_sos(payload):
+            out.append(payload)
+            owners.append(message)
+            continue
+        try:
+            readings = sos_readings({}, payload)
+        except Unreadable as exc:
+            dead.append((message, str(exc)))
+            continue
+        feature = payload.get("feature")
+        problem = "feature is not a non-empty string" if feature is not None and (
+            not isinstance(feature, str) or not feature) else next(
+            (f"observation {r['datastream']!r}: {why}" for r in readings
+             if (why := reading_problem(r)) is not None), None)
+        if problem is not None:
+            dead.append((message, problem))
+            continue
+        out.extend(readings)
+        owners.extend([message] * len(readings))
+        made.update(map(id, readings))
+    return out, owners, dead, made
+
+
+def _general_path(messages: Sequence[Message], *, sos: bool = False
+                  ) -> tuple[pa.Table, list[DeadLetter]]:
     payloads = _parse_all(messages)
     dead: list[DeadLetter] = []
+    made: set[int] = set()
+    if sos:
+        payloads, messages, dead, made = _sos_rows(payloads, messages)
     good: list[int] = []
     for index, payload in enumerate(payloads):
         problem = reading_problem(payload)
@@ -260,6 +317,9 @@ def _general_path(messages: Sequence[Message]) -> tuple[pa.Table, list[DeadLette
         seqnos=pa.array(map(_seqno, messages), type=pa.int64(), size=len(messages)),
         producers=pa.array(map(_producer, messages), type=pa.string(), size=len(messages)),
     )
+    if sos:  # the SOS feature of each row (null: none given, or not from SOS)
+        table = table.append_column("feature", pa.array(
+            [p.get("feature") if id(p) in made else None for p in payloads], pa.string()))
     return table, dead
 
 

@@ -116,7 +116,7 @@ def read_payload(head: dict[str, Any], payload: bytes, mode: PayloadFormat
     if mode == "number" and type(value) not in (int, float):
         raise Unreadable("payload is not a number")
     if mode == "sos":
-        return _sos(head, value)
+        return sos_readings(head, value)
     if type(value) is dict:
         return [{**head, **value, **head}]  # head's keys first, and they win
     return [{**head, "value": value}]
@@ -138,8 +138,9 @@ def _text(payload: bytes) -> str:
         raise Unreadable("payload is not UTF-8 text") from None
 
 
-def _sos(head: dict[str, Any], value: Any) -> list[dict[str, Any]]:
-    """The SOS JSON ``{"sensor", "feature", "observations": {name: value}, "time"}``."""
+def sos_readings(head: dict[str, Any], value: Any) -> list[dict[str, Any]]:
+    """The readings of the SOS JSON ``{"sensor", "feature", "observations": {name: value},
+    "time"}``: one per observation, with ``head``'s fields; Unreadable says why it is not."""
     if type(value) is not dict or not isinstance(value.get("sensor"), str) or \
             type(value.get("observations")) is not dict or not value["observations"]:
         raise Unreadable('not SOS JSON: expected {"sensor": ..., "observations": {...}}')
@@ -157,4 +158,4 @@ def _sos(head: dict[str, Any], value: Any) -> list[dict[str, Any]]:
 
 
 __all__ = ["LevelTemplate", "PayloadFormat", "TopicTemplate", "Unreadable", "message_fields",
-           "read_payload"]
+           "read_payload", "sos_readings"]

@@ -2,14 +2,17 @@
 
 For each topic in ``record_topics`` a task reads with the durable exclusive consumer
 ``recorder`` (position ``unread``) in blocks, maps each reading of the app message format
-(``{"asset", "datastream", "value", "unit", "time", "type"}``) to sensor = feature = asset and
-observed property = datastream (created on first sight, owned by ``recorder``, data type from
-the value, unit from ``unit``), inserts the block in one transaction and acks it after the
-commit. A message that is no valid reading (not JSON, not a reading, a name that is not a
-valid name, a time outside the years 1-9999, a value that does not fit the property's data
-type or holds a NUL character) is not stored: it goes, with its exact bytes, key and headers
-and a ``dead-letter-reason`` header, to the dead-letter topic ``dead-letter.recorder.<topic>``
-(``lakeport.streams.dead_letters``) before the block is acked, so nothing is lost.
+(``{"asset", "datastream", "value", "unit", "time", "type"}``, or of the SOS JSON
+``{"sensor", "feature", "observations": {name: value}, "time"}``: one reading per observation,
+asset = sensor, datastream = the observation's name) to sensor = asset, feature of interest =
+the SOS ``feature`` or else the asset, and observed property = datastream (created on first
+sight, owned by ``recorder``, data type from the value, unit from ``unit``), inserts the block
+in one transaction and acks it after the commit. A message that is no valid reading (not
+JSON, not a reading, a name that is not a valid name, a time outside the years 1-9999, a
+value that does not fit the property's data type or holds a NUL character) is not stored: it
+goes, with its exact bytes, key and headers and a ``dead-letter-reason`` header, to the
+dead-letter topic ``dead-letter.recorder.<topic>`` (``lakeport.streams.dead_letters``) before
+the block is acked, so nothing is lost.
 
 A block that cannot be stored is never skipped: while the store is unreachable (a connection
 refused or lost, a server shutting down, a busy SQLite file) the block is tried again with a
@@ -92,7 +95,8 @@ Rejected = list[tuple[int, str]]
 
 
 async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple[int, Rejected]:
-    """Store reading rows (``lakeport.readings.ROW_SCHEMA``); (stored, the rows not stored
+    """Store reading rows (``lakeport.readings.ROW_SCHEMA``, and an optional ``feature``
+    column: null means the asset); (stored, the rows not stored
     as ``(seqno, why)``: a name that is not a valid name, a time outside the years 1-9999, a
     value that does not fit its property's data type or holds a NUL character)."""
     if not rows.num_rows:
@@ -113,30 +117,34 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
                             .to_numpy(zero_copy_only=False), 1000)
     outside = (times < MIN_MS) | (times > MAX_MS)
     units = rows["unit"].combine_chunks()
-    keys = pc.binary_join_element_wise(rows["asset"].combine_chunks(),
-                                       rows["datastream"].combine_chunks(), "\x1f")
-    groups = [(key.split("\x1f", 1), index) for key, index in _groups(keys)]
+    assets = rows["asset"].combine_chunks()
+    of = assets if "feature" not in rows.column_names else \
+        pc.coalesce(rows["feature"].combine_chunks(), assets)  # the asset unless given
+    keys = pc.binary_join_element_wise(assets, rows["datastream"].combine_chunks(), of, "\x1f")
+    groups = [(key.split("\x1f", 2), index) for key, index in _groups(keys)]
     good = []
-    for (asset, stream), index in groups:
+    for (asset, stream, feature), index in groups:
+        named = [("asset", asset), ("datastream", stream)]
+        if feature != asset:
+            named.append(("feature", feature))
         bad = [f"{what} {name!r} is not a valid name (1-200 of A-Z a-z 0-9 + _ = : @ . -)"
-               for what, name in (("asset", asset), ("datastream", stream))
-               if not _NAME.fullmatch(name)]
+               for what, name in named if not _NAME.fullmatch(name)]
         if bad:
             reject(index, "; ".join(bad))
             continue
         reject(index[outside[index]], "time is outside the years 1-9999")
         index = index[~outside[index]]
         if index.size:
-            good.append((asset, stream, index))
+            good.append((asset, stream, feature, index))
     created = now_ms()
     sensor_rows = {a: {"name": a, "description": "", "kind": "atomic", "components": "[]",
                        "meta": "{}", "owner": OWNER, "created_ms": created}
-                   for a, _, _ in good}
-    feature_rows = {a: {"name": a, "description": "", "geometry": None, "parent_id": None,
+                   for a, _, _, _ in good}
+    feature_rows = {f: {"name": f, "description": "", "geometry": None, "parent_id": None,
                         "properties": "{}", "owner": OWNER, "created_ms": created}
-                    for a, _, _ in good}
+                    for _, _, f, _ in good}
     property_rows = {}
-    for _, stream, index in good:
+    for _, stream, _, index in good:
         unit = units[int(index[0])].as_py() or ""
         property_rows.setdefault(stream, {
             "name": stream, "unit": unit.replace("\x00", "")[:100],
@@ -147,7 +155,7 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
         feature_by = await _ensure(conn, store.dialect, features, feature_rows)
         prop_by = await _ensure(conn, store.dialect, properties, property_rows)
         planned = []
-        for asset, stream, index in good:
+        for asset, stream, feature, index in good:
             prop = prop_by[stream]
             fits = kind[index] == DATA_TYPES.index(prop.data_type)
             for code in np.unique(kind[index][~fits]):
@@ -158,7 +166,8 @@ async def store_rows(store: Store, state: ServiceState, rows: pa.Table) -> tuple
                                              "cannot keep")
             keep = index[fits & ~nul[index]]
             if keep.size:
-                planned.append(((sensor_by[asset].id, prop.id, feature_by[asset].id), prop, keep))
+                planned.append(((sensor_by[asset].id, prop.id, feature_by[feature].id), prop,
+                                keep))
         ids, fresh = await ensure_datastreams(conn, store.dialect, state.cache,
                                               [t for t, _, _ in planned])
         series = []
@@ -281,9 +290,10 @@ def _letters(block: MessageBlock, dead: list[DeadLetter], rejected: Rejected
     if not rejected:
         return dead
     by_seqno = {m.seqno: m for m in block.messages()}
-    letters = [*dead, *((by_seqno[seqno], why) for seqno, why in rejected)]
-    letters.sort(key=lambda letter: letter[0].seqno)
-    return letters
+    letters = {m.seqno: (m, why) for m, why in dead}
+    for seqno, why in rejected:  # an SOS message has a row per observation: one letter
+        letters.setdefault(seqno, (by_seqno[seqno], why))
+    return sorted(letters.values(), key=lambda letter: letter[0].seqno)
 
 
 async def record(engine: Engine, store: Store, state: ServiceState, topic: str) -> None:
@@ -300,7 +310,7 @@ async def record(engine: Engine, store: Store, state: ServiceState, topic: str) 
                         continue
                     if not len(block):
                         continue
-                    rows, dead = build_rows(block)
+                    rows, dead = build_rows(block, sos=True)
                     what = f"seqnos {block.first_seqno}-{block.last_seqno}"
                     rejected = await _store_until_stored(store, state, topic, what, rows)
                     invalid = _letters(block, dead, rejected)

@@ -1,4 +1,5 @@
-"""Topics over the network: admin and produce over HTTP, consume over a WebSocket.
+"""Topics over the network: admin and produce over HTTP; consume, publish and subscribe by
+pattern over WebSockets.
 
 The ``http(s)://`` engine of :mod:`lakeport.streams` (``lakeport.streams.remote``) speaks this
 API, so an app on another machine uses the server's topics like local ones.
@@ -12,13 +13,15 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from lakeport.forward.service import forwarding
-from lakeport.server.topics import blocks, routes, socket
+from lakeport.server.topics import blocks, routes, socket, socket_publish, socket_subscribe
 from lakeport.server.topics.producers import Producers
 
 router = APIRouter()
 router.include_router(routes.router)
 router.include_router(blocks.router)
 router.include_router(socket.router)
+router.include_router(socket_publish.router)
+router.include_router(socket_subscribe.router)
 
 
 @asynccontextmanager

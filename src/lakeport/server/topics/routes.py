@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -132,6 +133,57 @@ def _producer_name(body: dict[str, Any], user: User) -> str:
     return validate_topic_name(name)
 
 
+@dataclass
+class Batch:
+    """A checked batch of payloads to produce, with optional per-payload columns."""
+
+    payloads: list[Any]
+    msg_ids: list[Any] | None
+    headers: list[Any] | None
+    keys: list[Any] | None
+    producer: str
+
+
+def read_batch(body: dict[str, Any], field: str, user: User) -> Batch:
+    """The batch of a produce body (payloads under ``field``); Invalid names what is wrong."""
+    payloads = body.get(field)
+    if not isinstance(payloads, list):
+        raise Invalid(f"{field}: must be a list")
+    n = len(payloads)
+    msg_ids = _column(body, "msg_ids", n)
+    headers = _column(body, "headers", n)
+    keys = _column(body, "keys", n)
+    for i in range(n):
+        if msg_ids is not None:
+            _opt_str(msg_ids[i], f"msg_ids[{i}]")
+        if headers is not None:
+            headers[i] = _headers(headers[i], f"headers[{i}]")
+        if keys is not None:
+            _opt_str(keys[i], f"keys[{i}]")
+    return Batch(payloads, msg_ids, headers, keys, _producer_name(body, user))
+
+
+async def produce_batch_to(producers: Producers, topic: str, batch: Batch) -> list[int]:
+    """Produce ``batch`` in one commit; its seqnos once durable (a ``msg_id`` stored before
+    answers its stored seqno)."""
+    payloads, msg_ids, headers, keys = batch.payloads, batch.msg_ids, batch.headers, batch.keys
+    n = len(payloads)
+
+    async def call(producer: Producer) -> list[int]:
+        fmt = producer.format
+        values = payloads if fmt is Format.JSON else [payload_from_json(v, fmt) for v in payloads]
+        if headers is None and keys is None and \
+                (msg_ids is None or all(isinstance(m, str) for m in msg_ids)):
+            return await producer.produce_many(values, msg_ids=msg_ids)
+        encode_payloads(values, fmt)  # every payload fits, or nothing is stored
+        none = [None] * n
+        pending = [producer.produce(value, headers=h, key=k, msg_id=m) for value, h, k, m
+                   in zip(values, headers or none, keys or none, msg_ids or none, strict=True)]
+        return list(await asyncio.gather(*pending))
+
+    return await producers.run(topic, batch.producer, call)
+
+
 # -- admin --------------------------------------------------------------------------------
 @router.get("/topics", summary="List topics", response_model=None,
             responses=_answers(200, _json("{\"items\": [topic, ...]}")))
@@ -230,36 +282,9 @@ async def produce_batch(topic: TopicName, request: Request,
                         store: Store = Depends(get_store)) -> JSONResponse:
     await require_topic(store, user, _topic(topic), Level.WRITE, "produce to")
     body = await _json_object(request)
-    payloads = body.get("payloads")
-    if not isinstance(payloads, list):
-        raise Invalid("payloads: must be a list")
-    n = len(payloads)
-    msg_ids = _column(body, "msg_ids", n)
-    headers = _column(body, "headers", n)
-    keys = _column(body, "keys", n)
-    for i in range(n):
-        if msg_ids is not None:
-            _opt_str(msg_ids[i], f"msg_ids[{i}]")
-        if headers is not None:
-            headers[i] = _headers(headers[i], f"headers[{i}]")
-        if keys is not None:
-            _opt_str(keys[i], f"keys[{i}]")
-    name = _producer_name(body, user)
-
-    async def call(producer: Producer) -> list[int]:
-        fmt = producer.format
-        values = payloads if fmt is Format.JSON else [payload_from_json(v, fmt) for v in payloads]
-        if headers is None and keys is None and \
-                (msg_ids is None or all(isinstance(m, str) for m in msg_ids)):
-            return await producer.produce_many(values, msg_ids=msg_ids)
-        encode_payloads(values, fmt)  # every payload fits, or nothing is stored
-        none = [None] * n
-        pending = [producer.produce(value, headers=h, key=k, msg_id=m) for value, h, k, m
-                   in zip(values, headers or none, keys or none, msg_ids or none, strict=True)]
-        return list(await asyncio.gather(*pending))
-
-    seqnos = await producers_of(request).run(topic, name, call)  # Closed: 410
+    batch = read_batch(body, "payloads", user)
+    seqnos = await produce_batch_to(producers_of(request), topic, batch)  # Closed: 410
     return JSONResponse({"seqnos": seqnos})
 
 
-__all__ = ["producers_of", "router"]
+__all__ = ["Batch", "produce_batch_to", "producers_of", "read_batch", "router"]

@@ -15,28 +15,23 @@ import logging
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow.compute as pc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from lakeport.errors import Conflict, Invalid, LakeportError, NotFound
 from lakeport.server.access import Level, require
-from lakeport.server.auth import websocket_user
-from lakeport.server.protocols import WRITABLE
-from lakeport.server.store.users import User
 from lakeport.server.topics.access import (
     KIND,
     claim_topic,
     engine_consumer_name,
     topic_level,
     user_consumer_name,
-    user_message,
 )
-from lakeport.streams import Consumer, Engine, TopicOptions
+from lakeport.server.topics.socket_base import FrameSession
+from lakeport.streams import Consumer, TopicOptions
 from lakeport.streams.block import MessageBlock
 from lakeport.streams.remote.wire import block_to_json, position_from_json
-from lakeport.wire import answer_for
 
 router = APIRouter(tags=["topics"])
 log = logging.getLogger("lakeport.server")
@@ -63,55 +58,18 @@ def _seqno(frame: dict[str, Any]) -> int:
     return seqno
 
 
-class Session:
+class Session(FrameSession):
     """One consuming WebSocket."""
 
     def __init__(self, websocket: WebSocket, topic: str) -> None:
-        self.ws = websocket
+        super().__init__(websocket)
         self.topic = topic
-        self.engine: Engine = websocket.app.state.engine
         self.consumer: Consumer | None = None
-        self.user: User = User(0, "")
         self.fetching: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()
-
-    # -- frames ----------------------------------------------------------------------------
-    async def send(self, frame: dict[str, Any]) -> None:
-        text = orjson.dumps(frame).decode()
-        async with self._send_lock:
-            await self.ws.send_text(text)
-
-    async def reply(self, request_id: Any, **fields: Any) -> None:
-        await self.send({"id": request_id, "ok": True, **fields})
-
-    async def fail(self, request_id: Any, exc: LakeportError) -> None:
-        message = user_message(self.user, str(exc))
-        await self.send({"id": request_id, "ok": False,
-                         "error": {"code": answer_for(exc).code, "message": message}})
-
-    async def receive(self) -> dict[str, Any] | None:
-        """The next request frame; None once the client hung up."""
-        while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return None
-            raw = message.get("text") or message.get("bytes") or b""
-            try:
-                frame = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                await self.fail(None, Invalid(f"frame is not valid JSON: {exc}"))
-                continue
-            if isinstance(frame, dict):
-                return frame
-            await self.fail(None, Invalid("a frame must be a JSON object"))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        try:
-            self.user = await websocket_user(self.ws)
-        except LakeportError as exc:
-            await self.fail(0, exc)
-            await self.ws.close(1008)
+        if not await self.authenticate():
             return
         try:
             first = await self.receive()
@@ -245,17 +203,13 @@ class Session:
         consumer = self.consumer
         assert consumer is not None
         try:
-            writable = self.ws.scope.get("extensions", {}).get(WRITABLE)
-            if writable is not None:  # a client that does not read holds one reply at most
-                await writable["wait"]()
+            await self.writable()  # a client that does not read holds one reply at most
             block = await self._take(consumer, max_n, max_bytes, timeout)
             await self.reply(request_id, acked=consumer.acked, messages=block_to_json(block))
         except LakeportError as exc:
             await self.fail(request_id, exc)
         except Exception as exc:
-            log.exception("fetch on topic %r failed", self.topic, exc_info=exc)
-            await self.send({"id": request_id, "ok": False,
-                             "error": {"code": "internal", "message": "internal server error"}})
+            await self.fail_internal(request_id, f"fetch on topic {self.topic!r}", exc)
 
     async def _take(self, consumer: Consumer, max_n: int, max_bytes: int,
                     timeout: float | None) -> MessageBlock:
