@@ -9,7 +9,10 @@ topic I/O. The end-to-end rows read the same messages from an embedded-engine to
 (``_routing_mqtt.py``) publish 100-byte JSON messages through a Mosquitto of their own
 (``/usr/sbin/mosquitto``, a free loopback port) to the lakeport MQTT bridge, which stores them
 in an embedded-engine topic, at QoS 0 and QoS 1, next to a bare paho-mqtt subscriber that only
-counts; without Mosquitto those rows say so.
+counts; without Mosquitto those rows say so. The AMQP row (``_routing_amqp.py``) sends
+100-byte JSON messages from an embedded-engine topic through the lakeport AMQP egress bridge
+to a topic exchange of the machine's RabbitMQ (127.0.0.1:5672) with publisher confirms, next
+to bare aio-pika publishing the same messages with confirms; without RabbitMQ it says so.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 from rich.console import Console
 
+from _routing_amqp import measure as measure_amqp
+from _routing_amqp import rabbitmq_up
 from _routing_mqtt import measure as measure_mqtt
 from _routing_mqtt import mosquitto_path
 from lakeport.routing.rule import Rule
@@ -42,6 +47,7 @@ from topics import Results, Row, bench_main, bench_parser, machine_text, one_lin
 
 TARGET = 1_000_000
 MQTT_TARGETS = {0: 50_000, 1: 20_000}  # msgs/s of the MQTT ingest bridge at QoS 0 and 1
+AMQP_TARGET = 20_000  # msgs/s of the AMQP egress bridge with publisher confirms
 EKUIPER = 11_400  # msgs/s per core, LF Edge eKuiper's published figure
 BLOCK = 100_000
 ASSETS = 1_000
@@ -60,12 +66,13 @@ class Plan:
     python_messages: int  # messages the per-message Python loop is timed on (whole blocks)
     e2e_messages: int  # messages in the embedded-engine topic
     mqtt_messages: int  # messages published per MQTT run (bridge and bare subscriber each)
+    amqp_messages: int  # messages per AMQP egress run (bridge and bare aio-pika each)
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
-        return Plan(500_000, 2, 100_000, 300_000, 100_000)
-    return Plan(2_000_000, 3, 400_000, 1_000_000, 400_000)
+        return Plan(500_000, 2, 100_000, 300_000, 100_000, 20_000)
+    return Plan(2_000_000, 3, 400_000, 1_000_000, 400_000, 100_000)
 
 
 @dataclass
@@ -353,6 +360,49 @@ async def mqtt_qos1(ctx: Context) -> None:
     await mqtt_ingest(ctx, 1)
 
 
+@bench_row
+async def amqp_egress(ctx: Context) -> None:
+    """An embedded-engine topic → the AMQP egress bridge → RabbitMQ, with publisher confirms,
+    next to bare aio-pika publishing the same messages the same way."""
+    label, goal = "amqp: egress topic → exchange, confirms", f"≥ {AMQP_TARGET:,}"
+    figures = ("amqp_egress_msgs_per_s", "amqp_egress_bare_msgs_per_s", "amqp_egress_ratio")
+    if not rabbitmq_up():
+        ctx.results.rows.append(Row(label, "n/a", target=goal, notes=(
+            "not measured: no RabbitMQ at 127.0.0.1:5672")))
+        ctx.results.figures.update(dict.fromkeys(figures))
+        return
+    count = ctx.plan.amqp_messages
+    data = shared_data(ctx)[0][:count]
+    keys = [f"plant.{p['asset']}.{p['datastream']}" for p in map(json.loads, data)]
+    ctx.say(f"AMQP egress: bare aio-pika, then the bridge ({count:,} messages each)")
+    try:
+        bridge, bare = await measure_amqp(data, keys, ctx.folder / "amqp")
+    except Exception as exc:  # the other rows still count
+        ctx.results.rows.append(Row(label, "n/a", target=goal, notes=one_line(exc)))
+        ctx.results.figures.update(dict.fromkeys(figures))
+        return
+    for who, outcome in (("bridge", bridge), ("bare aio-pika", bare)):
+        if outcome.error:
+            ctx.results.problems.append(f"AMQP egress, {who}: {outcome.error}")
+    rate = bridge.rate if not bridge.error else None
+    bare_rate = bare.rate if not bare.error else None
+    share = rate / bare_rate if rate and bare_rate else None
+    ctx.results.rows.append(Row(
+        label, "n/a" if rate is None else f"{rate:,.0f} msgs/s",
+        f"{share:.2f}x bare aio-pika" if share else "",
+        f"{'✓' if rate is not None and rate >= AMQP_TARGET else '✗'} {goal}",
+        f"{count:,} 100-byte JSON messages in an embedded topic (file://) → open_bridge(amqp://, "
+        "publish 'plant.{asset}.{datastream}') → RabbitMQ topic exchange → a durable queue "
+        "bound by '#'; persistent, mandatory, publisher confirms, a batch of 10,000 published "
+        "at once, the topic acked after the confirms; connect → last confirmed. Bare aio-pika, "
+        "the same messages and batches: " + ("n/a" if bare_rate is None
+                                               else f"{bare_rate:,.0f} msgs/s")))
+    ctx.results.figures.update({
+        figures[0]: None if rate is None else round(rate),
+        figures[1]: None if bare_rate is None else round(bare_rate),
+        figures[2]: None if share is None else round(share, 2)})
+
+
 # -- running -------------------------------------------------------------------------------
 async def run(args: argparse.Namespace, say: Callable[[str], None]) -> Results:
     results = Results()
@@ -369,7 +419,7 @@ def render(console: Console, results: Results, args: argparse.Namespace, elapsed
     plan = make_plan(args.quick)
     print_rows(
         console, results.rows,
-        title="lakeport routing: rules on message blocks, MQTT ingest",
+        title="lakeport routing: rules on message blocks, MQTT ingest, AMQP egress",
         caption=(f"All rows measured in this run. ~100-byte JSON readings, {ASSETS:,} assets; "
                  "a rule evaluates each block in DuckDB (one thread) with no Python object per "
                  "message; the Python loop is the same rule with json.loads and dicts, one "

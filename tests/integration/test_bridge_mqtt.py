@@ -564,8 +564,9 @@ def test_bad_options_are_one_line_errors() -> None:
          "error: bad topic filter 'a/#/b': + stands alone in a level, # alone in the last one"),
         (["mqtt://127.0.0.1:1883", "--from", "t", "--publish", "out/#"],
          "error: bad publish template 'out/#': a topic with {field} parts, no + or #"),
-        (["amqp://127.0.0.1", "--subscribe", "a", "--to", "t"],
-         "error: unknown bridge URL scheme 'amqp': use one of mqtt://, mqtts://"),
+        (["kafka://127.0.0.1", "--subscribe", "a", "--to", "t"],
+         "error: unknown bridge URL scheme 'kafka': use one of amqp://, amqps://, mqtt://, "
+         "mqtts://"),
     ):
         done = subprocess.run([*LAKEPORT, "bridge", "run", *args], capture_output=True,
                               text=True, timeout=60)

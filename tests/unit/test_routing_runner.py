@@ -67,7 +67,8 @@ async def test_filter_topic_to_topic_with_msg_ids() -> None:
         assert [orjson.loads(m.data) for m in out] == [
             {"asset": "p1", "value_f": 185.0}, {"asset": "p3", "value_f": pytest.approx(194.9)}]
         assert info == {"blocks": 1, "rows_in": 4, "rows_out": 2, "dropped": 2, "late": 0,
-                        "errors": 0, "acked": 4, "lag": 0}
+                        "errors": 0, "acked": 4, "lag": 0, "action_errors": {},
+                        "rate": 0.0, "last_error": None}
         # the msg ids: producing them again stores nothing
         async with engine.producer("again", "hot-readings") as producer:
             assert await producer.produce_many([{"x": 1}, {"x": 3}],

@@ -1,4 +1,4 @@
-"""``lakeport bridge run``: bridge an MQTT broker and a lakeport topic, either way."""
+"""``lakeport bridge run``: bridge an MQTT or AMQP broker and a lakeport topic, either way."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from lakeport.routing import Bridge, BridgeStatus
 
 app = typer.Typer(
-    help="Bridge a broker (MQTT) and lakeport topics: ingest into a topic, or egress out of one."
-    "\n\nExample: lakeport bridge run mqtt://127.0.0.1:1883 --subscribe 'plant/#' "
-    "--to raw-sensor-data --fields 'plant/{site}/{asset}/{datastream}'",
+    help="Bridge a broker (MQTT, AMQP 0-9-1) and lakeport topics: ingest into a topic, or "
+    "egress out of one.\n\nExample: lakeport bridge run mqtt://127.0.0.1:1883 --subscribe "
+    "'plant/#' --to raw-sensor-data --fields 'plant/{site}/{asset}/{datastream}'"
+    "\n\nExample: lakeport bridge run amqp://127.0.0.1:5672 --exchange plant --subscribe "
+    "'plant.#' --to raw-sensor-data --fields 'plant.{site}.{asset}.{datastream}'",
     no_args_is_help=True,
 )
 
@@ -61,16 +63,19 @@ async def _run(bridge: Bridge, url: str | None) -> BridgeStatus:
 @app.command("run")
 def run_(
     broker: Annotated[str, typer.Argument(
-        help="The broker: mqtt://host:1883 or mqtts://host:8883, ?protocol=5 for MQTT 5.",
+        help="The broker: mqtt://host:1883 or mqtts://host:8883, ?protocol=5 for MQTT 5; "
+        "amqp://host:5672/vhost or amqps://host:5671/vhost.",
         show_default=False)],
     subscribe: Annotated[list[str] | None, typer.Option(
         "--subscribe", "-s", help="Ingest: a topic filter to read (repeat for more), "
-        "e.g. 'plant/+/+/temperature'.", show_default=False)] = None,
+        "e.g. 'plant/+/+/temperature'; AMQP: a binding key of the queue to --exchange, e.g. "
+        "'plant.*.*.temperature'.", show_default=False)] = None,
     to: Annotated[str | None, typer.Option(
         "--to", help="Ingest: the lakeport topic to produce to.", show_default=False)] = None,
     fields: Annotated[str | None, typer.Option(
         "--fields", help="Ingest: topic levels into fields, e.g. "
-        "'plant/{site}/{asset}/{datastream}' (+ skips a level).", show_default=False)] = None,
+        "'plant/{site}/{asset}/{datastream}' (+ skips a level; AMQP routing keys: "
+        "'plant.{site}.{asset}.{datastream}').", show_default=False)] = None,
     payload: Annotated[str, typer.Option(
         "--payload", help="Ingest: how payloads are read: auto (JSON, else text), json, "
         "number, text, or sos (the SOS JSON, one reading per observation).")] = "auto",
@@ -80,8 +85,21 @@ def run_(
     from_topic: Annotated[str | None, typer.Option(
         "--from", help="Egress: the lakeport topic to publish.", show_default=False)] = None,
     publish: Annotated[str | None, typer.Option(
-        "--publish", help="Egress: the broker topic from the message's fields, e.g. "
-        "'plant/{asset}/out'.", show_default=False)] = None,
+        "--publish", help="Egress: the broker topic (AMQP: routing key) from the message's "
+        "fields, e.g. 'plant/{asset}/out' or 'plant.{asset}.avg'.", show_default=False)] = None,
+    exchange: Annotated[str | None, typer.Option(
+        "--exchange", help="AMQP: the exchange ingest binds its queue to, or egress publishes "
+        "to; declared durable if missing (default: the default exchange).",
+        show_default=False)] = None,
+    exchange_type: Annotated[str, typer.Option(
+        "--exchange-type", help="AMQP: direct, topic, fanout or headers (for a new "
+        "exchange).")] = "topic",
+    queue: Annotated[str | None, typer.Option(
+        "--queue", help="AMQP ingest: the queue to read, declared durable if missing "
+        "(default lakeport.<name>); alone, without --exchange, read as it is.",
+        show_default=False)] = None,
+    prefetch: Annotated[int, typer.Option(
+        "--prefetch", help="AMQP ingest: deliveries not acknowledged yet at most.")] = 1000,
     qos: Annotated[int, typer.Option(
         "--qos", min=0, max=1, help="MQTT QoS 0 or 1 (subscriptions and publishes).")] = 1,
     name: Annotated[str | None, typer.Option(
@@ -136,6 +154,17 @@ def run_(
     Example (TLS, a login from the secret store, MQTT 5): lakeport bridge run
     'mqtts://broker:8883?protocol=5' --ca-file ca.pem --username edge --password
     '<% secrets.mqtt-password %>' --subscribe 'plant/+/+/temperature' --to raw-sensor-data
+
+    AMQP 0-9-1 (RabbitMQ): ingest reads a durable queue bound to --exchange with the
+    --subscribe binding keys and acks it once the batch is durable; egress publishes
+    persistent messages with publisher confirms (one no queue takes is a dead letter).
+
+    Example: lakeport bridge run amqp://127.0.0.1:5672 --exchange plant --subscribe
+    'plant.*.*.temperature' --to raw-sensor-data --fields 'plant.{site}.{asset}.{datastream}'
+
+    Example: lakeport bridge run amqps://broker:5671/prod --ca-file ca.pem --username edge
+    --password '<% secrets.amqp-password %>' --from averages --exchange plant --publish
+    'plant.{asset}.avg'
     """
     from lakeport.routing import BridgeConfig, open_bridge
 
@@ -144,7 +173,8 @@ def run_(
         topic_field=topic_field or None, from_topic=from_topic, publish=publish, qos=qos,
         name=name, client_id=client_id, username=username, password=password,
         ca_file=ca_file, cert_file=cert_file, key_file=key_file, insecure=insecure,
-        protocol=protocol, batch_size=batch, streams_url=url,
+        protocol=protocol, batch_size=batch, streams_url=url, exchange=exchange,
+        exchange_type=exchange_type, queue=queue, prefetch=prefetch,
         session_expiry=int(duration(session_expiry, "--session-expiry") or 0))
     bridge = open_bridge(config)
     stderr.print(f"bridge {config.bridge_name} ({config.direction}): {bridge.status.source} → "

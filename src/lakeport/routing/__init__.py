@@ -2,8 +2,9 @@
 
 Bridges are chosen by the broker URL's scheme, like engines and sinks:
 ``open_bridge(BridgeConfig(url="mqtt://127.0.0.1:1883", subscribe=["plant/#"],
-to_topic="raw-sensor-data"))``. Built in: ``mqtt://`` and ``mqtts://`` (``pip install
-'lakeport[routing]'``); others come through the ``lakeport.bridges`` entry point group.
+to_topic="raw-sensor-data"))``. Built in: ``mqtt://``, ``mqtts://``, ``amqp://`` and
+``amqps://`` (``pip install 'lakeport[routing]'``); others come through the
+``lakeport.bridges`` entry point group.
 
 **Ingest** (``to_topic``) subscribes to topic filters and produces each message to a lakeport
 topic as a JSON object: the broker topic (``topic_field``, default ``topic``), the topic
@@ -43,6 +44,22 @@ position ``unread``) and publishes each message's payload as it is stored to the
 dots), at ``qos``; a batch is acked on the lakeport topic only once the broker confirmed
 every message of it (QoS 1: its PUBACK). A message the template cannot be filled from goes
 to ``dead-letter.bridge.<name>``.
+
+**AMQP 0-9-1** (``amqp://host:5672/vhost``, ``amqps://``; RabbitMQ): ingest reads the durable
+``queue`` (default ``lakeport.<name>``, declared if missing), bound to ``exchange`` (declared
+durable of ``exchange_type``, default ``topic``, if missing) with the ``subscribe`` binding
+keys; without an exchange it reads the queue as it is. ``fields`` names the routing key's
+``.``-separated levels (``plant.{site}.{asset}.{datastream}``); at most ``prefetch``
+deliveries are unacknowledged, and they are acked (one ``multiple`` ack per batch) only once
+the batch is durable, so a killed bridge leaves them to the broker, which delivers them
+again. The msg_id is ``amqp:<message_id>`` when the publisher set the ``message_id``
+property (a second message with it is a duplicate), else ``amqp:<queue>:<digest of routing
+key and body>``, which drops a redelivered message already stored. Egress publishes each
+message as stored to ``exchange`` with the routing key the ``publish`` template makes
+(``plant.{asset}.avg``), persistent, with ``message_id`` ``lakeport:<topic>:<seqno>``, on a
+channel with publisher confirms: a batch is published at once and acked on the topic once
+all are confirmed. Messages are ``mandatory``: one that no queue takes comes back from the
+broker and goes to the dead-letter topic, like one the broker nacks.
 
 Both reconnect with exponential backoff while the broker cannot be reached (``status``
 says ``retrying`` with the error); a refused login or a certificate that does not verify

@@ -20,10 +20,11 @@ import importlib
 import logging
 import random
 import secrets
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -43,6 +44,8 @@ log = logging.getLogger("lakeport.routing")
 _BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mqtt": ("lakeport.routing.mqtt:MqttBridge", "routing", ("paho.mqtt",)),
     "mqtts": ("lakeport.routing.mqtt:MqttBridge", "routing", ("paho.mqtt",)),
+    "amqp": ("lakeport.routing.amqp:AmqpBridge", "routing", ("aio_pika",)),
+    "amqps": ("lakeport.routing.amqp:AmqpBridge", "routing", ("aio_pika",)),
 }
 _REGISTERED: dict[str, type[Bridge]] = {}
 _HEAD_CACHE = 10_000  # broker topics whose fields are kept
@@ -54,7 +57,7 @@ class BridgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(description="the broker: mqtt://host:1883, mqtts://host:8883 "
-                                 "(?protocol=5 for MQTT 5)")
+                                 "(?protocol=5 for MQTT 5), amqp://host:5672/vhost, amqps://")
     name: str | None = Field(default=None, description="the bridge's name: its producer or "
                              "consumer name and client id (default from the topic)")
     streams_url: str | None = Field(default=None, description="the lakeport engine "
@@ -72,6 +75,16 @@ class BridgeConfig(BaseModel):
     publish: str | None = Field(default=None, description="the broker topic template: "
                                 "plant/{asset}/out")
     qos: int = Field(default=1, ge=0, le=1, description="MQTT QoS 0 or 1")
+    # AMQP 0-9-1
+    exchange: str | None = Field(default=None, description="AMQP: the exchange that ingest "
+                                 "binds its queue to (subscribe: the binding keys) or egress "
+                                 "publishes to (default: the default exchange)")
+    exchange_type: Literal["direct", "topic", "fanout", "headers"] = Field(
+        default="topic", description="AMQP: the type the exchange is declared with if missing")
+    queue: str | None = Field(default=None, description="AMQP ingest: the queue to read, "
+                              "declared durable if missing (default lakeport.<name>)")
+    prefetch: int = Field(default=1000, ge=1, le=65535, description="AMQP ingest: "
+                          "deliveries not acked yet at most")
     # connection
     username: str | None = None
     password: SecretStr | None = None
@@ -98,8 +111,9 @@ class BridgeConfig(BaseModel):
         if (self.to_topic is None) == (self.from_topic is None):
             raise ValueError("a bridge runs one way: give to_topic (ingest) or from_topic "
                              "(egress)")
-        if self.to_topic is not None and not self.subscribe:
-            raise ValueError("an ingest bridge needs at least one topic filter to subscribe")
+        if self.to_topic is not None and not self.subscribe and not self.queue:
+            raise ValueError("an ingest bridge needs at least one topic filter to subscribe "
+                             "(AMQP: a binding key, or a queue)")
         if self.from_topic is not None and not self.publish:
             raise ValueError("an egress bridge needs a publish topic template")
         from lakeport.streams.types import validate_topic_name
@@ -247,6 +261,18 @@ class Connection(Protocol):
     async def close(self) -> None: ...
 
 
+class Publisher(Protocol):
+    """A connection that publishes to a broker and waits for its confirms: what egress
+    bridges and rule actions send through (:meth:`Bridge.publisher`)."""
+
+    async def publish(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, str]]:
+        """Publish ``(target, body)`` pairs (the target: an MQTT topic, an AMQP routing
+        key) and return once the broker confirmed every one: the ``(index, reason)`` of
+        those it refused. Transient when the connection is lost before."""
+
+    async def close(self) -> None: ...
+
+
 class Bridge(ABC):
     """Moves messages between a broker and a lakeport topic; built from one config."""
 
@@ -275,6 +301,36 @@ class Bridge(ABC):
     async def healthcheck(self) -> None:
         """Connect and log in once, then disconnect: fail fast on a bad address, password
         or certificate."""
+
+    async def publisher(self) -> Publisher:
+        """A connected :class:`Publisher` on this bridge's broker, for rule actions (the
+        config's connection options apply; its topics are not read)."""
+        raise Invalid(f"{urlsplit(self.config.url).scheme}:// bridges cannot publish")
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of ``ca_file``, ``cert_file``, ``key_file`` and ``insecure``."""
+        cfg = self.config
+        try:
+            context = ssl.create_default_context(cafile=cfg.ca_file)
+            if cfg.cert_file:
+                context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        except FileNotFoundError as exc:
+            raise Invalid(f"TLS: no such file {exc.filename or cfg.ca_file!r}") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise Invalid(f"TLS: cannot load the CA or client certificate: {exc}") from None
+        if cfg.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    @staticmethod
+    def _secret(password: str | None) -> str | None:
+        """``password``, or the secret it names (``<% secrets.NAME %>``)."""
+        if password is None or "<%" not in password:
+            return password
+        from lakeport.apps.secrets import SecretStore, resolve_secrets
+
+        return resolve_secrets(password, SecretStore())
 
     async def _sleep(self, seconds: float, stop: asyncio.Event) -> None:
         try:

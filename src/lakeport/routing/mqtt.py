@@ -39,6 +39,7 @@ from lakeport.routing.bridge_payloads import (
 from lakeport.routing.mqtt_session import (
     MqttConnection,
     PacketWire,
+    SessionPublisher,
     WireClient,
     WireSocket,
     first_of,
@@ -96,34 +97,12 @@ class MqttBridge(Bridge):
         self.levels = LevelTemplate(config.fields) if config.fields else None
         self.template = TopicTemplate(config.publish) if config.publish else None
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        cfg = self.config
-        try:
-            context = ssl.create_default_context(cafile=cfg.ca_file)
-            if cfg.cert_file:
-                context.load_cert_chain(cfg.cert_file, cfg.key_file)
-        except FileNotFoundError as exc:
-            raise Invalid(f"TLS: no such file {exc.filename or cfg.ca_file!r}") from None
-        except (ssl.SSLError, OSError) as exc:
-            raise Invalid(f"TLS: cannot load the CA or client certificate: {exc}") from None
-        if cfg.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def _secret(self) -> str | None:
-        if self._password is None or "<%" not in self._password:
-            return self._password
-        from lakeport.apps.secrets import SecretStore, resolve_secrets
-
-        return resolve_secrets(self._password, SecretStore())
-
     # -- connecting --------------------------------------------------------------------
     async def _connect(self, persistent: bool, client_id: str | None = None) -> MqttConnection:
         cfg, loop = self.config, asyncio.get_running_loop()
         if not self.tls and (cfg.ca_file or cfg.cert_file):
             raise Invalid("TLS options need an mqtts:// URL")
-        password = self._secret()
+        password = self._secret(self._password)
         wire = PacketWire(self.status, cfg.max_pending, self.v5)
         try:
             await asyncio.wait_for(loop.create_connection(
@@ -216,6 +195,12 @@ class MqttBridge(Bridge):
     async def healthcheck(self) -> None:
         conn = await self._connect(False, f"{self.client_id}-check")
         await conn.close()
+
+    async def publisher(self) -> SessionPublisher:
+        """Publishes at ``qos`` on a clean session of its own (client id
+        ``<client id>-pub``), waiting for every PUBACK at QoS 1."""
+        conn = await self._connect(False, f"{self.client_id}-pub")
+        return SessionPublisher(conn, self.config.qos, max(30.0, self.config.keepalive))
 
     # -- running -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from lakeport.errors import Transient
 from lakeport.routing.bridge import BridgeStatus
 from lakeport.routing.bridge_payloads import Unreadable
 
@@ -303,6 +304,35 @@ class MqttConnection:
             self.wire.close()
 
 
+class SessionPublisher:
+    """A :class:`~lakeport.routing.bridge.Publisher` on one connection: PUBLISHes at ``qos``
+    and, at QoS 1, waits for every PUBACK."""
+
+    def __init__(self, connection: MqttConnection, qos: int, timeout: float) -> None:
+        self.connection, self.qos, self.timeout = connection, qos, timeout
+
+    async def publish(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, str]]:
+        conn = self.connection
+        refused: list[tuple[int, str]] = []
+        for index, (topic, body) in enumerate(items):
+            try:
+                sent = await conn.publish(topic, body, self.qos, index)
+            except Unreadable as exc:
+                refused.append((index, str(exc)))
+                continue
+            if not sent:
+                raise Transient(conn.error or "the MQTT connection ended")
+        if not await conn.all_confirmed(self.timeout):
+            raise Transient(conn.error or "the broker did not confirm within "
+                            f"{self.timeout:.0f}s")
+        refused.extend(conn.refused)
+        conn.refused.clear()
+        return refused
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
 def varint_bytes(value: int) -> bytes:
     """An MQTT variable byte integer."""
     out = bytearray()
@@ -323,5 +353,5 @@ async def first_of(future: asyncio.Future[Any], closed: Awaitable[None], timeout
         watcher.cancel()
 
 
-__all__ = ["MqttConnection", "PacketWire", "WireClient", "WireSocket", "first_of",
-           "read_varint", "varint_bytes"]
+__all__ = ["MqttConnection", "PacketWire", "SessionPublisher", "WireClient", "WireSocket",
+           "first_of", "read_varint", "varint_bytes"]
