@@ -71,3 +71,53 @@ def line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
 
 
 __all__ = ["UniqueKeyLoader", "line_of", "load_with_nodes", "yaml_problem"]
+
+
+def load_mapping_file(path: Any, kind: str, keys: str) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The mapping in a ``.yaml``/``.yml`` or ``.json`` file written by hand (a workflow, a
+    rule), with its YAML node tree for :func:`line_of` (None for JSON). :class:`Invalid` in one
+    line naming the file (and the line where it can) when it cannot be read, is not YAML or
+    JSON, gives a key twice, is empty or is not a mapping. ``kind``: what the file holds
+    (``workflow``); ``keys``: the keys it needs, for the messages (``name, sql, actions``)."""
+    import json
+    from pathlib import Path
+
+    from lakeport.errors import Invalid
+
+    file, label = Path(path), str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Invalid(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise Invalid(f"{label}: is a folder, not a {kind} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Invalid(f"{label}: cannot be read ({exc})") from None
+    nodes: yaml.Node | None = None
+    if file.suffix.lower() == ".json":
+        def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            for key, value in pairs:
+                if key in found:
+                    raise Invalid(f"{label}: duplicate key '{key}'")
+                found[key] = value
+            return found
+
+        try:
+            data = json.loads(text, object_pairs_hook=unique)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"{label} line {exc.lineno}, column {exc.colno}: not valid JSON "
+                          f"({exc.msg})") from None
+    else:
+        try:
+            data, nodes = load_with_nodes(text)
+        except yaml.MarkedYAMLError as exc:
+            raise Invalid(yaml_problem(label, exc)) from None
+        except yaml.YAMLError as exc:
+            raise Invalid(f"{label}: not valid YAML ({exc})") from None
+    if data is None:
+        raise Invalid(f"{label}: is empty (a {kind} needs {keys})")
+    if not isinstance(data, dict):
+        what = {list: "a list", str: "text"}.get(type(data), f"a {type(data).__name__}")
+        raise Invalid(f"{label}: must be a mapping of keys ({keys}, ...), not {what}")
+    return data, nodes

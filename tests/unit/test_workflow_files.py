@@ -82,7 +82,8 @@ def test_bad_yaml_names_its_line(tmp_path: Path) -> None:
     message = problem(path)
     assert message.startswith(f"{path} line 3, column 6: ")
     bad_json = write(tmp_path, '{"name": "a",\n "project" "p"}', "bad.json")
-    assert problem(bad_json) == f"{bad_json} line 2, column 12: Expecting ':' delimiter"
+    assert problem(bad_json) == (f"{bad_json} line 2, column 12: not valid JSON (Expecting ':' "
+                                 "delimiter)")
 
 
 def test_an_unknown_field_is_one_line_naming_it_and_its_line(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from lakeport.allocator import tune_process
 from lakeport.cli import app as apps
 from lakeport.cli import (
     bridge,
+    bridge_remote,  # noqa: F401  (adds bridge create, ls, ... on a server)
     export,
     files,
     flow,
@@ -27,6 +28,7 @@ from lakeport.cli import (
     keys,
     observations,
     projects,
+    rules,
     secret,
     sensors,
     tasks,
@@ -75,6 +77,7 @@ app.add_typer(bridge.app, name="bridge")
 app.add_typer(projects.app, name="projects")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(workflows.app, name="workflows")
+app.add_typer(rules.app, name="rules")
 app.command()(demo)
 app.command()(serve)
 app.command()(worker)

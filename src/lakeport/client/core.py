@@ -12,6 +12,7 @@ from lakeport.client.datalake import Datalake
 from lakeport.client.grants import Grants
 from lakeport.client.http import Http
 from lakeport.client.observations import Observations
+from lakeport.client.routing import Routing
 from lakeport.client.tasks import Tasks
 from lakeport.client.topics import Topics
 from lakeport.client.workflows import Workflows
@@ -44,6 +45,7 @@ class Client:
         self.grants = Grants(self._http)
         self.tasks = Tasks(self._http)
         self.workflows = Workflows(self._http)
+        self.routing = Routing(self._http)
 
     @classmethod
     def from_env(cls, *, transport: httpx.AsyncBaseTransport | None = None,

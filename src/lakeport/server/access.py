@@ -36,13 +36,14 @@ class Level(IntEnum):
 PERMISSIONS = {"read": Level.READ, "write": Level.WRITE, "produce": Level.WRITE,
                "admin": Level.ADMIN}
 """Grantable permissions by name (``produce`` is ``write`` on topics)."""
-KINDS = ("topic", "sensor", "feature", "property", "project", "workflow")
+KINDS = ("topic", "sensor", "feature", "property", "project", "workflow", "rule", "bridge")
 """Resource kinds whose grants live in :data:`grants` (files have shares)."""
 DEFAULT_LEVEL = {"topic": Level.NONE, "sensor": Level.READ, "feature": Level.READ,
-                 "property": Level.READ, "project": Level.NONE, "workflow": Level.NONE}
+                 "property": Level.READ, "project": Level.NONE, "workflow": Level.NONE,
+                 "rule": Level.NONE, "bridge": Level.NONE}
 """What every authenticated user may do without a grant: the observation catalogue (sensors,
-features, properties and their observations) is readable by all; topics and task projects
-are private."""
+features, properties and their observations) is readable by all; topics, task projects,
+workflows, rules and bridges are private."""
 WRITE_NAME = {"topic": "produce"}
 
 resource_owners = sa.Table(

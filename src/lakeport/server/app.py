@@ -24,6 +24,7 @@ from lakeport.server import (
     observations,
     openapi_links,
     query_params,
+    routing,
     tasks,
     topics,
     workflows,
@@ -35,7 +36,7 @@ from lakeport.server.store import Store
 from lakeport.streams import open_engine
 from lakeport.wire import API_PREFIX
 
-SERVICES: list[ModuleType] = [observations, files, topics, grants, tasks, workflows]
+SERVICES: list[ModuleType] = [observations, files, topics, grants, tasks, workflows, routing]
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -58,8 +59,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="lakeport",
         version=__version__,
-        description="Sensor observations, data-lake files, topics, tasks and workflows over "
-                    "HTTP. Every route but /health needs an API key in the x-api-key header.",
+        description="Sensor observations, data-lake files, topics, tasks, workflows, rules and "
+                    "bridges over HTTP. Every route but /health needs an API key in the "
+                    "x-api-key header.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )

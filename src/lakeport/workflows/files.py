@@ -6,7 +6,6 @@ that a bad file fails before any request, with one line naming the file, the lin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from lakeport.errors import Invalid
 from lakeport.tasks.spec import one_line
 from lakeport.workflows.definition import WorkflowSpec, check_graph, from_edges
-from lakeport.yamlfile import line_of, load_with_nodes, yaml_problem
+from lakeport.yamlfile import line_of, load_mapping_file
 
 EDGE_FIELDS = ("name", "project", "edges", "tasks", "version")
 """The fields of the seed's form: edges between tasks of one project."""
@@ -28,32 +27,8 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
     checks it (:func:`check_definition`; the workflow's name is the file's ``name``). Invalid,
     one line naming the file (and the line where it can), for a file that cannot be read, is
     not YAML or JSON, gives a key twice, or is not a valid workflow."""
-    file = Path(path)
-    label = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Invalid(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise Invalid(f"{label}: is a folder, not a workflow file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Invalid(f"{label}: cannot be read ({exc})") from None
-    nodes: yaml.Node | None = None
-    if file.suffix.lower() == ".json":
-        data = _json(text, label)
-    else:
-        try:
-            data, nodes = load_with_nodes(text)
-        except yaml.MarkedYAMLError as exc:
-            raise Invalid(yaml_problem(label, exc)) from None
-        except yaml.YAMLError as exc:
-            raise Invalid(f"{label}: not valid YAML ({exc})") from None
-    if data is None:
-        raise Invalid(f"{label}: is empty (a workflow needs name, project and nodes)")
-    if not isinstance(data, dict):
-        raise Invalid(f"{label}: must be a mapping of keys (name, project, nodes, ...), not "
-                      f"{_kind(data)}")
-    check_definition(data, label, nodes)
+    data, nodes = load_mapping_file(path, "workflow", "name, project and nodes")
+    check_definition(data, str(path), nodes)
     return data
 
 
@@ -104,29 +79,6 @@ def _edges(data: Mapping[str, Any], name: str, prefix: str) -> WorkflowSpec:
         return from_edges(name, project, [(a, b) for a, b in edges], tasks, version or 1)
     except Invalid as exc:
         raise Invalid(f"{prefix}{exc}") from None
-
-
-def _json(text: str, label: str) -> Any:
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in found:
-                raise Invalid(f"{label}: duplicate key '{key}'")
-            found[key] = value
-        return found
-
-    try:
-        return json.loads(text, object_pairs_hook=unique)
-    except json.JSONDecodeError as exc:
-        raise Invalid(f"{label} line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "text"
-    return f"a {type(value).__name__}"
 
 
 __all__ = ["EDGE_FIELDS", "check_definition", "load_workflow_file"]

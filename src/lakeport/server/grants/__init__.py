@@ -26,6 +26,8 @@ from lakeport.server.auth import current_user
 from lakeport.server.deps import get_store
 from lakeport.server.observations.access import level_on, require_named
 from lakeport.server.responses import JSONResponse
+from lakeport.server.routing.access import level_on as routing_level
+from lakeport.server.routing.access import resource_access
 from lakeport.server.store import Store
 from lakeport.server.store.schema import now_ms
 from lakeport.server.store.users import User, users
@@ -69,6 +71,9 @@ async def _level(request: Request, conn: AsyncConnection, user: User, kind: str,
     if kind == "workflow":
         workflow = await conn.run_sync(workflow_access, user, name, Level.READ, "read")
         return await conn.run_sync(workflow_level, user, workflow), workflow.owner_id
+    if kind in ("rule", "bridge"):
+        row = await conn.run_sync(resource_access, user, kind, name, Level.READ, "read")
+        return await conn.run_sync(routing_level, user, kind, row), row.owner_id
     row = await require_named(conn, user, kind, name, Level.READ, "read")
     return await level_on(conn, user, kind, row), await user_id_named(conn, row.owner)
 

@@ -9,7 +9,6 @@ to repeat anyway: a slot is a unique (task, slot) row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -19,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lakeport.server.store import Store
+from lakeport.server.store.leader import AdvisoryLock
 from lakeport.server.store.schema import now_ms
 from lakeport.server.tasks import service
 from lakeport.server.tasks.tables import tasks
@@ -143,7 +142,7 @@ class Scheduler:
         self.file_logs = file_logs
         self.lost_after = lost_after
         self.interval = interval
-        self._lock: AsyncConnection | None = None
+        self._leader = AdvisoryLock(store, LOCK_KEY, "leads the task scheduler")
         self._leading_since: float | None = None
         self.jobs: list[Callable[[], Awaitable[None]]] = []
         """More work of the leading server, each tick (the workflows' triggers)."""
@@ -188,35 +187,14 @@ class Scheduler:
             await job()
 
     async def _lead(self) -> bool:
-        if self.store.dialect != "postgresql":
-            return True
-        if self._lock is not None:
-            try:
-                await self._lock.execute(sa.text("SELECT 1"))
-                return True
-            except Exception:
-                await self._drop_lock()
-        conn = await self.store.engine.connect()
-        try:
-            got = (await conn.execute(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY)))
-                   ).scalar()
-            await conn.commit()
-        except BaseException:
-            await conn.close()
-            raise
-        if not got:
-            await conn.close()
-            return False
-        self._lock = conn
-        log.info("this server leads the task scheduler")
-        return True
+        held = await self._leader.held()
+        if not held:
+            self._leading_since = None
+        return held
 
     async def _drop_lock(self) -> None:
         self._leading_since = None
-        if self._lock is not None:
-            with contextlib.suppress(Exception):
-                await self._lock.close()
-            self._lock = None
+        await self._leader.release()
 
 
 __all__ = ["BATCH", "LOCK_KEY", "Scheduler", "columns_for", "cron_step", "fire_due",
