@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.abc import AbstractIncomingMessage as Delivery
 
 from lakeport.errors import Unavailable
+from lakeport.routing.amqp_frames import publish_frames, short_string
 
 _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 
@@ -116,7 +117,7 @@ class AmqpPublisher:
         self._pending: deque[tuple[int, str, _Confirm]] = deque()
         self._raw = raw if all(hasattr(raw, name) for name in (
             "lock", "delivery_tag", "confirmations", "message_id_delivery_tag", "write_queue",
-            "_on_confirm_frame", "_split_body", "number", "create_future")) else None
+            "_on_confirm_frame", "max_content_size", "number", "create_future")) else None
         if self._raw is not None:
             self._raw._on_confirm_frame = self._confirmed
 
@@ -148,12 +149,9 @@ class AmqpPublisher:
     async def _publish_batch(self, items: Sequence[tuple[str, bytes]], ids: Sequence[str]
                              ) -> list[tuple[int, str]]:
         from aiormq.abc import ChannelFrame
-        from pamqp import commands
-        from pamqp.frame import marshal
-        from pamqp.header import ContentHeader
 
-        raw, name = self._raw, self.exchange.name
-        number, pending = raw.number, self._pending
+        raw, name = self._raw, short_string(self.exchange.name)
+        number, pending, size = raw.number, self._pending, raw.max_content_size
         while pending and pending[0][2].settled:  # confirmed by aiormq's own handler
             pending.popleft()
         batch = _Batch(len(items), raw.create_future())
@@ -161,16 +159,16 @@ class AmqpPublisher:
         async with raw.lock:
             tag = raw.delivery_tag
             for index, ((key, body), msg_id) in enumerate(zip(items, ids, strict=True)):
-                tag += 1
                 confirm = _Confirm(batch, index, key)
+                try:
+                    parts.append(publish_frames(number, name, key, body, msg_id, size))
+                except ValueError as exc:  # a routing key over 255 bytes: not sent
+                    confirm.settle(str(exc))
+                    continue
+                tag += 1
                 raw.confirmations[tag] = confirm
                 raw.message_id_delivery_tag[msg_id] = tag
                 pending.append((tag, msg_id, confirm))
-                parts.append(marshal(commands.Basic.Publish(
-                    exchange=name, routing_key=key, mandatory=True), number))
-                parts.append(marshal(ContentHeader(0, len(body), commands.Basic.Properties(
-                    delivery_mode=2, message_id=msg_id)), number))
-                parts.extend(marshal(part, number) for part in raw._split_body(body))
             raw.delivery_tag = tag
             await raw.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
         await batch.done
