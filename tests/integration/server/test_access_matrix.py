@@ -209,6 +209,24 @@ def consume(platform: Platform, key: str, topic: str, name: str = "reader") -> R
     return 200 if fetched["messages"]["seqno"] else "200 but the fetch was empty"
 
 
+def ws_publish(platform: Platform, key: str, topic: str) -> Result:
+    """Publish one message over the publish WebSocket: 200 with its seqno, else the status of
+    the error the socket answered (at open, or to the frame)."""
+    url = platform.url.replace("http://", "ws://") + f"{API}/topics/{topic}/publish"
+    with connect(f"{url}?api_key={key}") as ws:
+        try:  # a refusal at open is answered (id 0) and the socket closed
+            ws.send(orjson.dumps({"id": 1, "op": "publish", "messages": [{"v": 1}]}).decode())
+        except ConnectionClosed:
+            pass
+        try:
+            answer = orjson.loads(ws.recv(timeout=15))
+        except ConnectionClosed:
+            return "the socket closed without an answer"
+    if not answer["ok"]:
+        return failed(answer)
+    return 200 if len(answer["seqnos"]) == 1 else f"200 with seqnos {answer['seqnos']}"
+
+
 # -- files ------------------------------------------------------------------------------------
 def share(http: httpx.Client, path: str, user: str, permission: str) -> None:
     answer = http.post(f"{API}/shares", json={"path": path, "user": user,
@@ -413,6 +431,7 @@ TOPIC_OPS = [
        lambda c: status(c.http.get(f"{API}/topics/{c.name}/msg-ids/last",
                                    params={"prefix": "site:"}))),
     Op("consume over the WebSocket", READS, lambda c: consume(c.platform, c.key, c.name)),
+    Op("publish over the WebSocket", PRODUCES, lambda c: ws_publish(c.platform, c.key, c.name)),
     Op("list its grants", READS,
        lambda c: status(c.http.get(f"{API}/grants/topic/{c.name}"))),
     Op("grant carol read", (201, 403, 403, 201, 404, 404, 201),
