@@ -111,7 +111,7 @@ def run_(
     username: Annotated[str | None, typer.Option(
         "--username", help="Log in as this user.", show_default=False)] = None,
     password: Annotated[str | None, typer.Option(
-        "--password", envvar="LAKEPORT_MQTT_PASSWORD", help="The password, or "
+        "--password", envvar="LAKEPORT_BRIDGE_PASSWORD", help="The password, or "
         "'<% secrets.NAME %>' from the secret store.", show_default=False)] = None,
     ca_file: Annotated[str | None, typer.Option(
         "--ca-file", help="mqtts: CA certificates (PEM) to verify the broker with.",

@@ -101,7 +101,7 @@ def _create_command() -> Callable[..., None]:
     Example: lakeport bridge create plant-in mqtt://127.0.0.1:1883 --subscribe 'plant/#'
     --to raw-sensor-data --fields 'plant/{site}/{asset}/{datastream}'
 
-    The password is given as it is (or in LAKEPORT_MQTT_PASSWORD): the server keeps it as
+    The password is given as it is (or in LAKEPORT_BRIDGE_PASSWORD): the server keeps it as
     a secret of the bridge and shows it as ***.
 
     Example: lakeport bridge create alerts-out mqtt://127.0.0.1:1883 --from alerts

@@ -390,11 +390,19 @@ def test_one_server_runs_the_rules_and_another_takes_over(tmp_path: Any) -> None
 
 
 def test_a_bridge_that_cannot_connect_for_good_fails_with_its_error(served: Any) -> None:
-    _, http = served
+    from test_access_matrix import operator_key
+
+    platform, http = served
     topic, name = unique("tls-in"), unique("tls-bridge")
-    created = http.post(BRIDGES, json={"name": name, "url": "mqtts://127.0.0.1:1883",
-                                       "subscribe": ["x/#"], "to_topic": topic,
-                                       "ca_file": "/nonexistent/ca.pem"})
+    body = {"name": name, "url": "mqtts://127.0.0.1:1883", "subscribe": ["x/#"],
+            "to_topic": topic, "ca_file": "/nonexistent/ca.pem"}
+    # a file on the server's machine is an operator's to name (a path tells what exists)
+    refused = http.post(BRIDGES, json=body)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["message"] == (
+        f"bridge {name!r}: ca_file: a file on the server's machine is an operator's to name")
+    http = platform.client(operator_key(platform, "ops"))
+    created = http.post(BRIDGES, json=body)
     assert created.status_code == 201, created.text
     route = f"{BRIDGES}/{name}"
     failed = in_state(http, route, "failed")

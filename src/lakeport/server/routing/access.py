@@ -83,11 +83,26 @@ async def may_produce(store: Store, engine: Engine, owner: User, what: str, topi
     raise Forbidden(f"{what}: {owner.name} may not produce to topic {topic!r}")
 
 
+SERVER_FILES = ("ca_file", "cert_file", "key_file")
+"""Options that name files on the server's machine: an operator's to set."""
+
+
+def check_server_files(owner: User, what: str, options: Any) -> None:
+    """Forbidden when ``options`` (a bridge config or a broker action) names a file on the
+    server and ``owner`` is no operator (a path would tell other users what files exist)."""
+    named = [name for name in SERVER_FILES if getattr(options, name, None)]
+    if named and not owner.admin:
+        raise Forbidden(f"{what}: {', '.join(named)}: a file on the server's machine is an "
+                        "operator's to name")
+
+
 async def check_rule(store: Store, engine: Engine, owner: User, spec: RuleSpec,
                      source: str) -> None:
     """Forbidden unless ``owner`` may read the rule's ``source`` topic and produce to each
-    topic it writes."""
+    topic it writes (and, no operator, names no file on the server)."""
     what = f"rule {spec.name!r}"
+    for action in spec.actions:
+        check_server_files(owner, what, action)
     await may_read(store, owner, what, source)
     targets = [a.topic for a in spec.actions if isinstance(a, TopicAction)]
     if spec.dead_letter_topic:
@@ -99,13 +114,14 @@ async def check_rule(store: Store, engine: Engine, owner: User, spec: RuleSpec,
 async def check_bridge(store: Store, engine: Engine, owner: User, name: str,
                        config: BridgeConfig) -> None:
     """Forbidden unless ``owner`` may produce to an ingest bridge's ``to_topic`` or read an
-    egress bridge's ``from_topic``."""
+    egress bridge's ``from_topic`` (and, no operator, names no file on the server)."""
     what = f"bridge {name!r}"
+    check_server_files(owner, what, config)
     if config.to_topic is not None:
         await may_produce(store, engine, owner, what, config.to_topic)
     if config.from_topic is not None:
         await may_read(store, owner, what, config.from_topic)
 
 
-__all__ = ["BRIDGE", "RULE", "check_bridge", "check_rule", "level_on", "may_produce",
-           "may_read", "owner_of", "resource_access"]
+__all__ = ["BRIDGE", "RULE", "SERVER_FILES", "check_bridge", "check_rule", "check_server_files",
+           "level_on", "may_produce", "may_read", "owner_of", "resource_access"]
