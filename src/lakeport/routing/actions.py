@@ -32,6 +32,7 @@ from lakeport.routing.spec import (
 from lakeport.streams.types import Format
 
 if TYPE_CHECKING:
+    from lakeport.routing.rule import Rule
     from lakeport.routing.runner import RuleRunner
     from lakeport.streams import Engine, Producer
 
@@ -277,22 +278,33 @@ def action_targets(spec: RuleSpec) -> list[tuple[str, str]]:
     return out
 
 
+def rule_class() -> type[Rule]:
+    """:class:`~lakeport.routing.rule.Rule`; Invalid naming the extra when DuckDB or sqlglot
+    is not installed."""
+    try:
+        from lakeport.routing.rule import Rule
+    except ImportError as exc:
+        raise Invalid(f"rules need a missing package ({exc.name}): "
+                      "pip install 'lakeport[routing]'") from None
+    return Rule
+
+
 def rule_runner(spec: RuleSpec, engine: Engine, *,
                 observations: ObservationWriter | None = None) -> RuleRunner:
     """A :class:`~lakeport.routing.runner.RuleRunner` for ``spec`` (not opened yet);
     Invalid on a bad statement (with its position) or an action that cannot be made."""
-    from lakeport.routing.rule import Rule
-    from lakeport.routing.runner import RuleRunner
-
-    rule = Rule(spec.sql, event_time=spec.event_time, lateness=spec.lateness)
+    rule = rule_class()(spec.sql, event_time=spec.event_time, lateness=spec.lateness)
     try:
         actions = [build_action(a, engine, spec.name, observations) for a in spec.actions]
     except LakeportError:
         rule.close()
         raise
+    from lakeport.routing.runner import RuleRunner
+
     return RuleRunner(engine, rule, spec.name, actions=actions,
                       dead_letter_topic=spec.dead_letter_topic)
 
 
 __all__ = ["Action", "BrokerSink", "Failures", "ObservationWriter", "ObservationsSink",
-           "TopicSink", "WebhookSink", "action_targets", "build_action", "rule_runner"]
+           "TopicSink", "WebhookSink", "action_targets", "build_action", "rule_class",
+           "rule_runner"]

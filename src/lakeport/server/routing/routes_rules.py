@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakeport.errors import Invalid
-from lakeport.routing.rule import Rule
+from lakeport.routing.actions import rule_class
 from lakeport.routing.spec import RuleSpec
 from lakeport.server.access import Level
 from lakeport.server.auth import current_user
@@ -86,7 +86,7 @@ class TestBody(BaseModel):
                                     "without acting")
 async def test(request: Request, body: TestBody, user: User = Depends(current_user),
                store: Store = Depends(get_store)) -> JSONResponse:
-    rule = Rule(body.sql, event_time=body.event_time, lateness=body.lateness)
+    rule = rule_class()(body.sql, event_time=body.event_time, lateness=body.lateness)
     try:
         await require_topic(store, user, rule.topic, Level.READ, "read")
         block = await _last(request, rule.topic, body.sample)
