@@ -593,12 +593,17 @@ def test_kill_9_while_qos1_messages_are_published_loses_none_and_stores_none_twi
 
         publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="publisher")
         publisher.max_inflight_messages_set(1000)
+        acked = [0]
+        publisher.on_publish = lambda *_: acked.__setitem__(0, acked[0] + 1)
         publisher.connect("127.0.0.1", port)
         publisher.loop_start()
         sent: list[tuple[int, Any]] = []
 
         def publish_all() -> None:
             for start in range(0, KILL_MESSAGES, 500):
+                # at most 30,000 waiting for the broker's PUBACK: packet ids are 16 bits
+                while len(sent) - acked[0] > 30_000:
+                    time.sleep(0.01)
                 for i in range(start, min(KILL_MESSAGES, start + 500)):
                     payload = orjson.dumps({"id": i, "value": i * 0.5, "unit": "C"})
                     sent.append((i, publisher.publish("plant/north/pump-01/temperature",
