@@ -37,6 +37,36 @@ class Outcome:
     count: int
     line: str = ""
     error: str | None = None
+    broker_cores: float | None = None  # CPU the broker's processes used, in cores
+    own_cores: float | None = None  # CPU this process used, in cores
+
+
+class CpuMeter:
+    """Cores used by the broker (RabbitMQ's beam.smp) and by this process over a span."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.broker = [p for p in psutil.process_iter(["name"])
+                       if p.info["name"] and p.info["name"].startswith("beam")]
+        self.start = self._times()
+
+    def _times(self) -> tuple[float, float, float]:
+        broker = 0.0
+        for process in self.broker:
+            with contextlib.suppress(Exception):
+                times = process.cpu_times()
+                broker += times.user + times.system
+        own = self.me.cpu_times()
+        return time.perf_counter(), broker, own.user + own.system
+
+    def cores(self) -> tuple[float | None, float]:
+        """(the broker's cores or None when it is not found here, this process's cores)."""
+        end = self._times()
+        span = end[0] - self.start[0]
+        return ((end[1] - self.start[1]) / span if self.broker else None,
+                (end[2] - self.start[2]) / span)
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +144,7 @@ async def bridge_egress(exchange: str, payloads: list[bytes], folder: Path) -> O
         try:
             while not status.connected and not task.done():
                 await asyncio.sleep(0.001)
+            meter = CpuMeter()
             start = time.perf_counter()
             seen, last = 0, start
             while status.messages_out + status.dead_letters < count and not task.done():
@@ -123,13 +154,15 @@ async def bridge_egress(exchange: str, payloads: list[bytes], folder: Path) -> O
                 elif time.perf_counter() - last > IDLE:
                     break
             span = time.perf_counter() - start
+            broker_cores, own_cores = meter.cores()
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
         done = status.messages_out
         error = None if done == count else (
             f"the bridge confirmed {done:,} of {count:,} ({status.dead_letters:,} dead letters)")
-        return Outcome(done / span if span > 0 else 0.0, done, status.line(), error)
+        return Outcome(done / span if span > 0 else 0.0, done, status.line(), error,
+                       broker_cores, own_cores)
 
 
 async def measure(payloads: list[bytes], keys: list[str], folder: Path

@@ -396,11 +396,16 @@ async def amqp_egress(ctx: Context) -> None:
         "bound by '#'; persistent, mandatory, publisher confirms, a batch of 10,000 published "
         "at once, the topic acked after the confirms; connect → last confirmed. Bare aio-pika, "
         "the same messages and batches: " + ("n/a" if bare_rate is None
-                                               else f"{bare_rate:,.0f} msgs/s")))
+                                               else f"{bare_rate:,.0f} msgs/s")
+        + ("" if bridge.broker_cores is None else
+           f". CPU while the bridge ran: RabbitMQ {bridge.broker_cores:.2f} cores, the bridge "
+           f"{bridge.own_cores:.2f}")))
     ctx.results.figures.update({
         figures[0]: None if rate is None else round(rate),
         figures[1]: None if bare_rate is None else round(bare_rate),
-        figures[2]: None if share is None else round(share, 2)})
+        figures[2]: None if share is None else round(share, 2),
+        "amqp_egress_broker_cores": None if bridge.broker_cores is None
+        else round(bridge.broker_cores, 2)})
 
 
 # -- running -------------------------------------------------------------------------------
