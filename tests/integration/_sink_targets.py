@@ -32,9 +32,11 @@ from lakeport.export import formats
 from lakeport.export.sinks import Batch
 from lakeport.export.sinks import delta as delta_sink
 from lakeport.readings import ROW_SCHEMA
+from lakeport.tables import TableStore
+from lakeport.tables import loads as table_loads
 from servers import free_port
 
-SINKS = ("file", "s3", "abfs", "dbfs", "delta")
+SINKS = ("file", "s3", "abfs", "dbfs", "delta", "table")
 VOLUME = "/Volumes/main/plant/landing"
 WRONG_AZURE_KEY = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
 Fault = Callable[[pytest.MonkeyPatch], None]
@@ -75,6 +77,23 @@ def fail_the_delta_write_half_way(monkeypatch: pytest.MonkeyPatch) -> None:
         real(table_or_uri, reader, **kwargs)
 
     monkeypatch.setattr(delta_sink, "write_deltalake", half_then_fail)
+
+
+def fail_the_table_load_half_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table load's Delta write gets half the rows, then an I/O error (EIO)."""
+    real = table_loads.write_deltalake
+
+    def half_then_fail(table_or_uri: Any, data: Any, **kwargs: Any) -> None:
+        rows = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from rows.slice(0, rows.num_rows // 2).to_batches()
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        reader = pa.RecordBatchReader.from_batches(rows.schema, batches())
+        real(table_or_uri, reader, **kwargs)
+
+    monkeypatch.setattr(table_loads, "write_deltalake", half_then_fail)
 
 
 # -- a server that answers every request as a busy service ---------------------------------
@@ -386,9 +405,52 @@ def delta_target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     )
 
 
+def table_target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    root = tmp_path / "lake"
+    root.mkdir()
+    path = root / "in" / "c-edge" / "readings"
+    TableStore(root).create("in.c-edge.other", ["ts", "temp"])
+
+    def table() -> DeltaTable | None:
+        return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
+
+    def files() -> list[Path]:
+        return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+    def landed() -> list[str]:
+        current = table()
+        return sorted(current.file_uris()) if current is not None else []
+
+    def leftovers() -> list[str]:
+        log = path / "_delta_log"
+        return [str(p) for p in files()
+                if (p.parent != log and str(p) not in landed()) or "tmp" in p.name]
+
+    def rows() -> pa.Table:
+        current = table()
+        if current is None:
+            return ROW_SCHEMA.empty_table()
+        return pa.table(current.to_pyarrow_table()).select(ROW_SCHEMA.names)
+
+    url = f"table://in.c-edge.readings?root={root}"
+    return Target(
+        url=url, options={}, landed=landed, leftovers=leftovers,
+        objects=lambda: {str(p): p.read_bytes() for p in files()}, rows=rows,
+        fault=fail_the_table_load_half_way,
+        terminal={
+            "missing folder": Case(f"table://in.c-edge.readings?root={tmp_path}/nope", {},
+                                   "does not exist"),
+            "another table": Case(f"table://in.c-edge.other?root={root}", {},
+                                  "has other columns"),
+        },
+        transient={"an I/O error": Case(url, {}, "Input/output error",
+                                        fault=fail_the_table_load_half_way)},
+    )
+
+
 TARGETS: dict[str, Callable[[pytest.FixtureRequest, Path], Target]] = {
     "file": file_target, "s3": s3_target, "abfs": abfs_target, "dbfs": dbfs_target,
-    "delta": delta_target,
+    "delta": delta_target, "table": table_target,
 }
 
 

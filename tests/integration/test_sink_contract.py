@@ -1,6 +1,7 @@
 """One contract every lake sink keeps, run against each of them on a real or local target:
 ``file://`` (a folder), ``s3://`` (moto's S3 server), ``abfs://`` (Azurite), ``dbfs:/Volumes``
-(a local server speaking the Databricks REST calls) and ``delta+file://`` (a local table).
+(a local server speaking the Databricks REST calls), ``delta+file://`` (a local table) and
+``table://`` (a storage table in a local lake).
 
 A sink lands a batch exactly once however often it is written, leaves no temporary behind
 when a write fails half-way, refuses options it does not know, says whether a retry can help
@@ -128,6 +129,7 @@ SINK_URLS = {
     "abfs": (f"abfs://lake@{DEV_ACCOUNT}/plant", {}),
     "dbfs": (f"dbfs:{VOLUME}/sensors", {"host": "https://example.cloud.databricks.com"}),
     "delta": ("delta+file:///tmp/lake/readings", {}),
+    "table": ("table://in.c-edge.readings", {}),
 }
 
 
@@ -158,6 +160,7 @@ def test_partition_by_asset_is_an_option_of_every_sink(sink: str) -> None:
     ("url", "package", "extra"),
     [("s3://lake/plant", "s3fs", "s3"), ("delta+s3://lake/readings", "s3fs", "delta,s3"),
      ("delta+file:///tmp/readings", "deltalake", "delta"),
+     ("table://in.c-edge.readings", "deltalake", "delta"),
      (f"abfs://lake@{DEV_ACCOUNT}/plant", "azure.identity", "azure"),
      (f"dbfs:{VOLUME}/sensors", "databricks.sdk", "databricks")],
 )

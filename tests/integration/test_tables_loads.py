@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakeport.errors import Conflict, Invalid, NotFound
+from lakeport.errors import Conflict, Invalid, NotFound, Transient
 from lakeport.tables import CHANGED, TableStore
 
 T = "in.c-main.readings"
@@ -265,7 +265,22 @@ def test_a_load_racing_another_writer_is_a_conflict_not_a_lost_update(
                 enclosure='"', delete_where_column=None, delete_where_values=None,
                 delete_where_operator="eq", create=True)  # has read the table's version 0
     store.load(T, pa.table({"id": ["2", "3"], "v": ["fast", "c"]}), incremental=True)
-    with pytest.raises(Conflict, match="another writer committed first; retry"):
+    with pytest.raises(Transient, match="another writer committed first; retry"):
         slow.run()
     assert rows(store) == [("1", "a"), ("2", "fast"), ("3", "c")]
     assert store.info(T).version == 1
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_load_with_a_primary_key_keeps_one_row_per_key(tmp_path: Path,
+                                                         incremental: bool) -> None:
+    """The load that creates the table, or replaces its rows, keeps the last row of each
+    key as an upsert does."""
+    store = TableStore(tmp_path)
+    rows = pa.table({"k": ["a", "a", "b"], "v": [1, 2, 3]})
+    store.load("in.c-main.keys", rows, incremental=incremental, primary_key=["k"])
+    assert sorted(store.read("in.c-main.keys").select(["k", "v"]).to_pylist(),
+                  key=lambda r: r["k"]) == [{"k": "a", "v": 2}, {"k": "b", "v": 3}]
+    store.load("in.c-main.keys", pa.table({"k": ["a"], "v": [9]}), incremental=True)
+    assert sorted(store.read("in.c-main.keys").select(["k", "v"]).to_pylist(),
+                  key=lambda r: r["k"]) == [{"k": "a", "v": 9}, {"k": "b", "v": 3}]

@@ -66,7 +66,8 @@ def status_line(status: ExportStatus, started: float) -> str:
 def run_(
     to: Annotated[str, typer.Option(
         "--to", help="Sink URL: file:///path, s3://bucket/prefix, abfs://container@account/"
-        "prefix, dbfs:/Volumes/catalog/schema/volume/path, delta+file:///path.",
+        "prefix, dbfs:/Volumes/catalog/schema/volume/path, delta+file:///path, "
+        "table://in.c-edge.readings (a storage table).",
         show_default=False)],
     topic: Annotated[list[str], typer.Option(
         "--topic", help="Topic to export (repeat for more).", show_default=False)],

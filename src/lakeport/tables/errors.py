@@ -7,7 +7,6 @@ import os
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError
 
 from lakeport.errors import (
-    Conflict,
     Invalid,
     LakeportError,
     NotFound,
@@ -19,13 +18,15 @@ from lakeport.export.sinks.delta import NETWORK_HINTS, OS_ERROR
 
 
 def translate(exc: BaseException, action: str) -> LakeportError:
-    """``exc`` raised while trying to ``action`` as Conflict, Invalid, Transient or Terminal."""
+    """``exc`` raised while trying to ``action`` as Invalid, NotFound, Transient (another
+    writer committed first: a retry may pass) or Terminal."""
     if isinstance(exc, LakeportError):
         return exc
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     if isinstance(exc, CommitFailedError):
-        return Conflict(f"could not {action}: another writer committed first; retry ({first})")
+        return Transient(f"could not {action}: another writer committed first; retry "
+                         f"({first})")
     if "NoSuchBucket" in text:
         return NotFound(f"could not {action}: the bucket does not exist ({first})")
     if isinstance(exc, SchemaMismatchError):

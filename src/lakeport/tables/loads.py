@@ -186,20 +186,29 @@ class Load:
         self.failure: LakeportError | None = None
         return pa.RecordBatchReader.from_batches(self.schema, self._batches())
 
+    def _rows(self) -> pa.RecordBatchReader | pa.Table:
+        """What a create or a full load writes: streamed, or with a primary key one row per
+        key (the last), as an upsert keeps it."""
+        if not self.key:
+            return self._reader()
+        rows = keep_last(self._reader().read_all(), self.key)
+        self.rows = rows.num_rows
+        return rows
+
     # -- writing -------------------------------------------------------------------------------
     def run(self) -> LoadResult:
         """Write the rows as one commit and return what it did."""
         deleted = 0
         try:
             if self.table is None:
-                write_deltalake(self.store.uri(self.tid), self._reader(), mode="error",
+                write_deltalake(self.store.uri(self.tid), self._rows(), mode="error",
                                 name=str(self.tid), storage_options=self.store.storage_options,
                                 commit_properties=commit("load", mode="create"))
                 table = DeltaTable(self.store.uri(self.tid),
                                    storage_options=self.store.storage_options)
             elif not self.incremental:
                 deleted = self._row_count(self.table)
-                write_deltalake(self.table, self._reader(), mode="overwrite",
+                write_deltalake(self.table, self._rows(), mode="overwrite",
                                 commit_properties=commit("load", mode="full"))
                 table = self.table
             elif not self.key and not self.delete:

@@ -25,6 +25,7 @@ _BUILTIN: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
              ("databricks.sdk",)),
     "delta+file": ("lakeport.export.sinks.delta:DeltaSink", "delta", ("deltalake",)),
     "delta+s3": ("lakeport.export.sinks.delta:DeltaSink", "delta,s3", ("deltalake", "s3fs")),
+    "table": ("lakeport.export.sinks.table:TableSink", "delta", ("deltalake",)),
 }
 
 
