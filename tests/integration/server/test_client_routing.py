@@ -31,10 +31,12 @@ HOT = 'SELECT asset, value FROM "raw" WHERE value > 80'
 WAIT = 60
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite"])
 def routing_server(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One server per store for the module's tests (each uses topics and names of its own)."""
+    """One server for the module's tests (each uses topics and names of its own). The client
+    and the command line run on SQLite: what differs between the stores is the server's, and
+    test_routing_api.py runs it on both."""
     folder = tmp_path_factory.mktemp("routing")
     urls = iter([f"sqlite:///{folder / 'store.db'}"]) if request.param == "sqlite" \
         else postgres_database()
