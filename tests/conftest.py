@@ -31,22 +31,29 @@ ENGINES = ("memory", "file", "nats", "nats-cluster", "http")
 SERIAL = (
     "tests/integration/test_nats_cluster.py", "tests/integration/test_forward.py",
     "tests/integration/test_task_reliability.py", "tests/integration/server/test_load_rss.py",
+    "tests/integration/server/test_recorder_outage.py", "tests/integration/test_jetstream.py",
+)
+"""Modules that bound memory or time a failover or an outage: they run alone, after the rest
+of the suite (``scripts/test``)."""
+CRASH = (
     "tests/integration/test_export_crash.py", "tests/integration/test_seed_export_app.py",
     "tests/integration/test_kelvin_apps.py", "tests/integration/test_app_crash.py",
     "tests/integration/server/test_server_crash.py",
     "tests/integration/server/test_workflows_crash.py",
-    "tests/integration/server/test_recorder_outage.py", "tests/integration/test_jetstream.py",
     "tests/integration/test_flow_exactly_once.py", "tests/integration/test_embedded_durability.py",
 )
-"""Modules that kill processes, bound memory or time a failover: they run alone, after the
-rest of the suite has run on two workers (``scripts/test``)."""
+"""Modules that kill processes and check what survived (waiting on conditions, not on time):
+they run two at a time, after the rest and before the serial ones (``scripts/test``)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
     for item in items:
-        if Path(str(item.path)).relative_to(root).as_posix() in SERIAL:
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        if path in SERIAL:
             item.add_marker(pytest.mark.serial)
+        elif path in CRASH:
+            item.add_marker(pytest.mark.crash)
 
 
 def require_service(name: str, reason: str) -> NoReturn:

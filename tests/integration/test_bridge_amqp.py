@@ -273,7 +273,7 @@ async def _stored(topic: str) -> list[Any]:
     return []
 
 
-@pytest.mark.serial
+@pytest.mark.crash
 def test_kill_9_while_messages_are_published_loses_none_and_stores_none_twice(
         broker: str) -> None:
     """Every message the broker confirmed to the publisher is in the topic once (by the id in

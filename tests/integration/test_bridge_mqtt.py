@@ -575,7 +575,7 @@ def test_bad_options_are_one_line_errors() -> None:
 
 # -- a bridge killed with SIGKILL while QoS 1 messages are published -------------------------
 @pytest.mark.slow
-@pytest.mark.serial
+@pytest.mark.crash
 @pytest.mark.timeout(60 + KILL_MESSAGES // 1000)
 def test_kill_9_while_qos1_messages_are_published_loses_none_and_stores_none_twice(
         tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from lakeport.tables import TableStore
 from waiting import wait_until
 
-pytestmark = pytest.mark.serial
+pytestmark = pytest.mark.crash
 
 T = "in.c-main.readings"
 LOADER = textwrap.dedent("""
