@@ -133,11 +133,7 @@ class BridgeConfig(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = str(first["msg"]).removeprefix("Value error, ")
-            raise Invalid(f"bad bridge option {where}: {message}" if where
-                          else f"bad bridge: {message}") from None
+            raise first_problem(exc, "bridge option", "bridge") from None
 
     @property
     def direction(self) -> Literal["ingest", "egress"]:
@@ -159,6 +155,15 @@ class BridgeConfig(BaseModel):
         if parts.port is not None:
             netloc += f":{parts.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def first_problem(exc: ValidationError, field: str, whole: str) -> Invalid:
+    """The first error of ``exc`` as one line: ``bad <field> <path>: <problem>``, or
+    ``bad <whole>: <problem>`` when it is about no field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return Invalid(f"bad {field} {where}: {message}" if where else f"bad {whole}: {message}")
 
 
 class Backoff:

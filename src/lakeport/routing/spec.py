@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from lakeport.errors import Invalid
+from lakeport.routing.bridge import first_problem
 
 
 class _Action(BaseModel):
@@ -107,11 +107,7 @@ class RuleSpec(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = str(first["msg"]).removeprefix("Value error, ")
-            raise Invalid(f"bad rule field {where}: {message}" if where
-                          else f"bad rule: {message}") from None
+            raise first_problem(exc, "rule field", "rule") from None
 
 
 __all__ = ["ActionSpec", "AmqpAction", "MqttAction", "ObservationsAction", "RuleSpec",
