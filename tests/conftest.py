@@ -229,4 +229,4 @@ async def engine(engine_url: str, topic_names: TopicNames) -> AsyncIterator[Engi
 from _kelvin_run import kelvin_home  # noqa: E402, F401
 
 from kelvin_sdk import vendor_python  # noqa: E402, F401
-from server_fixtures import platform, store_url  # noqa: E402, F401
+from server_fixtures import empty_store_url, platform, store_url  # noqa: E402, F401

@@ -10,8 +10,11 @@ embedded topic engine of the test's own, and hands out API keys.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -40,11 +43,42 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test; its URL."""
+async def _migrate(url: str) -> None:
+    from lakeport.server.store import Store
+
+    async with Store(url):
+        pass
+
+
+_templates: dict[str, str] = {}
+
+
+def _template(kind: str) -> str:
+    """A store of ``kind`` migrated to the latest schema, made once per test process: a test's
+    store starts as a copy of it, which is faster than running every migration again."""
+    if kind in _templates:
+        return _templates[kind]
+    name = f"lakeport_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    if kind == "sqlite":
+        path = Path(tempfile.mkdtemp(prefix="lakeport-template-")) / "lakeport.db"
+        asyncio.run(_migrate(f"sqlite:///{path}"))
+        atexit.register(shutil.rmtree, path.parent, True)
+        _templates[kind] = str(path)
+    else:
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+        atexit.register(asyncio.run, _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_migrate(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"))
+        _templates[kind] = name
+    return _templates[kind]
+
+
+def postgres_database(migrated: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database for one test, at the latest schema (``migrated``) or empty;
+    its URL."""
     name = f"lakeport_test_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+        template = f' TEMPLATE "{_template("postgresql")}"' if migrated else ""
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"{template}'))
     except Exception as exc:  # asyncpg or the socket: either way the service is not there
         require_service("PostgreSQL", f"cannot create a database at {PG_ADMIN} ({exc})")
     try:
@@ -53,13 +87,30 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def sqlite_store(folder: Path) -> str:
+    """The URL of a SQLite store under ``folder`` at the latest schema."""
+    path = folder / "store" / "lakeport.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_template("sqlite"), path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORES])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh platform store URL, once per store kind."""
+    """A fresh platform store URL at the latest schema, once per store kind."""
+    if request.param == "sqlite":
+        yield sqlite_store(tmp_path)
+    else:
+        yield from postgres_database()
+
+
+@pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORES])
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A platform store URL with no schema yet (for tests of the migrations), per store kind."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store' / 'lakeport.db'}"
     else:
-        yield from postgres_database()
+        yield from postgres_database(migrated=False)
 
 
 class ServerThread:
@@ -147,5 +198,6 @@ def platform(store_url: str, tmp_path: Path) -> Iterator[Platform]:
         yield started
 
 
-__all__ = ["STORES", "Platform", "ServerThread", "platform", "platform_settings",
-           "postgres_database", "running_platform", "store_url"]
+__all__ = ["STORES", "Platform", "ServerThread", "empty_store_url", "platform",
+           "platform_settings", "postgres_database", "running_platform", "sqlite_store",
+           "store_url"]

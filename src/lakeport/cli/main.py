@@ -7,6 +7,7 @@ red line ``error: ...`` on stderr and exits 1; anything unexpected exits 2 with 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,29 +17,7 @@ import typer
 
 from lakeport import __version__
 from lakeport.allocator import tune_process
-from lakeport.cli import app as apps
-from lakeport.cli import (
-    bridge,
-    bridge_remote,  # noqa: F401  (adds bridge create, ls, ... on a server)
-    export,
-    files,
-    flow,
-    forward,
-    grants,
-    keys,
-    observations,
-    projects,
-    rules,
-    secret,
-    sensors,
-    tasks,
-    topics,
-    workflows,
-)
 from lakeport.cli.common import PipeClosed, silence_stdout, stderr
-from lakeport.cli.demo import demo
-from lakeport.cli.serve import serve
-from lakeport.cli.worker import worker
 from lakeport.errors import LakeportError
 
 try:  # typer >= 0.24 carries its own copy of click
@@ -50,39 +29,34 @@ except ImportError:  # pragma: no cover - older typer on click
         UsageError,
     )
 
-app = typer.Typer(
-    name="lakeport",
-    help="Move industrial sensor data from the edge into data lakes.\n\n"
-    "Start with: lakeport demo   (a live pipeline on the embedded engine), "
-    "then: lakeport topics --help",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(topics.app, name="topics")
-app.add_typer(flow.app, name="flow")
-app.add_typer(apps.app, name="app")
-app.add_typer(secret.app, name="secret")
-app.add_typer(export.app, name="export")
-app.add_typer(keys.app, name="keys")
-app.add_typer(sensors.app, name="sensors")
-app.add_typer(sensors.features_app, name="features")
-app.add_typer(sensors.properties_app, name="properties")
-app.add_typer(observations.app, name="observations")
-app.add_typer(files.app, name="files")
-app.add_typer(grants.app, name="grants")
-app.add_typer(forward.app, name="forward")
-app.add_typer(bridge.app, name="bridge")
-app.add_typer(projects.app, name="projects")
-app.add_typer(tasks.app, name="tasks")
-app.add_typer(workflows.app, name="workflows")
-app.add_typer(rules.app, name="rules")
-app.add_typer(__import__("lakeport.cli.tables").cli.tables.app, name="tables")
-app.add_typer(__import__("lakeport.cli.component").cli.component.app, name="component")
-app.command()(demo)
-app.command()(serve)
-app.command()(worker)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "topics": ("lakeport.cli.topics", "app"),
+    "flow": ("lakeport.cli.flow", "app"),
+    "app": ("lakeport.cli.app", "app"),
+    "secret": ("lakeport.cli.secret", "app"),
+    "export": ("lakeport.cli.export", "app"),
+    "keys": ("lakeport.cli.keys", "app"),
+    "sensors": ("lakeport.cli.sensors", "app"),
+    "features": ("lakeport.cli.sensors", "features_app"),
+    "properties": ("lakeport.cli.sensors", "properties_app"),
+    "observations": ("lakeport.cli.observations", "app"),
+    "files": ("lakeport.cli.files", "app"),
+    "grants": ("lakeport.cli.grants", "app"),
+    "forward": ("lakeport.cli.forward", "app"),
+    "bridge": ("lakeport.cli.bridge_remote", "app"),  # bridge run, and create, ls, ... on a server
+    "projects": ("lakeport.cli.projects", "app"),
+    "tasks": ("lakeport.cli.tasks", "app"),
+    "workflows": ("lakeport.cli.workflows", "app"),
+    "rules": ("lakeport.cli.rules", "app"),
+    "tables": ("lakeport.cli.tables", "app"),
+    "component": ("lakeport.cli.component", "app"),
+    "demo": ("lakeport.cli.demo", "demo"),
+    "serve": ("lakeport.cli.serve", "serve"),
+    "worker": ("lakeport.cli.worker", "worker"),
+}
+"""Each top-level command: the module and the Typer app (a group) or function (a command)
+that it is. A command line builds only the one it runs (typer reads the signature of every
+function it registers, which is most of the start-up time of a command)."""
 
 
 def _print_version(value: bool) -> None:
@@ -91,7 +65,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True,
@@ -100,10 +73,39 @@ def _root(
     """Move industrial sensor data from the edge into data lakes."""
 
 
-@app.command()
 def version() -> None:
     """Print the lakeport version."""
     print(f"lakeport {__version__}")
+
+
+def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
+    """The ``lakeport`` Typer app with the top-level commands ``names`` (all by default)."""
+    root = typer.Typer(
+        name="lakeport",
+        help="Move industrial sensor data from the edge into data lakes.\n\n"
+        "Start with: lakeport demo   (a live pipeline on the embedded engine), "
+        "then: lakeport topics --help",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root.callback()(_root)
+    for name in names:
+        module, attribute = COMMANDS[name]
+        command = getattr(importlib.import_module(module), attribute)
+        if isinstance(command, typer.Typer):
+            root.add_typer(command, name=name)
+        else:
+            root.command(name)(command)
+    root.command()(version)
+    return root
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # the whole command line, e.g. for typer.testing.CliRunner
+        return build_app()
+    raise AttributeError(name)
 
 
 def _error(message: str) -> int:
@@ -119,9 +121,11 @@ def _usage_error(exc: UsageError) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line and exit with 0 (done), 1 (user error) or 2 (bug)."""
     tune_process()  # lakeport's own process: allocators tuned for bulk data (allocator.py)
-    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = args[0] if args else ""
+    command = typer.main.get_command(build_app([first] if first in COMMANDS else COMMANDS))
     try:
-        code = command.main(args=argv, prog_name="lakeport", standalone_mode=False)
+        code = command.main(args=args, prog_name="lakeport", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         exc.show()
         code = 0

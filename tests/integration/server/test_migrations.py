@@ -22,9 +22,9 @@ def _upgrade_to(connection: Any, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-def test_entries_made_in_a_shared_directory_pass_to_the_tree_owner(store_url: str) -> None:
+def test_entries_made_in_a_shared_directory_pass_to_the_tree_owner(empty_store_url: str) -> None:
     async def scenario() -> dict[str, str]:
-        old = Store(store_url)
+        old = Store(empty_store_url)
         async with old.engine.begin() as conn:
             await conn.run_sync(_upgrade_to, "0003")
             for user_id, name in ((1, "alice"), (2, "bob")):
@@ -43,7 +43,7 @@ def test_entries_made_in_a_shared_directory_pass_to_the_tree_owner(store_url: st
                     {"path": path, "parent": parent, "name": path.rsplit("/", 1)[-1],
                      "kind": kind, "owner": owner})
         await old.close()
-        async with Store(store_url) as store, store.connect() as conn:  # migrates to the head
+        async with Store(empty_store_url) as store, store.connect() as conn:  # migrates to the head
             rows = await conn.execute(sa.text(
                 "SELECT e.path, u.name FROM lake_entries e JOIN users u ON u.id = e.owner_id"))
             admin = (await conn.execute(sa.text("SELECT admin FROM users"))).scalars().all()

@@ -99,19 +99,23 @@ async def request(
 ) -> dict[str, Any]:
     """Call ``$JS.API.<subject>`` and return the JSON answer (errors raised as lakeport errors).
 
-    An idempotent request may pass ``retry_for`` (seconds): a request nobody answered (a
-    cluster electing a leader) is then sent again, with a growing pause, until that long."""
+    An idempotent request may pass ``retry_for`` (seconds): a request nobody answered, or
+    answered "temporarily unavailable" (a cluster electing a leader, a quorum re-forming), is
+    then sent again, with a growing pause, until that long."""
     body = orjson.dumps(payload) if payload is not None else b""
+
+    async def answer() -> dict[str, Any]:
+        msg = await nc.request(API_PREFIX + subject, body, timeout=timeout)
+        response: dict[str, Any] = orjson.loads(msg.data)
+        error = response.get("error")
+        if error:
+            raise error_from_response(error, what)
+        return response
+
     try:
-        msg = await resend(lambda: nc.request(API_PREFIX + subject, body, timeout=timeout),
-                           retry_for)
+        return await resend(answer, retry_for, (*NO_ANSWER, Unavailable))
     except Exception as exc:
         raise translate(exc, what) from exc
-    response = orjson.loads(msg.data)
-    error = response.get("error")
-    if error:
-        raise error_from_response(error, what)
-    return response
 
 
 async def paged(
