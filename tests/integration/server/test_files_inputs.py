@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from server_fixtures import Platform
+from server_fixtures import Platform, platform_settings, running_platform
 
 API = "/api/v1"
 
@@ -256,9 +256,12 @@ def mode_of(path: Path) -> int:
 
 
 def test_the_lake_the_store_and_the_home_are_private(
-        permissive_umask: None, platform: Platform, tmp_path: Path,
+        permissive_umask: None, empty_store_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    with platform.client() as http:
+    """The server makes its store (a new one: the folder of a SQLite file too), its lake and
+    the lakeport home readable by its user alone."""
+    with running_platform(platform_settings(empty_store_url, tmp_path)) as platform, \
+            platform.client() as http:
         http.put(f"{API}/files/secret/a.csv", content=b"a,b\n").raise_for_status()
         http.post(f"{API}/files/secret/a.csv", content=b"1,2\n",
                   params={"op": "append"}).raise_for_status()
