@@ -33,8 +33,8 @@ SERIAL = (
     "tests/integration/test_task_reliability.py", "tests/integration/server/test_load_rss.py",
     "tests/integration/server/test_recorder_outage.py", "tests/integration/test_jetstream.py",
 )
-"""Modules that bound memory or time a failover or an outage: they run alone, after the rest
-of the suite (``scripts/test``)."""
+"""Modules that bound memory or time a failover or an outage (mostly waiting): they run two at
+a time with each other only, after the rest of the suite (``scripts/test``)."""
 CRASH = (
     "tests/integration/test_export_crash.py", "tests/integration/test_seed_export_app.py",
     "tests/integration/test_kelvin_apps.py", "tests/integration/test_app_crash.py",
