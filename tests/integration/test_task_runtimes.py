@@ -5,6 +5,7 @@ A runtime whose tools are missing here skips its test with the reason (and fails
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def run(name: str, task: Job, progress: list[str] | None = None) -> str:
 
 
 def test_the_registry() -> None:
-    assert runtime_names() == ["py", "js", "java", "c", "cpp", "sh", "spark"]
+    assert runtime_names() == ["py", "js", "java", "c", "cpp", "sh", "spark", "component"]
     assert set(available_runtimes()) <= set(runtime_names())
     assert "py" in available_runtimes() and "sh" in available_runtimes()
     with pytest.raises(Invalid, match="unknown runtime 'cobol': use one of py, js, java"):
@@ -174,12 +175,45 @@ def test_sh_and_a_bash_shebang(tmp_path: Path) -> None:
     ("py", "absent.py", "the entry 'absent.py' is not in the task's code"),
     ("sh", "../outside.sh", "the entry '../outside.sh' is not inside the task's code"),
     ("c", "main.py", "the entry 'main.py' is not a .c file"),
+    ("component", "main.py", "the entry 'main.py' is not a .json file"),
 ])
 def test_a_bad_entry_is_invalid(tmp_path: Path, name: str, entry: str, message: str) -> None:
     (tmp_path / "outside.sh").write_text("echo out\n")
     task = job(tmp_path, {"main.py": "print(1)\n"}, entry)
     with pytest.raises(Invalid, match=message):
         runtime(name).prepare(task, lambda line: None)
+
+
+COMPONENT = Path(__file__).parents[1] / "fixtures" / "components" / "scaler"
+
+
+def test_a_component_runs_its_configuration_with_the_runner(tmp_path: Path) -> None:
+    """The entry is the configuration; the runner maps the input table in and the output
+    table out, keeps the state per configuration id (``<project>.<task>``) and writes the
+    job's summary to out/job.json."""
+    from lakeport.tables import TableStore
+
+    tables = TableStore(str(tmp_path / "tables"))
+    source = tmp_path / "readings.csv"
+    source.write_text("id,value\na,1.5\nb,2\n")
+    tables.load("in.c-main.readings", source)
+    files = {name: (COMPONENT / name).read_text() for name in ("main.py", "config.json")}
+    task = job(tmp_path, files, "config.json", "--quiet", settings={"tables": str(tables.root)},
+               version="plant/scale/3")
+    argv = usable("component").prepare(task, lambda line: None)
+    assert argv[argv.index("--config-id") + 1] == "plant.scale"
+    run("component", task)
+    scaled = tables.read("out.c-main.scaled").sort_by("id").to_pylist()
+    assert scaled == [{"id": "a", "value": "3.0"}, {"id": "b", "value": "4.0"}]
+    summary = json.loads((tmp_path / "out" / "job.json").read_text())
+    assert summary["state"] == "success" and summary["config_id"] == "plant.scale"
+    assert [t["destination"] for t in summary["tables_out"]] == ["out.c-main.scaled"]
+    run("component", task)  # the state of the first run comes back
+    again = json.loads((tmp_path / "out" / "job.json").read_text())
+    assert again["id"] != summary["id"] and again["state"] == "success"
+    from lakeport.components import StateStore
+
+    assert StateStore().read("plant.scale").state == {"runs": 2}
 
 
 SPARK = """import sys

@@ -25,10 +25,10 @@ app = typer.Typer(
 DirArg = Annotated[Path, typer.Argument(help="The component's folder.", show_default=False)]
 
 
-def _tables_root(root: str | None) -> str:
+def _tables_root(root: str | None, home: Path | None = None) -> str:
     from lakeport.home import lakeport_home
 
-    return root or os.environ.get("LAKEPORT_TABLES") or str(lakeport_home() / "tables")
+    return root or os.environ.get("LAKEPORT_TABLES") or str((home or lakeport_home()) / "tables")
 
 
 @app.command()
@@ -59,9 +59,22 @@ def run(
         "folder, removed after the run).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Do not echo the component's output.")] = False,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Keep states, jobs and component files under this lakeport home "
+        "(default LAKEPORT_HOME).", show_default=False)] = None,
+    summary: Annotated[Path | None, typer.Option(
+        "--summary", help="Also write the job (state, duration, usage, tables and files in "
+        "and out) to this JSON file.", show_default=False)] = None,
 ) -> None:
     """Run a component once: data folder, command, output mapping, state, usage, job."""
-    from lakeport.components import RunOptions, load_config, run_component
+    from lakeport.components import (
+        FileStore,
+        JobStore,
+        RunOptions,
+        StateStore,
+        load_config,
+        run_component,
+    )
     from lakeport.components.testing import resolve_command
     from lakeport.errors import LakeportError
     from lakeport.tables import TableStore
@@ -79,8 +92,17 @@ def run(
         component_dir=folder, command=resolve_command(folder, command),
         component_id=folder.name, config_id=config_id or folder.name, row_id=row,
         timeout=duration(timeout, "--timeout") or 3600.0, parent_run_id=parent_run_id,
-        tables=TableStore(_tables_root(tables_root)), log=echo, keep_data=keep_data)
+        tables=TableStore(_tables_root(tables_root, home)), log=echo, keep_data=keep_data)
+    if home is not None:
+        options.files = FileStore(home / "component-files")
+        options.states = StateStore(home / "component-state")
+        options.jobs = JobStore(home / "component-jobs")
     job = run_component(cfg, options)
+    if summary is not None:
+        from dataclasses import asdict
+
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(asdict(job), indent=2, default=str) + "\n")
     if job.result is not None:
         print(json.dumps(job.result))
     summary = (f"job {job.id} (run {job.run_id}): {job.state} in {job.duration:.2f} s; "

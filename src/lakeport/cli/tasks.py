@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Tasks: code deployed to the server and run by workers now (start), at a time "
     "(--at) or on a cron schedule (--cron), with retries, timeouts, limits and logs per "
-    "attempt. Runtimes: py, js, java, c, cpp, sh, spark. A run sees its input zip and "
-    "linked files in $LAKEPORT_TASK_IN and writes files to $LAKEPORT_TASK_OUT; they land in "
-    "the lake under tasks/PROJECT/TASK/RUN/ (lakeport files ls).\n\n"
+    "attempt. Runtimes: py, js, java, c, cpp, sh, spark, component (a data component: "
+    "docs/components.md). A run sees its input zip and linked files in $LAKEPORT_TASK_IN "
+    "and writes files to $LAKEPORT_TASK_OUT; they land in the lake under "
+    "tasks/PROJECT/TASK/RUN/ (lakeport files ls).\n\n"
     "Example: lakeport projects create plant && lakeport tasks deploy plant report "
     "--runtime py --executable main.py && lakeport tasks start plant report --follow",
     no_args_is_help=True,
@@ -90,8 +91,8 @@ def _memory_mb(text: str | None) -> int | None:
 @app.command()
 def deploy(
     project: ProjectArg, task: TaskArg,
-    runtime: Annotated[str, typer.Option("--runtime", help="py, js, java, c, cpp, sh or "
-                                         "spark.", show_default=False)],
+    runtime: Annotated[str, typer.Option("--runtime", help="py, js, java, c, cpp, sh, "
+                                         "spark or component.", show_default=False)],
     executable: Annotated[Path | None, typer.Option(
         "--executable", help="The program file (the entry point unless --entry).",
         show_default=False)] = None,

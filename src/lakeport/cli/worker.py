@@ -17,8 +17,8 @@ def worker(
     api_key: ApiKeyOption = None,
     runtimes: Annotated[str | None, typer.Option(
         "--runtimes", show_default=False,
-        help="Comma-separated runtimes to offer (py, js, java, c, cpp, sh, spark); default: "
-        "every runtime whose tools are installed here.")] = None,
+        help="Comma-separated runtimes to offer (py, js, java, c, cpp, sh, spark, "
+        "component); default: every runtime whose tools are installed here.")] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, max=1024, help="Runs at once at most.")] = 4,
     name: Annotated[str | None, typer.Option(

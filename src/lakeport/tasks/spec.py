@@ -64,7 +64,7 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    runtime: str = Field(description="py, js, java, c, cpp, sh or spark")
+    runtime: str = Field(description="py, js, java, c, cpp, sh, spark or component")
     entry: str | None = Field(None, max_length=1024)
     args: list[str] = Field(default_factory=list, max_length=1000)
     env: dict[str, str] = Field(default_factory=dict, description="values may be "

@@ -1,10 +1,11 @@
 """The runtimes a task's code runs with, by name: ``py``, ``js``, ``java``, ``c``, ``cpp``,
-``sh``, ``spark``. See :mod:`lakeport.tasks.runtimes.base` for the seam."""
+``sh``, ``spark``, ``component``. See :mod:`lakeport.tasks.runtimes.base` for the seam."""
 
 from __future__ import annotations
 
 from lakeport.errors import Invalid
 from lakeport.tasks.runtimes.base import Job, Progress, Runtime
+from lakeport.tasks.runtimes.component import ComponentRuntime
 from lakeport.tasks.runtimes.java import JavaRuntime
 from lakeport.tasks.runtimes.js import NodeRuntime
 from lakeport.tasks.runtimes.native import c_runtime, cpp_runtime
@@ -14,7 +15,7 @@ from lakeport.tasks.runtimes.spark import SparkRuntime
 
 RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     PythonRuntime(), NodeRuntime(), JavaRuntime(), c_runtime(), cpp_runtime(), ShellRuntime(),
-    SparkRuntime())}
+    SparkRuntime(), ComponentRuntime())}
 
 
 def runtime(name: str) -> Runtime:

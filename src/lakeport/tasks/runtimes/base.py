@@ -37,7 +37,8 @@ class Job:
 
 
 class Runtime(Protocol):
-    """How one kind of code runs: ``py``, ``js``, ``java``, ``c``, ``cpp``, ``sh``, ``spark``."""
+    """How one kind of code runs: ``py``, ``js``, ``java``, ``c``, ``cpp``, ``sh``, ``spark``,
+    ``component``."""
 
     name: str
 

@@ -1,0 +1,46 @@
+"""``component``: a data component on the file contract (:mod:`lakeport.components`), run by
+``lakeport component run`` on the worker, so tasks and workflows chain components.
+
+The task's code is the component's folder (its executable and dependencies zip: ``main.py``
+or ``src/component.py``, or any command given as the ``command`` setting); the entry is the
+configuration (``config.json``). The settings ``config_id`` (default ``<project>.<task>``:
+state and jobs are kept per id), ``row``, ``tables`` (the storage tables' folder or URL;
+default the worker's ``LAKEPORT_TABLES``, else ``tables`` in its lakeport home) and
+``timeout`` pass to the runner, as do the task's arguments. States, jobs and component files
+are kept in the worker's lakeport home. The job's summary (state, duration, usage, tables
+and files in and out) is the run's output file ``out/job.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lakeport.home import lakeport_home
+from lakeport.tasks.runtimes.base import Job, Progress, entry_file
+
+OPTIONS = {"row": "--row", "command": "--command", "timeout": "--timeout"}
+"""Settings passed to ``lakeport component run`` as its options."""
+
+
+class ComponentRuntime:
+    name = "component"
+
+    def missing(self) -> str | None:
+        return None  # the runner is part of lakeport
+
+    def prepare(self, job: Job, on_progress: Progress) -> list[str]:
+        config = entry_file(job, ".json")
+        config_id = job.settings.get("config_id") or ".".join(job.version_key.split("/")[:2])
+        argv = [sys.executable, "-m", "lakeport.cli", "component", "run", str(job.code),
+                "--config", str(config), "--summary", str(job.code.parent / "out" / "job.json")]
+        if config_id:
+            argv += ["--config-id", config_id]
+        home = lakeport_home()  # the worker's (a task process gets a small environment)
+        tables = (job.settings.get("tables") or os.environ.get("LAKEPORT_TABLES")
+                  or str(home / "tables"))
+        argv += ["--home", str(home), "--tables-root", tables]
+        for setting, option in OPTIONS.items():
+            if job.settings.get(setting):
+                argv += [option, job.settings[setting]]
+        return [*argv, *job.args]

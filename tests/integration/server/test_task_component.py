@@ -1,0 +1,92 @@
+"""A data component as a task (runtime ``component``): deployed with its code as the
+dependencies zip and its configuration as the executable, run by the local worker of
+``lakeport serve`` on the worker's storage tables; its job summary lands with the run's
+files, and its state comes back on the next run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server_fixtures import Platform, platform_settings, running_platform
+from task_helpers import zip_bytes
+from waiting import wait_until
+
+API = "/api/v1/tasks"
+COMPONENT = Path(__file__).parents[2] / "fixtures" / "components" / "scaler"
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[tuple[Platform, httpx.Client, Path]]:
+    """A server with its local worker, whose storage tables are in ``tables/``."""
+    from lakeport.tables import TableStore
+
+    tables = tmp_path / "tables"
+    source = tmp_path / "readings.csv"
+    source.write_text("id,value\na,1.5\nb,2\n")
+    TableStore(str(tables)).load("in.c-main.readings", source)
+    monkeypatch.setenv("LAKEPORT_TABLES", str(tables))  # the worker's environment
+    settings = platform_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, workers=1)
+    with running_platform(settings) as platform, platform.client() as http:
+        assert http.post(f"{API}/projects", json={"name": "plant"}).status_code == 201
+        yield platform, http, tables
+
+
+def output(http: httpx.Client, run_id: int) -> str:
+    """What the run printed: stdout, then stderr (where the runner echoes the component)."""
+    return "".join(http.get(f"{API}/runs/{run_id}/logs", params={"stream": stream}).text
+                   for stream in ("stdout", "stderr"))
+
+
+def run_to_end(http: httpx.Client, task: str) -> dict:
+    run_id = http.post(f"{API}/projects/plant/tasks/{task}/start", json={}).json()["id"]
+
+    def ended() -> bool:
+        return http.get(f"{API}/runs/{run_id}").json()["state"] not in ("queued", "running")
+
+    assert wait_until(ended, 60), http.get(f"{API}/runs/{run_id}").json()
+    return http.get(f"{API}/runs/{run_id}").json()
+
+
+def test_a_component_task_loads_its_output_and_keeps_its_state(served: tuple) -> None:
+    _, http, tables = served
+    answer = http.put(f"{API}/projects/plant/tasks/scale", data={"spec": json.dumps({
+        "runtime": "component"})}, files={
+        "executable": ("config.json", (COMPONENT / "config.json").read_bytes()),
+        "dependencies": ("dependencies.zip", zip_bytes({
+            "main.py": (COMPONENT / "main.py").read_bytes()}))})
+    assert answer.status_code == 201, answer.text
+    first = run_to_end(http, "scale")
+    assert first["state"] == "succeeded", (first, output(http, first["id"]))
+    assert "scaled 2 rows; run 1" in output(http, first["id"])
+    job = http.get(f"/api/v1/files/tasks/plant/scale/{first['id']}/out/job.json").json()
+    assert job["state"] == "success" and job["config_id"] == "plant.scale"
+    assert job["tables_out"][0]["destination"] == "out.c-main.scaled"
+
+    from lakeport.tables import TableStore
+
+    scaled = TableStore(str(tables)).read("out.c-main.scaled").sort_by("id").to_pylist()
+    assert scaled == [{"id": "a", "value": "3.0"}, {"id": "b", "value": "4.0"}]
+    second = run_to_end(http, "scale")
+    assert second["state"] == "succeeded"
+    assert "scaled 2 rows; run 2" in output(http, second["id"])
+
+
+def test_a_failing_component_fails_its_run_with_the_components_message(served: tuple) -> None:
+    _, http, _ = served
+    config = json.loads((COMPONENT / "config.json").read_text())
+    config["storage"]["input"]["tables"][0]["source"] = "in.c-main.missing"
+    answer = http.put(f"{API}/projects/plant/tasks/broken", data={"spec": json.dumps({
+        "runtime": "component"})}, files={
+        "executable": ("config.json", json.dumps(config).encode()),
+        "dependencies": ("dependencies.zip", zip_bytes({
+            "main.py": (COMPONENT / "main.py").read_bytes()}))})
+    assert answer.status_code == 201, answer.text
+    run = run_to_end(http, "broken")
+    assert run["state"] == "failed" and "exit code 1" in run["reason"], run
+    assert "in.c-main.missing" in output(http, run["id"])
