@@ -53,14 +53,18 @@ def run_to_end(http: httpx.Client, task: str) -> dict:
     return http.get(f"{API}/runs/{run_id}").json()
 
 
-def test_a_component_task_loads_its_output_and_keeps_its_state(served: tuple) -> None:
-    _, http, tables = served
-    answer = http.put(f"{API}/projects/plant/tasks/scale", data={"spec": json.dumps({
+def deploy(http: httpx.Client, task: str, config: dict) -> None:
+    answer = http.put(f"{API}/projects/plant/tasks/{task}", data={"spec": json.dumps({
         "runtime": "component"})}, files={
-        "executable": ("config.json", (COMPONENT / "config.json").read_bytes()),
+        "executable": ("config.json", json.dumps(config).encode()),
         "dependencies": ("dependencies.zip", zip_bytes({
             "main.py": (COMPONENT / "main.py").read_bytes()}))})
     assert answer.status_code == 201, answer.text
+
+
+def test_a_component_task_loads_its_output_and_keeps_its_state(served: tuple) -> None:
+    _, http, tables = served
+    deploy(http, "scale", json.loads((COMPONENT / "config.json").read_text()))
     first = run_to_end(http, "scale")
     assert first["state"] == "succeeded", (first, output(http, first["id"]))
     assert "scaled 2 rows; run 1" in output(http, first["id"])
@@ -77,16 +81,44 @@ def test_a_component_task_loads_its_output_and_keeps_its_state(served: tuple) ->
     assert "scaled 2 rows; run 2" in output(http, second["id"])
 
 
+def test_a_workflow_chains_two_components_through_a_table(served: tuple) -> None:
+    """The second node reads the table the first one wrote; each node keeps its own state
+    from one instance to the next."""
+    _, http, tables = served
+    first = json.loads((COMPONENT / "config.json").read_text())
+    second = json.loads((COMPONENT / "config.json").read_text())
+    second["storage"]["input"]["tables"][0]["source"] = "out.c-main.scaled"
+    second["storage"]["output"]["tables"][0]["destination"] = "out.c-main.quadrupled"
+    deploy(http, "scale", first)
+    deploy(http, "again", second)
+    made = http.put("/api/v1/workflows/chain", json={"project": "plant",
+                                                      "edges": [["scale", "again"]]})
+    assert made.status_code == 201, made.text
+    for number in (1, 2):
+        instance = http.post("/api/v1/workflows/chain/instances", json={}).json()
+
+        def done(instance_id: int = instance["id"]) -> bool:
+            state = http.get(f"/api/v1/workflows/instances/{instance_id}").json()["state"]
+            return state not in ("queued", "running")
+
+        assert wait_until(done, 90)
+        record = http.get(f"/api/v1/workflows/instances/{instance['id']}").json()
+        assert record["state"] == "succeeded", record
+        for node in record["nodes"]:
+            run_id = node["attempts"][-1]["run"]
+            assert f"run {number}" in output(http, run_id), node
+
+    from lakeport.tables import TableStore
+
+    quadrupled = TableStore(str(tables)).read("out.c-main.quadrupled").sort_by("id").to_pylist()
+    assert quadrupled == [{"id": "a", "value": "6.0"}, {"id": "b", "value": "8.0"}]
+
+
 def test_a_failing_component_fails_its_run_with_the_components_message(served: tuple) -> None:
     _, http, _ = served
     config = json.loads((COMPONENT / "config.json").read_text())
     config["storage"]["input"]["tables"][0]["source"] = "in.c-main.missing"
-    answer = http.put(f"{API}/projects/plant/tasks/broken", data={"spec": json.dumps({
-        "runtime": "component"})}, files={
-        "executable": ("config.json", json.dumps(config).encode()),
-        "dependencies": ("dependencies.zip", zip_bytes({
-            "main.py": (COMPONENT / "main.py").read_bytes()}))})
-    assert answer.status_code == 201, answer.text
+    deploy(http, "broken", config)
     run = run_to_end(http, "broken")
     assert run["state"] == "failed" and "exit code 1" in run["reason"], run
     assert "in.c-main.missing" in output(http, run["id"])

@@ -3,12 +3,12 @@
 
 The task's code is the component's folder (its executable and dependencies zip: ``main.py``
 or ``src/component.py``, or any command given as the ``command`` setting); the entry is the
-configuration (``config.json``). The settings ``config_id`` (default ``<project>.<task>``:
-state and jobs are kept per id), ``row``, ``tables`` (the storage tables' folder or URL;
-default the worker's ``LAKEPORT_TABLES``, else ``tables`` in its lakeport home) and
-``timeout`` pass to the runner, as do the task's arguments. States, jobs and component files
-are kept in the worker's lakeport home. The job's summary (state, duration, usage, tables
-and files in and out) is the run's output file ``out/job.json``.
+configuration (``config.json``). The settings ``config_id`` (default ``<project>.<task>``, in
+a workflow ``<project>.<node>``: state and jobs are kept per id), ``row``, ``tables`` (the
+storage tables' folder or URL; default the worker's ``LAKEPORT_TABLES``, else ``tables`` in
+its lakeport home) and ``timeout`` pass to the runner, as do the task's arguments. States,
+jobs and component files are kept in the worker's lakeport home. The job's summary (state,
+duration, usage, tables and files in and out) is the run's output file ``out/job.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ class ComponentRuntime:
 
     def prepare(self, job: Job, on_progress: Progress) -> list[str]:
         config = entry_file(job, ".json")
-        config_id = job.settings.get("config_id") or ".".join(job.version_key.split("/")[:2])
+        project_task = job.version_key.split("/")[:2]  # a workflow's copy: <node>@<instance>
+        config_id = job.settings.get("config_id") or ".".join(
+            part.split("@")[0] for part in project_task)
         argv = [sys.executable, "-m", "lakeport.cli", "component", "run", str(job.code),
                 "--config", str(config), "--summary", str(job.code.parent / "out" / "job.json")]
         if config_id:
