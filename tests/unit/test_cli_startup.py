@@ -28,12 +28,23 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_importing_the_command_line_imports_nothing_heavy() -> None:
     done = _python("import json, sys\nimport lakeport.cli.main\n"
+                   "lakeport.cli.main.build_app()  # every command, as lakeport --help has it\n"
                    "print(json.dumps(sorted(sys.modules)))")
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
     heavy = [name for name in loaded
              if any(name == top or name.startswith(f"{top}.") for top in HEAVY)]
     assert not heavy, f"lakeport.cli.main imports {heavy}"
+
+
+def test_a_command_line_builds_only_the_command_it_runs() -> None:
+    done = _python("import json, sys\nfrom lakeport.cli.main import main\n"
+                   "try:\n    main(['topics', '--help'])\nexcept SystemExit:\n    pass\n"
+                   "print(json.dumps(sorted(sys.modules)))")
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "lakeport.cli.topics" in loaded
+    assert not loaded & {"lakeport.cli.tasks", "lakeport.cli.files", "lakeport.cli.rules"}
 
 
 def test_a_worker_loads_no_data_libraries() -> None:
