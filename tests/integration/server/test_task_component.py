@@ -114,6 +114,42 @@ def test_a_workflow_chains_two_components_through_a_table(served: tuple) -> None
     assert quadrupled == [{"id": "a", "value": "6.0"}, {"id": "b", "value": "8.0"}]
 
 
+def stored_bytes(*folders: Path) -> list[bytes]:
+    """Every file under ``folders`` but the store's database."""
+    return [path.read_bytes() for folder in folders for path in folder.rglob("*")
+            if path.is_file() and ".db" not in path.suffix]
+
+
+def test_hash_parameters_are_sealed_at_rest_and_open_for_the_run(
+        served: tuple, tmp_path: Path, lakeport_home: Path) -> None:
+    """A ``#`` parameter is encrypted in the lake (the key in the server's secret store),
+    the component gets the value itself, and neither the server nor the worker (whose
+    folder is in the lakeport home) keeps it in the clear."""
+    _, http, _ = served
+    config = json.loads((COMPONENT / "config.json").read_text())
+    config["parameters"]["#token"] = "s3cr3t-value"
+    deploy(http, "sealed", config)
+    stored = stored_bytes(tmp_path, lakeport_home)
+    assert not any(b"s3cr3t-value" in data for data in stored)
+    assert any(b"LAKEPORT::SEALED::" in data for data in stored)
+    run = run_to_end(http, "sealed")
+    assert run["state"] == "succeeded", (run, output(http, run["id"]))
+    assert "token open, 12 chars" in output(http, run["id"])
+    assert (lakeport_home / "worker").is_dir()
+    assert not any(b"s3cr3t-value" in data for data in stored_bytes(tmp_path, lakeport_home))
+
+
+def test_a_configuration_that_is_not_one_is_refused_at_deploy(served: tuple) -> None:
+    _, http, _ = served
+    for body, message in ((b"{not json", "bad task: the configuration config.json: not JSON"),
+                          (b'{"parameters": {}, "colour": 1}', "colour: unknown key")):
+        answer = http.put(f"{API}/projects/plant/tasks/bad", data={"spec": json.dumps({
+            "runtime": "component"})}, files={"executable": ("config.json", body)})
+        assert answer.status_code == 422, answer.text
+        assert message in answer.json()["error"]["message"], answer.text
+    assert http.get(f"{API}/projects/plant/tasks/bad").status_code == 404
+
+
 def test_a_failing_component_fails_its_run_with_the_components_message(served: tuple) -> None:
     _, http, _ = served
     config = json.loads((COMPONENT / "config.json").read_text())

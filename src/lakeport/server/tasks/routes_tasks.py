@@ -31,6 +31,7 @@ from lakeport.server.tasks.lakefiles import put_object
 from lakeport.server.tasks.records import task_record
 from lakeport.server.tasks.routes_projects import bundle_keys
 from lakeport.server.tasks.scheduler import schedule_columns
+from lakeport.server.tasks.sealed import is_sealed, seal_configuration
 from lakeport.server.tasks.tables import links, tasks, versions
 from lakeport.tasks.bundle import check_zip
 from lakeport.tasks.schedule import parse_schedule
@@ -146,6 +147,8 @@ async def deploy(project: str, task: str, request: Request,
             if upload is None:
                 continue
             path = await _spooled(upload, Path(folder), part)
+            if is_sealed(settings.runtime, part) and settings.entry in (None, executable_name):
+                await asyncio.to_thread(seal_configuration, path, executable_name or part)
             if part in _ZIPS:
                 names = await asyncio.to_thread(check_zip, path, what=_ZIPS[part])
                 if part == "dependencies":

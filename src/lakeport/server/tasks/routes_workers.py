@@ -31,6 +31,7 @@ from lakeport.server.store.users import User
 from lakeport.server.tasks import logs, service
 from lakeport.server.tasks.access import require_worker
 from lakeport.server.tasks.lakefiles import file_object, run_folder, save_run_file, system_user
+from lakeport.server.tasks.sealed import is_sealed, opened
 from lakeport.server.tasks.tables import links, projects, runs, tasks, versions
 from lakeport.server.tasks.tables import workers as worker_table
 from lakeport.server.tasks.wakeup import Wakeup
@@ -172,7 +173,8 @@ def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
             "parameters": orjson.loads(run.parameters), "timeout": spec.timeout,
             "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
             "settings": spec.settings, "parts": sorted(parts),
-            "sums": {name: part["sha256"] for name, part in parts.items()},
+            "sums": {name: part["sha256"] for name, part in parts.items()
+                     if not is_sealed(run.runtime, name)},  # a sum: the worker caches it
             "executable": version.executable, "links": list(link_names),
             "heartbeat": HEARTBEAT, "grace": GRACE, "lost_after": lost_after}
 
@@ -213,6 +215,8 @@ async def get_part(attempt_id: Id, part: Literal["executable", "dependencies", "
     if part not in parts:
         raise NotFound(f"the task has no {part}")
     body = await request.app.state.files_lake.read(parts[part]["key"])
+    if is_sealed(run.runtime, part):
+        return Response(await opened(body), media_type="application/octet-stream")
     return StreamingResponse(body, media_type="application/octet-stream",
                              headers={"Content-Length": str(parts[part]["size"])})
 
