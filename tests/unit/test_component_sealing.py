@@ -16,6 +16,7 @@ from lakeport.apps.secrets import SecretStore
 from lakeport.components.sealing import (
     KEY_NAME,
     PREFIX,
+    key_store,
     seal,
     seal_file,
     unseal,
@@ -64,7 +65,27 @@ def test_a_configuration_file_is_checked_sealed_and_opened(tmp_path: Path) -> No
         seal_file(b'{"colour": 1}', store)
 
 
-def test_a_value_sealed_under_another_key_is_refused(tmp_path: Path) -> None:
+def test_a_value_sealed_under_another_key_or_without_one_is_refused(tmp_path: Path) -> None:
     sealed = seal({"#token": "s3cr3t"}, SecretStore(tmp_path / "one"))
+    with pytest.raises(Invalid, match="no sealing key in"):
+        unseal(sealed, SecretStore(tmp_path / "two"))  # opening never makes a key
+    seal({}, SecretStore(tmp_path / "two"))  # sealing does
     with pytest.raises(Invalid, match="does not open with this key"):
         unseal(sealed, SecretStore(tmp_path / "two"))
+    assert unseal({"#plain": "x"}, SecretStore(tmp_path / "three")) == {"#plain": "x"}
+
+
+def test_the_key_is_in_a_store_of_its_own(tmp_path: Path) -> None:
+    """No ``<% secrets.NAME %>`` reference (which reads the home's secrets.json) reaches it."""
+    seal_file(b'{"parameters": {"#a": "b"}}', key_store(tmp_path))
+    assert KEY_NAME in key_store(tmp_path).names()
+    assert KEY_NAME not in SecretStore(tmp_path).names()
+
+
+def test_values_are_kept_exactly_and_deep_nesting_is_one_error(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path)
+    config = b'{"parameters": {"big": 18446744073709551617, "#t": "x", "f": 0.1}}'
+    assert json.loads(unseal_file(seal_file(config, store), store)) == json.loads(config)
+    deep = b'{"parameters": {"#n": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    with pytest.raises(Invalid, match=r"^config\.json: (nested too deeply|not JSON)"):
+        seal_file(deep, store)

@@ -53,9 +53,9 @@ def run_to_end(http: httpx.Client, task: str) -> dict:
     return http.get(f"{API}/runs/{run_id}").json()
 
 
-def deploy(http: httpx.Client, task: str, config: dict) -> None:
+def deploy(http: httpx.Client, task: str, config: dict, **spec: object) -> None:
     answer = http.put(f"{API}/projects/plant/tasks/{task}", data={"spec": json.dumps({
-        "runtime": "component"})}, files={
+        "runtime": "component", **spec})}, files={
         "executable": ("config.json", json.dumps(config).encode()),
         "dependencies": ("dependencies.zip", zip_bytes({
             "main.py": (COMPONENT / "main.py").read_bytes()}))})
@@ -137,6 +137,42 @@ def test_hash_parameters_are_sealed_at_rest_and_open_for_the_run(
     assert "token open, 12 chars" in output(http, run["id"])
     assert (lakeport_home / "worker").is_dir()
     assert not any(b"s3cr3t-value" in data for data in stored_bytes(tmp_path, lakeport_home))
+    # the key is no secret a task's environment can name
+    deploy(http, "peek", config, env={"KEY": "<% secrets.component-key %>"})
+    peek = run_to_end(http, "peek")
+    assert peek["state"] == "failed" and "secret 'component-key' does not exist" in \
+        peek["reason"], peek
+
+
+def test_a_sealed_task_is_copied_only_by_who_may_deploy_it(served: tuple) -> None:
+    """A copy runs with the opened configuration and code its maker chooses: copying a task
+    with a sealed configuration needs write on it, not just read."""
+    platform, http, _ = served
+    config = json.loads((COMPONENT / "config.json").read_text())
+    config["parameters"]["#token"] = "s3cr3t-value"
+    deploy(http, "sealed", config)
+    with platform.client("bob") as bob:  # bob's key: bob is a user now
+        assert http.put("/api/v1/grants/project/plant",
+                        json={"user": "bob", "permission": "read"}).status_code == 201
+        assert bob.get(f"{API}/projects/plant/tasks/sealed").status_code == 200
+        assert bob.post(f"{API}/projects", json={"name": "bobs"}).status_code == 201
+        refused = bob.post(f"{API}/projects/plant/tasks/sealed/copy",
+                           json={"name": "mine", "project": "bobs"})
+        assert refused.status_code == 403 and "sealed" in refused.text, refused.text
+    copied = http.post(f"{API}/projects/plant/tasks/sealed/copy", json={"name": "again"})
+    assert copied.status_code == 201, copied.text
+
+
+def test_a_kept_executable_becomes_a_configuration_only_when_uploaded_again(
+        served: tuple) -> None:
+    _, http, _ = served
+    answer = http.put(f"{API}/projects/plant/tasks/switch", data={"spec": json.dumps({
+        "runtime": "py"})}, files={"executable": ("config.json", b'{"parameters": {}}')})
+    assert answer.status_code == 201, answer.text
+    switched = http.put(f"{API}/projects/plant/tasks/switch", params={"overwrite": "true"},
+                        data={"spec": json.dumps({"runtime": "component"})})
+    assert switched.status_code == 422, switched.text
+    assert "upload it again" in switched.json()["error"]["message"]
 
 
 def test_a_configuration_that_is_not_one_is_refused_at_deploy(served: tuple) -> None:

@@ -31,7 +31,13 @@ from lakeport.server.tasks.lakefiles import put_object
 from lakeport.server.tasks.records import task_record
 from lakeport.server.tasks.routes_projects import bundle_keys
 from lakeport.server.tasks.scheduler import schedule_columns
-from lakeport.server.tasks.sealed import is_sealed, seal_configuration
+from lakeport.server.tasks.sealed import (
+    PART,
+    is_sealed,
+    kept_problem,
+    needs_sealing,
+    seal_configuration,
+)
 from lakeport.server.tasks.tables import links, tasks, versions
 from lakeport.tasks.bundle import check_zip
 from lakeport.tasks.schedule import parse_schedule
@@ -147,7 +153,9 @@ async def deploy(project: str, task: str, request: Request,
             if upload is None:
                 continue
             path = await _spooled(upload, Path(folder), part)
-            if is_sealed(settings.runtime, part) and settings.entry in (None, executable_name):
+            sealing = part == PART and needs_sealing(settings.runtime, settings.entry,
+                                                     executable_name)
+            if sealing:
                 await asyncio.to_thread(seal_configuration, path, executable_name or part)
             if part in _ZIPS:
                 names = await asyncio.to_thread(check_zip, path, what=_ZIPS[part])
@@ -155,6 +163,8 @@ async def deploy(project: str, task: str, request: Request,
                     members = names
             stored = await put_object(lake, _file_chunks(path))
             fresh[part] = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+            if sealing:
+                fresh[part]["sealed"] = True
     if "dependencies" not in fresh and "dependencies" in parts and previous is not None:
         members = orjson.loads(previous.parts)["dependencies"].get("members", [])
     if "dependencies" in fresh:
@@ -162,6 +172,9 @@ async def deploy(project: str, task: str, request: Request,
     entry = settings.entry or executable_name
     problem = "bad task: no entry point: give spec.entry or an executable" if entry is None \
         else _entry_problem(entry, executable_name, members)
+    if not problem and executable is None and needs_sealing(settings.runtime, settings.entry,
+                                                            executable_name):
+        problem = kept_problem(parts, executable_name or PART)
     if problem:
         await lake.delete(*(part["key"] for part in fresh.values()))
         raise Invalid(problem)
@@ -266,6 +279,10 @@ async def copy_task(project: str, task: str, body: CopyIn, user: User = Depends(
             raise Conflict(f"task {name!r} exists in project {target_project!r}")
         version = conn.execute(sa.select(versions).where(
             versions.c.task_id == source.id, versions.c.version == source.version)).one()
+        if any(is_sealed(part) for part in orjson.loads(version.parts).values()):
+            # sealed parameters open for the copy's code: only for who may deploy the source's
+            task_access(conn, user, project, task, Level.WRITE, "copy (its configuration is "
+                        "sealed)")
         spec = TaskSpec.model_validate_json(source.spec)
         copy_id = conn.execute(tasks.insert().values(
             project_id=target.id, name=name, version=1, runtime=source.runtime,

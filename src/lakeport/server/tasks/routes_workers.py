@@ -174,7 +174,7 @@ def _attempt(conn: Connection, claimed: service.Claimed, lost_after: float
             "limits": {"memory_mb": spec.memory_mb, "cpu_seconds": spec.cpu_seconds},
             "settings": spec.settings, "parts": sorted(parts),
             "sums": {name: part["sha256"] for name, part in parts.items()
-                     if not is_sealed(run.runtime, name)},  # a sum: the worker caches it
+                     if not is_sealed(part)},  # a sum: the worker caches the part
             "executable": version.executable, "links": list(link_names),
             "heartbeat": HEARTBEAT, "grace": GRACE, "lost_after": lost_after}
 
@@ -215,7 +215,7 @@ async def get_part(attempt_id: Id, part: Literal["executable", "dependencies", "
     if part not in parts:
         raise NotFound(f"the task has no {part}")
     body = await request.app.state.files_lake.read(parts[part]["key"])
-    if is_sealed(run.runtime, part):
+    if is_sealed(parts[part]):
         return Response(await opened(body), media_type="application/octet-stream")
     return StreamingResponse(body, media_type="application/octet-stream",
                              headers={"Content-Length": str(parts[part]["size"])})

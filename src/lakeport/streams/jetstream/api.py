@@ -23,10 +23,17 @@ from lakeport.errors import (
 )
 
 T = TypeVar("T")
+
+
+class _TryAgain(Unavailable):
+    """JetStream answered "temporarily unavailable" (a cluster without its quorum yet)."""
+
+
 API_PREFIX = "$JS.API."
 STREAM_NOT_FOUND = 10059
 CONSUMER_NOT_FOUND = 10014
 STREAM_NAME_IN_USE = 10058
+NOT_AVAILABLE = 10008  # "JetStream system temporarily unavailable"
 
 
 def error_from_response(error: dict[str, Any], what: str) -> LakeportError:
@@ -41,7 +48,7 @@ def error_from_response(error: dict[str, Any], what: str) -> LakeportError:
     elif code == 409:
         cls = Conflict
     elif code == 503:
-        cls = Unavailable
+        cls = _TryAgain if error.get("err_code") == NOT_AVAILABLE else Unavailable
     elif code >= 500:
         cls = Transient
     else:
@@ -113,7 +120,9 @@ async def request(
         return response
 
     try:
-        return await resend(answer, retry_for, (*NO_ANSWER, Unavailable))
+        return await resend(answer, retry_for, (*NO_ANSWER, _TryAgain))
+    except LakeportError:
+        raise
     except Exception as exc:
         raise translate(exc, what) from exc
 

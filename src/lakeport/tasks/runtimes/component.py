@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from lakeport.home import lakeport_home
 from lakeport.tasks.runtimes.base import Job, Progress, entry_file
@@ -34,13 +35,16 @@ class ComponentRuntime:
         project_task = job.version_key.split("/")[:2]  # a workflow's copy: <node>@<instance>
         config_id = job.settings.get("config_id") or ".".join(
             part.split("@")[0] for part in project_task)
-        argv = [sys.executable, "-m", "lakeport.cli", "component", "run", str(job.code),
-                "--config", str(config), "--summary", str(job.code.parent / "out" / "job.json")]
+        code = job.code.resolve()  # the process runs in it: every path is absolute
+        argv = [sys.executable, "-m", "lakeport.cli", "component", "run", str(code),
+                "--config", str(config), "--summary", str(code.parent / "out" / "job.json")]
         if config_id:
             argv += ["--config-id", config_id]
-        home = lakeport_home()  # the worker's (a task process gets a small environment)
+        home = lakeport_home().resolve()  # the worker's (a task gets a small environment)
         tables = (job.settings.get("tables") or os.environ.get("LAKEPORT_TABLES")
                   or str(home / "tables"))
+        if "://" not in tables:
+            tables = str(Path(tables).resolve())
         argv += ["--home", str(home), "--tables-root", tables]
         for setting, option in OPTIONS.items():
             if job.settings.get(setting):
