@@ -94,21 +94,19 @@ def run(
         timeout=duration(timeout, "--timeout") or 3600.0, parent_run_id=parent_run_id,
         tables=TableStore(_tables_root(tables_root, home)), log=echo, keep_data=keep_data)
     if home is not None:
-        options.files = FileStore(home / "component-files")
-        options.states = StateStore(home / "component-state")
-        options.jobs = JobStore(home / "component-jobs")
+        options.files = FileStore(home / FileStore.FOLDER)
+        options.states = StateStore(home / StateStore.FOLDER)
+        options.jobs = JobStore(home / JobStore.FOLDER)
     job = run_component(cfg, options)
     if summary is not None:
-        from dataclasses import asdict
-
         summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(json.dumps(asdict(job), indent=2, default=str) + "\n")
+        summary.write_text(job.to_json(indent=2) + "\n")
     if job.result is not None:
         print(json.dumps(job.result))
-    summary = (f"job {job.id} (run {job.run_id}): {job.state} in {job.duration:.2f} s; "
-               f"tables in {len(job.tables_in)}, out {len(job.tables_out)}; files in "
-               f"{len(job.files_in)}, out {len(job.files_out)}")
-    stderr.print(summary, markup=False, highlight=False, soft_wrap=True)
+    line = (f"job {job.id} (run {job.run_id}): {job.state} in {job.duration:.2f} s; "
+            f"tables in {len(job.tables_in)}, out {len(job.tables_out)}; files in "
+            f"{len(job.files_in)}, out {len(job.files_out)}")
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)
     if not job.succeeded:
         raise LakeportError(job.message)
 
@@ -120,8 +118,6 @@ def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List the jobs of components with their state, duration and usage (summed at the end)."""
-    from dataclasses import asdict
-
     from rich.table import Table
 
     from lakeport.cli.remote import print_table
@@ -130,7 +126,7 @@ def jobs(
     found = JobStore().list(config_id)
     if as_json:
         for job in found:
-            print(json.dumps(asdict(job), default=str))
+            print(job.to_json())
         return
     if not found:
         stderr.print("no component jobs", markup=False)

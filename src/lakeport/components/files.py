@@ -141,8 +141,10 @@ def same_chain(run_id: str) -> Callable[[str | None], bool]:
 class FileStore:
     """Component files in a folder (default ``<lakeport home>/component-files``)."""
 
+    FOLDER = "component-files"
+
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root else lakeport_home() / "component-files"
+        self.root = Path(root) if root else lakeport_home() / self.FOLDER
 
     def _records(self) -> Path:
         return private_folder(self.root / "records")

@@ -60,12 +60,18 @@ class Job:
     def succeeded(self) -> bool:
         return self.state == "success"
 
+    def to_json(self, indent: int | None = None) -> str:
+        """The record as JSON (as ``jobs.jsonl`` keeps it)."""
+        return json.dumps(asdict(self), indent=indent, default=str)
+
 
 class JobStore:
     """Job records as JSON lines (default ``<lakeport home>/component-jobs``)."""
 
+    FOLDER = "component-jobs"
+
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root else lakeport_home() / "component-jobs"
+        self.root = Path(root) if root else lakeport_home() / self.FOLDER
 
     @property
     def path(self) -> Path:
@@ -76,7 +82,7 @@ class JobStore:
 
     def record(self, job: Job) -> None:
         with file_lock(self.root / ".lock"), self.path.open("a") as handle:
-            handle.write(json.dumps(asdict(job), default=str) + "\n")
+            handle.write(job.to_json() + "\n")
 
     def list(self, config_id: str | None = None) -> list[Job]:
         """Every job, oldest first (of one configuration when ``config_id`` is given)."""

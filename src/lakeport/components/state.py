@@ -35,8 +35,10 @@ def _file_name(config_id: str) -> str:
 class StateStore:
     """States of configurations in a folder (default ``<lakeport home>/component-state``)."""
 
+    FOLDER = "component-state"
+
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root else lakeport_home() / "component-state"
+        self.root = Path(root) if root else lakeport_home() / self.FOLDER
 
     def _path(self, config_id: str) -> Path:
         return private_folder(self.root) / _file_name(config_id)

@@ -145,6 +145,7 @@ async def deploy(project: str, task: str, request: Request,
         executable_name = Path(executable.filename or "").name or None
         if executable_name is None:
             raise Invalid("bad task: the executable has no file name")
+    sealed = needs_sealing(settings.runtime, settings.entry, executable_name)
     lake = request.app.state.files_lake
     fresh: dict[str, Any] = {}
     members: list[str] = []
@@ -153,8 +154,7 @@ async def deploy(project: str, task: str, request: Request,
             if upload is None:
                 continue
             path = await _spooled(upload, Path(folder), part)
-            sealing = part == PART and needs_sealing(settings.runtime, settings.entry,
-                                                     executable_name)
+            sealing = sealed and part == PART
             if sealing:
                 await asyncio.to_thread(seal_configuration, path, executable_name or part)
             if part in _ZIPS:
@@ -172,8 +172,7 @@ async def deploy(project: str, task: str, request: Request,
     entry = settings.entry or executable_name
     problem = "bad task: no entry point: give spec.entry or an executable" if entry is None \
         else _entry_problem(entry, executable_name, members)
-    if not problem and executable is None and needs_sealing(settings.runtime, settings.entry,
-                                                            executable_name):
+    if not problem and sealed and executable is None:
         problem = kept_problem(parts, executable_name or PART)
     if problem:
         await lake.delete(*(part["key"] for part in fresh.values()))

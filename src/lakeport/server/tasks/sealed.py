@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lakeport.errors import Invalid
+from lakeport.tasks.runtimes.component import ComponentRuntime
 
-RUNTIME = "component"
+RUNTIME = ComponentRuntime.name
 PART = "executable"
 MAX_BYTES = 16 << 20
 

@@ -40,12 +40,12 @@ class ComponentRuntime:
                 "--config", str(config), "--summary", str(code.parent / "out" / "job.json")]
         if config_id:
             argv += ["--config-id", config_id]
-        home = lakeport_home().resolve()  # the worker's (a task gets a small environment)
-        tables = (job.settings.get("tables") or os.environ.get("LAKEPORT_TABLES")
-                  or str(home / "tables"))
-        if "://" not in tables:
-            tables = str(Path(tables).resolve())
-        argv += ["--home", str(home), "--tables-root", tables]
+        # the worker's home and tables (a task gets a small environment); without tables
+        # the runner takes those of the home
+        argv += ["--home", str(lakeport_home().resolve())]
+        tables = job.settings.get("tables") or os.environ.get("LAKEPORT_TABLES")
+        if tables:
+            argv += ["--tables-root", tables if "://" in tables else str(Path(tables).resolve())]
         for setting, option in OPTIONS.items():
             if job.settings.get(setting):
                 argv += [option, job.settings[setting]]
