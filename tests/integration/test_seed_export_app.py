@@ -151,11 +151,15 @@ def sent_readings(lakes: Lakes) -> list[tuple[int, str, str]]:
 
 def measured(rows: list[tuple[int, str, str]], sent: list[tuple[int, str, str]]
              ) -> dict[str, int]:
-    """Rows against readings: how many, how many repeated, how many readings have no row."""
-    keys = Counter(rows)
+    """Rows against readings: how many, how many repeated, how many readings have no row.
+
+    Readings are counted by (time in ms, asset, datastream) with their multiplicity: two
+    readings of one asset's datastream in the same millisecond are two readings, so a row
+    is repeated only beyond the readings with its key."""
+    keys, wanted = Counter(rows), Counter(sent)
     return {"readings": len(sent), "rows": len(rows),
-            "duplicates": sum(n - 1 for n in keys.values() if n > 1),
-            "missing": len(set(sent) - set(keys))}
+            "duplicates": sum((keys - wanted).values()),
+            "missing": sum((wanted - keys).values())}
 
 
 def sent_count(process: subprocess.Popen[str]) -> int:
